@@ -1,0 +1,21 @@
+import { Command } from 'commander';
+import { registerManifestCommands } from './commands/manifest.js';
+import { registerRouteCommands } from './commands/route.js';
+import { registerHubCommands } from './commands/hub.js';
+import { registerClusterCommands } from './commands/agent.js';
+
+/**
+ * Builds the `kedge` command tree. Each command family lives in `commands/<family>.ts` and registers itself here;
+ * commands write to the given streams and set `process.exitCode`, so tests can run them in-process.
+ */
+export function buildProgram(): Command {
+  const program = new Command('kedge')
+    .description('Kedge: an open, self-hosted IoT Edge platform for Kubernetes')
+    .version('0.1.0')
+    .showHelpAfterError();
+  registerManifestCommands(program);
+  registerRouteCommands(program);
+  registerHubCommands(program);
+  registerClusterCommands(program);
+  return program;
+}

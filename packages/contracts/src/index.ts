@@ -1,0 +1,4 @@
+export { ok, err } from './result.js';
+export type { Result } from './result.js';
+export { KedgeError, formatIssues } from './errors.js';
+export type { Issue } from './errors.js';
