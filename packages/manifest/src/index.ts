@@ -1,1 +1,12 @@
-export {};
+export * from './schema.js';
+export * from './k8s-options.js';
+export { parseCreateOptions, joinCreateOptionsChunks, chunkKey } from './create-options.js';
+export type { CreateOptions, HostConfig, PortBinding, Mount, DeviceMapping } from './create-options.js';
+export { validateManifest, unwrapModulesContent, checkModuleName } from './validate.js';
+export type { ModulesContent, DeploymentManifest, ManifestResult } from './validate.js';
+export { validateLayer, composeLayers } from './layering.js';
+export type { Layer } from './layering.js';
+export { parseEdgeDeploymentSpec } from './spec.js';
+export * from './crd.js';
+export { IssueCollector, formatPath } from './issues.js';
+export type { PathSegment } from './issues.js';

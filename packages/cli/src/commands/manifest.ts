@@ -1,4 +1,81 @@
+import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
+import { formatIssues, type Issue } from '@kedge/contracts';
+import { validateManifest } from '@kedge/manifest';
+import { renderCommandAction } from './render.js';
 
-/** Registers the `manifest` command family (filled in by its owner). */
-export function registerManifestCommands(_program: Command): void {}
+/** Reads a JSON (or YAML, by extension) file; a clear message on failure. */
+export async function readDocument(file: string): Promise<{ ok: true; value: unknown } | { ok: false; message: string }> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (e) {
+    return { ok: false, message: `cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}` };
+  }
+  try {
+    if (/\.ya?ml$/i.test(file)) {
+      const { parse } = await import('yaml');
+      return { ok: true, value: parse(text) as unknown };
+    }
+    return { ok: true, value: JSON.parse(text) as unknown };
+  } catch (e) {
+    return { ok: false, message: `${file}: not valid ${/\.ya?ml$/i.test(file) ? 'YAML' : 'JSON'}: ${(e as Error).message}` };
+  }
+}
+
+function printWarnings(warnings: readonly Issue[], quiet: boolean): void {
+  if (quiet || warnings.length === 0) return;
+  process.stderr.write(`${warnings.map((w) => `warning: ${w.path}: ${w.message}`).join('\n')}\n`);
+}
+
+/** Registers `kedge manifest validate` and `kedge manifest render`. */
+export function registerManifestCommands(program: Command): void {
+  const manifest = program.command('manifest').description('Work with IoT Edge deployment manifests');
+  manifest
+    .command('validate')
+    .description('Validate a deployment manifest (bare modulesContent, {"modulesContent"} or {"content": {"modulesContent"}})')
+    .argument('<file>', 'manifest file (JSON, or YAML by extension)')
+    .option('-q, --quiet', 'do not print warnings')
+    .option('--json', 'print the result as JSON')
+    .action(async (file: string, opts: { quiet?: boolean; json?: boolean }) => {
+      const doc = await readDocument(file);
+      if (!doc.ok) {
+        process.stderr.write(`${doc.message}\n`);
+        process.exitCode = 2;
+        return;
+      }
+      const r = validateManifest(doc.value);
+      if (opts.json) {
+        process.stdout.write(`${JSON.stringify(r.ok ? { valid: true, warnings: r.warnings } : { valid: false, errors: r.error, warnings: r.warnings }, null, 2)}\n`);
+        process.exitCode = r.ok ? 0 : 1;
+        return;
+      }
+      if (!r.ok) {
+        process.stdout.write(`${formatIssues(r.error)}\n`);
+        printWarnings(r.warnings, opts.quiet ?? false);
+        process.exitCode = 1;
+        return;
+      }
+      const s = r.manifest.spec;
+      const mods = Object.keys(s.modules);
+      printWarnings(r.warnings, opts.quiet ?? false);
+      process.stdout.write(
+        `valid: ${mods.length} module${mods.length === 1 ? '' : 's'}${mods.length ? ` (${mods.join(', ')})` : ''}, ` +
+          `${Object.keys(s.routes).length} route${Object.keys(s.routes).length === 1 ? '' : 's'}, ` +
+          `$edgeAgent ${s.agentSchemaVersion}, $edgeHub ${s.hubSchemaVersion}, ${r.warnings.length} warning${r.warnings.length === 1 ? '' : 's'}\n`,
+      );
+    });
+  manifest
+    .command('render')
+    .description('Print the EdgeDeployment and every Kubernetes object the controller would apply for a manifest (no cluster needed)')
+    .argument('<file>', 'manifest file')
+    .requiredOption('-n, --namespace <ns>', "the device's namespace")
+    .requiredOption('-d, --device <id>', 'device id')
+    .option('-o, --output <format>', 'json or yaml', 'json')
+    .option('--name <name>', 'EdgeDeployment name', 'default')
+    .option('--allow-host-paths', 'device policy: allow host bind mounts (hostPath)', false)
+    .option('--storage-class <name>', 'device policy: StorageClass for PVCs made from named volumes')
+    .option('--pvc-size <quantity>', 'device policy: size of PVCs made from named volumes', '1Gi')
+    .option('--port-binding-service-type <type>', 'device policy: Service type for PortBindings', 'ClusterIP')
+    .action(renderCommandAction);
+}

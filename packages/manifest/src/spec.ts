@@ -1,0 +1,51 @@
+import type { Issue } from '@kedge/contracts';
+import { compileRoute } from '@kedge/routing';
+import { parseCreateOptions, type CreateOptions } from './create-options.js';
+import { IssueCollector } from './issues.js';
+import { EdgeDeploymentSpecSchema, type EdgeDeploymentSpec } from './schema.js';
+import { checkModuleName } from './validate.js';
+import { zodIssues } from './zod-issues.js';
+
+/** A validated EdgeDeployment spec with each module's createOptions parsed. */
+export interface ParsedSpec {
+  readonly spec: EdgeDeploymentSpec;
+  /** Keyed by module name; system modules as `edgeAgent` / `edgeHub`. */
+  readonly createOptions: Readonly<Record<string, CreateOptions>>;
+  readonly warnings: readonly Issue[];
+}
+
+/**
+ * Validates the `spec` of an EdgeDeployment resource (as the controller reads it from the API server) with the
+ * same rules as a manifest: schema, module names, createOptions, routes. Errors carry paths under `spec`.
+ */
+export function parseEdgeDeploymentSpec(input: unknown): { ok: true; value: ParsedSpec } | { ok: false; error: Issue[] } {
+  const r = EdgeDeploymentSpecSchema.safeParse(input);
+  if (!r.success) return { ok: false, error: zodIssues(r.error, ['spec']) };
+  const spec = r.data;
+  const issues = new IssueCollector();
+  const createOptions: Record<string, CreateOptions> = {};
+  const all = [
+    ...Object.entries(spec.systemModules).map(([n, m]) => [n, m, ['spec', 'systemModules', n]] as const),
+    ...Object.entries(spec.modules).map(([n, m]) => [n, m, ['spec', 'modules', n]] as const),
+  ];
+  for (const [name, m, path] of all) {
+    if (!m) continue;
+    if (path[1] === 'modules') {
+      const problem = checkModuleName(name);
+      if (problem) issues.error(path, problem);
+      if (name === 'edgeAgent' || name === 'edgeHub') issues.error(path, `"${name}" is a system module; put it under spec.systemModules`);
+    }
+    const co = parseCreateOptions(m.settings.createOptions, [...path, 'settings', 'createOptions'], issues);
+    if (co) createOptions[name] = co.options;
+  }
+  for (const [name, route] of Object.entries(spec.routes)) {
+    if (!/^[^.$# ]+$/.test(name)) issues.error(['spec', 'routes', name], 'route names must be non-empty and contain no ".", "$", "#" or space');
+    const c = compileRoute(route.route);
+    if (!c.ok) issues.error(['spec', 'routes', name, 'route'], `${c.error.message} (line ${c.error.line}, column ${c.error.column})`);
+  }
+  for (const [name, cred] of Object.entries(spec.registryCredentials)) {
+    if (cred.password === undefined && cred.passwordSecretRef === undefined) issues.error(['spec', 'registryCredentials', name], 'needs password or passwordSecretRef');
+  }
+  if (issues.errors.length > 0) return { ok: false, error: issues.errors };
+  return { ok: true, value: { spec, createOptions, warnings: issues.warnings } };
+}
