@@ -1,1 +1,27 @@
-export {};
+export { FIELD_MANAGER, LIST_PAGE_SIZE, PropagationPolicy, createKubeClient } from './client.js';
+export type { ApplyOptions, DeleteOptions, KubeClient, KubeClientDeps, ListOptions } from './client.js';
+export {
+  KubeApiError,
+  KubeErrorCode,
+  StatusReason,
+  TerminalError,
+  isAlreadyExists,
+  isConflict,
+  isForbidden,
+  isGone,
+  isInvalid,
+  isNoKindMatch,
+  isNotFound,
+  isTerminal,
+  isTransient,
+  isUnauthorized,
+  toKubeApiError,
+} from './errors.js';
+export type { KubeApiErrorInit, KubeErrorContext } from './errors.js';
+export { formatKey, objectKey, parseKey } from './keys.js';
+export type { ObjectKey } from './keys.js';
+export { ExponentialBackoff, WorkQueue } from './workqueue.js';
+export type { BackoffOptions, WorkQueueDeps, WorkQueueOptions } from './workqueue.js';
+export { KubeMetrics, ReconcileOutcome } from './metrics.js';
+export { FakeClock, systemClock } from './clock.js';
+export type { Clock, TimerHandle } from './clock.js';
