@@ -7,6 +7,7 @@ export type { ModulesContent, DeploymentManifest, ManifestResult } from './valid
 export { validateLayer, composeLayers } from './layering.js';
 export type { Layer } from './layering.js';
 export { parseEdgeDeploymentSpec } from './spec.js';
+export type { ParsedSpec } from './spec.js';
 export * from './crd.js';
 export { IssueCollector, formatPath } from './issues.js';
 export type { PathSegment } from './issues.js';

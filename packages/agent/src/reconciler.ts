@@ -1,0 +1,219 @@
+import { isDeepStrictEqual } from 'node:util';
+import type { KubernetesObject, V1Deployment, V1Pod } from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+import type { Issue } from '@kedge/contracts';
+import { EdgeDeploymentResource, parseEdgeDeploymentSpec, type EdgeDeploymentStatus } from '@kedge/manifest';
+import { TerminalError, isConflict, isForbidden, isInvalid, isNotFound, type KubeApiError, type KubeClient, type ObjectKey } from '@kedge/kube';
+import { Labels, MANAGED_BY, toLabelValue } from './names.js';
+import type { DevicePolicy } from './policy.js';
+import { render, type RenderResult } from './render.js';
+import { Reasons, computeStatus, isAvailable } from './status.js';
+
+/** An EdgeDeployment as read from the API server. */
+export interface EdgeDeploymentObject extends KubernetesObject {
+  spec?: unknown;
+  status?: EdgeDeploymentStatus;
+}
+
+/** Kinds the controller creates, in apply order; the same list drives pruning. */
+export const OwnedKinds = [
+  { apiVersion: 'v1', kind: 'Secret' },
+  { apiVersion: 'v1', kind: 'ServiceAccount' },
+  { apiVersion: 'v1', kind: 'PersistentVolumeClaim' },
+  { apiVersion: 'v1', kind: 'Service' },
+  { apiVersion: 'apps/v1', kind: 'Deployment' },
+  { apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy' },
+  { apiVersion: 'v1', kind: 'ResourceQuota' },
+  { apiVersion: 'v1', kind: 'LimitRange' },
+] as const;
+
+/**
+ * Where the reconciler reads current state. The controller backs it with informer caches ("read the cache, write
+ * the API"); tests and one-shot runs may back it with the API itself.
+ */
+export interface ClusterView {
+  getEdgeDeployment(key: ObjectKey): Promise<EdgeDeploymentObject | undefined>;
+  /** Objects of a kind in a namespace carrying `labelSelector` (equality terms only). */
+  list(apiVersion: string, kind: string, namespace: string, labelSelector: Record<string, string>): Promise<KubernetesObject[]>;
+  /** One object by name, whoever owns it (to detect name collisions). */
+  get(apiVersion: string, kind: string, namespace: string, name: string): Promise<KubernetesObject | undefined>;
+}
+
+/** A ClusterView that reads straight from the API server. */
+export function apiView(kube: KubeClient): ClusterView {
+  const sel = (s: Record<string, string>) => Object.entries(s).map(([k, v]) => `${k}=${v}`).join(',');
+  return {
+    getEdgeDeployment: (key) => kube.get<EdgeDeploymentObject>(EdgeDeploymentResource.apiVersion, EdgeDeploymentResource.kind, key.namespace, key.name),
+    list: (apiVersion, kind, namespace, labelSelector) => kube.list(apiVersion, kind, namespace, { labelSelector: sel(labelSelector) }),
+    get: (apiVersion, kind, namespace, name) => kube.get(apiVersion, kind, namespace, name),
+  };
+}
+
+export interface ReconcileContext {
+  readonly log: Logger;
+  readonly signal?: AbortSignal;
+}
+
+export interface ReconcilerDeps {
+  readonly kube: KubeClient;
+  readonly view: ClusterView;
+  readonly policy: DevicePolicy;
+  /** Device id of a namespace: from the EdgeDeployment's `spec.deviceId`, else the namespace name. */
+  readonly deviceIdOf?: (ed: EdgeDeploymentObject) => string;
+  readonly now?: () => Date;
+  /** Delete PVCs of modules that were removed (data loss!). @default false: they are kept and reported */
+  readonly prunePersistentVolumeClaims?: boolean;
+}
+
+const isOwnedBy = (o: KubernetesObject, uid: string | undefined) =>
+  uid !== undefined && (o.metadata?.ownerReferences ?? []).some((r) => r.controller === true && r.uid === uid);
+
+const objectId = (o: { apiVersion?: string; kind?: string; metadata?: { name?: string } }) => `${o.kind ?? ''}/${o.metadata?.name ?? ''}`;
+
+/**
+ * Reconciles one EdgeDeployment: validate → observe → render (pure) → check for name collisions → apply (SSA) →
+ * prune → write status once. Level-based: it never looks at what event brought it here.
+ */
+export class EdgeDeploymentReconciler {
+  readonly #deps: ReconcilerDeps;
+  constructor(deps: ReconcilerDeps) {
+    this.#deps = deps;
+  }
+
+  async reconcile(ctx: ReconcileContext, key: ObjectKey): Promise<{ requeueAfterMs?: number }> {
+    const { view, kube } = this.#deps;
+    const ed = await view.getEdgeDeployment(key);
+    if (!ed?.metadata?.uid) return {}; // gone: owner references let the garbage collector remove its children
+    if (ed.metadata.deletionTimestamp) return {};
+    const generation = ed.metadata.generation ?? 0;
+    const now = (this.#deps.now?.() ?? new Date()).toISOString();
+    const owner = { name: key.name, namespace: key.namespace, uid: ed.metadata.uid };
+
+    const parsed = parseEdgeDeploymentSpec(ed.spec);
+    if (!parsed.ok) {
+      await this.#writeStatus(ed, computeStatus({ generation, previous: ed.status, now, specErrors: parsed.error }));
+      ctx.log.warn({ errors: parsed.error.length }, 'Rejected invalid EdgeDeployment spec');
+      throw new TerminalError(`Invalid spec: ${parsed.error.map((i) => `${i.path}: ${i.message}`).join('; ')}`, { code: 'EDGE_ERR_SPEC_INVALID' });
+    }
+
+    // Observe what runs now.
+    const selector = { [Labels.managedBy]: MANAGED_BY, [Labels.deployment]: toLabelValue(key.name) };
+    const deployments = new Map<string, V1Deployment>();
+    for (const d of (await view.list('apps/v1', 'Deployment', key.namespace, selector)) as V1Deployment[]) {
+      if (isOwnedBy(d, owner.uid) && d.metadata?.name) deployments.set(d.metadata.name, d);
+    }
+    const byModule = new Map<string, string>();
+    const available = new Set<string>();
+    const deviceId = this.#deps.deviceIdOf?.(ed) ?? parsed.value.spec.deviceId ?? key.namespace;
+    // First render only to learn module→object names; availability needs them.
+    const names = render({ owner, deviceId, parsed: parsed.value, policy: this.#deps.policy });
+    for (const m of names.modules) {
+      byModule.set(m.objectName, m.name);
+      if (isAvailable(deployments.get(m.objectName))) available.add(m.name);
+    }
+    const result = render({ owner, deviceId, parsed: parsed.value, policy: this.#deps.policy, available });
+    if (result.errors.length > 0) {
+      const reason = result.errors.some((e) => e.message.includes('already uses')) ? Reasons.NameCollision : Reasons.PolicyViolation;
+      await this.#writeStatus(ed, computeStatus({ generation, previous: ed.status, now, specErrors: result.errors, specErrorReason: reason }));
+      throw new TerminalError(result.errors.map((i) => `${i.path}: ${i.message}`).join('; '), { code: 'EDGE_ERR_SPEC_REJECTED' });
+    }
+
+    // Never take over an object someone else created under a name we want.
+    const collisions: Issue[] = [];
+    for (const obj of result.objects) {
+      const existing = await view.get(obj.apiVersion ?? '', obj.kind ?? '', key.namespace, obj.metadata?.name ?? '');
+      if (existing && !isOwnedBy(existing, owner.uid)) {
+        collisions.push({ path: objectId(obj), message: `${objectId(obj)} already exists and is not managed by this EdgeDeployment; it was left untouched` });
+      }
+    }
+    if (collisions.length > 0) {
+      await this.#writeStatus(ed, computeStatus({ generation, previous: ed.status, now, specErrors: collisions, specErrorReason: Reasons.NameCollision }));
+      ctx.log.warn({ collisions: collisions.map((c) => c.path) }, 'Refused to overwrite objects not owned by this EdgeDeployment');
+      return { requeueAfterMs: 60_000 };
+    }
+
+    const applyErrors = await this.#apply(ctx, result);
+    if (applyErrors.transient) {
+      await this.#writeStatus(ed, this.#status(generation, ed, now, result, parsed.value.spec.routes, deployments, key, applyErrors.message));
+      throw applyErrors.transient;
+    }
+    await this.#prune(ctx, key, owner.uid, result);
+    // Status from observed children: re-read the Deployments we just applied (the cache may lag; the next event fixes it).
+    const observed = new Map<string, V1Deployment>();
+    for (const d of (await view.list('apps/v1', 'Deployment', key.namespace, selector)) as V1Deployment[]) {
+      if (isOwnedBy(d, owner.uid) && d.metadata?.name) observed.set(d.metadata.name, d);
+    }
+    const status = await this.#statusWithPods(generation, ed, now, result, parsed.value.spec.routes, observed, key, applyErrors.message);
+    await this.#writeStatus(ed, status);
+    if (applyErrors.message) throw new TerminalError(applyErrors.message, { code: 'EDGE_ERR_APPLY_REJECTED' });
+    return {};
+  }
+
+  async #apply(ctx: ReconcileContext, result: RenderResult): Promise<{ message?: string; transient?: Error }> {
+    const rejected: string[] = [];
+    for (const obj of result.objects) {
+      try {
+        await this.#deps.kube.apply(obj, { force: true });
+      } catch (e) {
+        const err = e as KubeApiError;
+        // Invalid/forbidden objects will fail the same way again: report them, keep applying the others.
+        if (isInvalid(err) || isForbidden(err)) {
+          rejected.push(`${objectId(obj)}: ${err.message}`);
+          ctx.log.error({ object: objectId(obj), err: err.message }, 'Failed to apply object');
+          continue;
+        }
+        return { message: `${objectId(obj)}: ${err.message}`, transient: err };
+      }
+    }
+    return rejected.length ? { message: rejected.join('; ') } : {};
+  }
+
+  async #prune(ctx: ReconcileContext, key: ObjectKey, uid: string, result: RenderResult): Promise<void> {
+    const desired = new Set(result.objects.map(objectId));
+    const selector = { [Labels.managedBy]: MANAGED_BY, [Labels.deployment]: toLabelValue(key.name) };
+    for (const k of OwnedKinds) {
+      if (k.kind === 'PersistentVolumeClaim' && !this.#deps.prunePersistentVolumeClaims) continue;
+      const existing = await this.#deps.view.list(k.apiVersion, k.kind, key.namespace, selector);
+      for (const o of existing) {
+        const id = `${k.kind}/${o.metadata?.name ?? ''}`;
+        if (desired.has(id) || !isOwnedBy(o, uid) || !o.metadata?.name) continue;
+        try {
+          await this.#deps.kube.delete(k.apiVersion, k.kind, key.namespace, o.metadata.name, { ...(o.metadata.uid ? { uid: o.metadata.uid } : {}), propagationPolicy: 'Background' });
+          ctx.log.info({ object: id }, 'Deleted object no longer desired');
+        } catch (e) {
+          // A same-named successor (uid precondition failed) or an already-gone object is fine.
+          if (!isConflict(e) && !isNotFound(e)) throw e;
+        }
+      }
+    }
+  }
+
+  #status(generation: number, ed: EdgeDeploymentObject, now: string, result: RenderResult, routes: Record<string, unknown>, deployments: ReadonlyMap<string, V1Deployment>, _key: ObjectKey, applyError?: string): EdgeDeploymentStatus {
+    return computeStatus({ generation, previous: ed.status, now, modules: result.modules, deployments, routes: Object.keys(routes).length, ...(applyError ? { applyError } : {}) });
+  }
+
+  async #statusWithPods(generation: number, ed: EdgeDeploymentObject, now: string, result: RenderResult, routes: Record<string, unknown>, deployments: ReadonlyMap<string, V1Deployment>, key: ObjectKey, applyError?: string): Promise<EdgeDeploymentStatus> {
+    const pods = new Map<string, V1Pod[]>();
+    const all = (await this.#deps.view.list('v1', 'Pod', key.namespace, { [Labels.managedBy]: MANAGED_BY, [Labels.deployment]: toLabelValue(key.name) })) as V1Pod[];
+    for (const p of all) {
+      const m = p.metadata?.labels?.[Labels.module];
+      if (m) pods.set(m, [...(pods.get(m) ?? []), p]);
+    }
+    return computeStatus({ generation, previous: ed.status, now, modules: result.modules, deployments, pods, routes: Object.keys(routes).length, ...(applyError ? { applyError } : {}) });
+  }
+
+  /** Writes status through the subresource, once, and only when it changed. */
+  async #writeStatus(ed: EdgeDeploymentObject, status: EdgeDeploymentStatus): Promise<void> {
+    if (isDeepStrictEqual(stripUndefined(ed.status ?? {}), stripUndefined(status))) return;
+    await this.#deps.kube.applyStatus({
+      apiVersion: EdgeDeploymentResource.apiVersion,
+      kind: EdgeDeploymentResource.kind,
+      metadata: { name: ed.metadata?.name ?? '', namespace: ed.metadata?.namespace ?? '' },
+      status,
+    } as KubernetesObject);
+  }
+}
+
+function stripUndefined(v: unknown): unknown {
+  return JSON.parse(JSON.stringify(v)) as unknown;
+}
