@@ -1,0 +1,112 @@
+import type { KubeConfig, KubernetesObject } from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import { EdgeDeploymentResource } from '@kedge/manifest';
+import { Controller, Informer, KubeMetrics, createKubeClient, type KubeClient, type ObjectKey } from '@kedge/kube';
+import { Labels, MANAGED_BY } from './names.js';
+import type { DevicePolicy } from './policy.js';
+import { EdgeDeploymentReconciler, OwnedKinds, type ClusterView, type EdgeDeploymentObject } from './reconciler.js';
+
+export interface AgentControllerOptions {
+  readonly kubeConfig: KubeConfig;
+  /** Watch only this namespace (one device); all namespaces when undefined. */
+  readonly namespace?: string;
+  readonly policy: DevicePolicy;
+  readonly log: Logger;
+  readonly registry?: Registry;
+  /** @default 4 */
+  readonly workers?: number;
+  /** Re-reconcile everything this often even without events (heals silent stalls). @default 5 minutes */
+  readonly resyncPeriodMs?: number;
+  /** Force a relist when a watch has been silent this long. @default 10 minutes */
+  readonly staleAfterMs?: number;
+  readonly prunePersistentVolumeClaims?: boolean;
+  /** Test hook: a KubeClient to use instead of one made from kubeConfig. */
+  readonly kube?: KubeClient;
+}
+
+export interface RunningController {
+  readonly controller: Controller;
+  readonly informers: readonly Informer[];
+  readonly reconciler: EdgeDeploymentReconciler;
+  stop(): Promise<void>;
+}
+
+const MANAGED_SELECTOR = `${Labels.managedBy}=${MANAGED_BY}`;
+
+/**
+ * Starts the EdgeDeployment controller: one informer for EdgeDeployments, one per owned kind (only objects labelled
+ * `app.kubernetes.io/managed-by=kedge-agent`) and one for their pods; a work queue; N workers. Resolves once the
+ * caches have synced and the workers run.
+ */
+export async function startEdgeDeploymentController(opts: AgentControllerOptions): Promise<RunningController> {
+  const { kubeConfig, log } = opts;
+  const metrics = opts.registry ? KubeMetrics.forRegistry(opts.registry) : undefined;
+  const kube = opts.kube ?? createKubeClient(kubeConfig);
+  const common = {
+    ...(opts.namespace !== undefined ? { namespace: opts.namespace } : {}),
+    ...(opts.resyncPeriodMs !== undefined ? { resyncPeriodMs: opts.resyncPeriodMs } : {}),
+    ...(opts.staleAfterMs !== undefined ? { staleAfterMs: opts.staleAfterMs } : {}),
+  };
+  const deps = { kubeConfig, log, ...(metrics ? { metrics } : {}) };
+  const edInformer = new Informer<EdgeDeploymentObject>({ apiVersion: EdgeDeploymentResource.apiVersion, kind: EdgeDeploymentResource.kind, ...common }, deps);
+  const hardening = opts.policy.hardening;
+  const kinds = OwnedKinds.filter((k) => {
+    if (k.kind === 'NetworkPolicy') return hardening.networkPolicy;
+    if (k.kind === 'ResourceQuota') return hardening.resourceQuota !== undefined;
+    if (k.kind === 'LimitRange') return hardening.limitRange !== undefined;
+    return true;
+  });
+  const owned = new Map<string, Informer>();
+  for (const k of kinds) owned.set(k.kind, new Informer({ apiVersion: k.apiVersion, kind: k.kind, labelSelector: MANAGED_SELECTOR, ...common }, deps));
+  const podInformer = new Informer({ apiVersion: 'v1', kind: 'Pod', labelSelector: MANAGED_SELECTOR, ...common }, deps);
+
+  const matches = (o: KubernetesObject, selector: Record<string, string>) => Object.entries(selector).every(([k, v]) => o.metadata?.labels?.[k] === v);
+  const view: ClusterView = {
+    getEdgeDeployment: (key) => Promise.resolve(edInformer.get(key.name, key.namespace)),
+    list: (_apiVersion, kind, namespace, selector) => {
+      const inf = kind === 'Pod' ? podInformer : owned.get(kind);
+      if (!inf) return Promise.resolve([]);
+      return Promise.resolve(inf.list(namespace).filter((o) => matches(o, selector)));
+    },
+    // Our own objects are in the caches; anything else (a user's object under a name we want) needs the API.
+    get: async (apiVersion, kind, namespace, name) => {
+      const cached = owned.get(kind)?.get(name, namespace);
+      if (cached) return cached;
+      return kube.get(apiVersion, kind, namespace, name);
+    },
+  };
+  const reconciler = new EdgeDeploymentReconciler({
+    kube,
+    view,
+    policy: opts.policy,
+    ...(opts.prunePersistentVolumeClaims !== undefined ? { prunePersistentVolumeClaims: opts.prunePersistentVolumeClaims } : {}),
+  });
+  const controller = new Controller({
+    name: 'edgedeployment',
+    reconciler: { reconcile: (ctx, key: ObjectKey) => reconciler.reconcile(ctx, key) },
+    workers: opts.workers ?? 4,
+    log,
+    ...(metrics ? { metrics } : {}),
+  });
+  controller.for(edInformer);
+  for (const inf of owned.values()) controller.owns(inf, EdgeDeploymentResource.kind, EdgeDeploymentResource.group);
+  // Pods belong to ReplicaSets, not to us: map them to the EdgeDeployments of their namespace (one per device).
+  controller.watchMap(podInformer, (pod) =>
+    edInformer.list(pod.metadata?.namespace).map((ed) => ({ namespace: ed.metadata?.namespace ?? '', name: ed.metadata?.name ?? '' })),
+  );
+  const informers: Informer[] = [edInformer as unknown as Informer, ...owned.values(), podInformer];
+  const abort = new AbortController();
+  const started = await controller.start(abort.signal);
+  if (!started) throw new Error('EdgeDeployment controller stopped before its caches synced');
+  return {
+    controller,
+    informers,
+    reconciler,
+    async stop() {
+      abort.abort();
+      await controller.stop();
+      await Promise.all(informers.map((i) => i.stop()));
+    },
+  };
+}
