@@ -1,0 +1,443 @@
+import { err, ok, type Result } from '@kedge/contracts';
+import { CompileFailure, compileError, fail, MAX_NESTING, RouteErrorCode, type Position, type RouteCompileError } from '../errors.js';
+import { and3, or3, type TriBool } from '../condition/values.js';
+
+/** A device or module twin as IoT Hub queries see it. Field names are case-sensitive. */
+export interface TwinDocument {
+  readonly deviceId?: string;
+  readonly moduleId?: string;
+  readonly tags?: Readonly<Record<string, unknown>>;
+  readonly properties?: {
+    readonly desired?: Readonly<Record<string, unknown>>;
+    readonly reported?: Readonly<Record<string, unknown>>;
+  };
+  readonly capabilities?: { readonly iotEdge?: boolean };
+  readonly [field: string]: unknown;
+}
+
+/** A compiled twin predicate. */
+export type TwinPredicate = (twin: TwinDocument) => boolean;
+
+/** A compiled `SELECT … FROM devices[.modules] [WHERE …]` query: a predicate that also says what it selects from. */
+export interface DeviceQuery extends TwinPredicate {
+  readonly collection: 'devices' | 'devices.modules';
+  /** Selected fields (`*` for everything). */
+  readonly select: readonly string[];
+}
+
+const T = {
+  Str: 'Str',
+  Num: 'Num',
+  Path: 'Path',
+  Word: 'Word',
+  Punct: 'Punct',
+  Eof: 'Eof',
+} as const;
+type T = (typeof T)[keyof typeof T];
+
+interface QToken extends Position {
+  readonly kind: T;
+  readonly text: string;
+  /** Decoded value: string contents, number, or the path segments. */
+  readonly value: string | number | readonly string[];
+}
+
+const KEYWORDS = new Set(['and', 'or', 'not', 'in', 'select', 'from', 'where', 'true', 'false', 'null', 'as']);
+
+function lexQuery(text: string): QToken[] {
+  const out: QToken[] = [];
+  let i = 0;
+  let line = 1;
+  let lineStart = 0;
+  const at = (start: number): Position => ({ line, column: start - lineStart + 1 });
+  while (i < text.length) {
+    const c = text[i] as string;
+    if (c === '\n') {
+      line++;
+      lineStart = ++i;
+      continue;
+    }
+    if (/\s/.test(c)) {
+      i++;
+      continue;
+    }
+    const start = i;
+    if (c === "'" || c === '"') {
+      let s = '';
+      i++;
+      for (;;) {
+        if (i >= text.length) fail(RouteErrorCode.Syntax, 'Syntax error: unterminated string', at(start));
+        const d = text[i] as string;
+        if (d === c) {
+          if (text[i + 1] === c) {
+            s += c; // '' (or "") escapes the quote
+            i += 2;
+            continue;
+          }
+          i++;
+          break;
+        }
+        s += d;
+        i++;
+      }
+      out.push({ kind: T.Str, text: text.slice(start, i), value: s, ...at(start) });
+      continue;
+    }
+    const num = /^-?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?/.exec(text.slice(i, i + 64));
+    if (num !== null && (c !== '-' || /[\d.]/.test(text[i + 1] ?? ''))) {
+      i += num[0].length;
+      out.push({ kind: T.Num, text: num[0], value: Number(num[0]), ...at(start) });
+      continue;
+    }
+    if (/[A-Za-z_$]/.test(c) || (c === '[' && text[i + 1] === '[')) {
+      const segs: string[] = [];
+      for (;;) {
+        if (text[i] === '[' && text[i + 1] === '[') {
+          const close = text.indexOf(']]', i + 2);
+          if (close < 0) fail(RouteErrorCode.Syntax, "Syntax error: unterminated '[[' name", at(i));
+          segs.push(text.slice(i + 2, close));
+          i = close + 2;
+        } else {
+          const m = /^[A-Za-z0-9_$\-]+/.exec(text.slice(i, i + 256));
+          if (m === null) fail(RouteErrorCode.Syntax, 'Syntax error: invalid property name', at(i));
+          segs.push(m[0]);
+          i += m[0].length;
+        }
+        if (text[i] === '.' && (/[A-Za-z0-9_$]/.test(text[i + 1] ?? '') || (text[i + 1] === '[' && text[i + 2] === '['))) {
+          i++;
+          continue;
+        }
+        break;
+      }
+      const word = text.slice(start, i);
+      const lower = word.toLowerCase();
+      const isWord = segs.length === 1 && (KEYWORDS.has(lower) || text[i] === '(');
+      out.push({ kind: isWord ? T.Word : T.Path, text: word, value: isWord ? lower : segs, ...at(start) });
+      continue;
+    }
+    const two = text.slice(i, i + 2);
+    if (two === '!=' || two === '<>' || two === '<=' || two === '>=') {
+      i += 2;
+      out.push({ kind: T.Punct, text: two, value: two === '<>' ? '!=' : two, ...at(start) });
+      continue;
+    }
+    if ('()[],=<>*'.includes(c)) {
+      i++;
+      out.push({ kind: T.Punct, text: c, value: c, ...at(start) });
+      continue;
+    }
+    fail(RouteErrorCode.Syntax, `Syntax error: invalid symbol '${c}'`, at(start));
+  }
+  out.push({ kind: T.Eof, text: '<EOF>', value: '', ...at(i) });
+  return out;
+}
+
+type Eval = (twin: TwinDocument) => unknown;
+type Pred = (twin: TwinDocument) => TriBool;
+const MISSING = undefined;
+
+function lookup(twin: TwinDocument, path: readonly string[]): unknown {
+  let node: unknown = twin;
+  for (const seg of path) {
+    if (node === null || typeof node !== 'object' || Array.isArray(node)) return MISSING;
+    if (!Object.prototype.hasOwnProperty.call(node, seg)) return MISSING;
+    node = (node as Record<string, unknown>)[seg];
+  }
+  return node;
+}
+
+const scalar = (v: unknown): boolean => v === null || typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean';
+
+function compareValues(op: string, a: unknown, b: unknown): TriBool {
+  if (a === undefined || b === undefined || !scalar(a) || !scalar(b)) return undefined;
+  if (a === null || b === null) {
+    if (a === b) return op === '=' || op === '<=' || op === '>=';
+    return op === '=' ? false : op === '!=' ? true : undefined;
+  }
+  if (typeof a !== typeof b) return undefined;
+  const x = a as string | number | boolean;
+  const y = b as string | number | boolean;
+  switch (op) {
+    case '=':
+      return x === y;
+    case '!=':
+      return x !== y;
+    case '<':
+      return x < y;
+    case '<=':
+      return x <= y;
+    case '>':
+      return x > y;
+    default:
+      return x >= y;
+  }
+}
+
+const FUNCTIONS: ReadonlyMap<string, (args: readonly unknown[]) => TriBool> = new Map<string, (args: readonly unknown[]) => TriBool>([
+  ['is_defined', (a) => a[0] !== undefined],
+  ['is_null', (a) => (a[0] === undefined ? undefined : a[0] === null)],
+  ['is_string', (a) => (a[0] === undefined ? undefined : typeof a[0] === 'string')],
+  ['is_number', (a) => (a[0] === undefined ? undefined : typeof a[0] === 'number')],
+  ['is_bool', (a) => (a[0] === undefined ? undefined : typeof a[0] === 'boolean')],
+  ['starts_with', (a) => (typeof a[0] === 'string' && typeof a[1] === 'string' ? a[0].startsWith(a[1]) : undefined)],
+  ['ends_with', (a) => (typeof a[0] === 'string' && typeof a[1] === 'string' ? a[0].endsWith(a[1]) : undefined)],
+  ['contains', (a) => (typeof a[0] === 'string' && typeof a[1] === 'string' ? a[0].includes(a[1]) : undefined)],
+]);
+const ARITY: ReadonlyMap<string, number> = new Map([
+  ['is_defined', 1], ['is_null', 1], ['is_string', 1], ['is_number', 1], ['is_bool', 1], ['starts_with', 2], ['ends_with', 2], ['contains', 2],
+]);
+
+/**
+ * Recursive-descent parser for the WHERE part of IoT Hub twin queries (the subset used by deployment target
+ * conditions and metric queries): `OR`, `AND`, `NOT`, parentheses, comparisons `= != <> < > <= >=` between property
+ * paths and literals, `IN [..]` / `NOT IN [..]`, and `IS_DEFINED`, `IS_NULL`, `IS_STRING`, `IS_NUMBER`, `IS_BOOL`,
+ * `STARTS_WITH`, `ENDS_WITH`, `CONTAINS`. OR and AND chains are evaluated iteratively.
+ */
+class QueryParser {
+  readonly #tokens: readonly QToken[];
+  #pos = 0;
+  #nesting = 0;
+
+  constructor(tokens: readonly QToken[], pos: number) {
+    this.#tokens = tokens;
+    this.#pos = pos;
+  }
+
+  get position(): number {
+    return this.#pos;
+  }
+
+  peek(): QToken {
+    return this.#tokens[this.#pos] ?? (this.#tokens[this.#tokens.length - 1] as QToken);
+  }
+
+  #next(): QToken {
+    const t = this.peek();
+    if (t.kind !== T.Eof) this.#pos++;
+    return t;
+  }
+
+  #isWord(w: string): boolean {
+    const t = this.peek();
+    return t.kind === T.Word && t.value === w;
+  }
+
+  #isPunct(p: string): boolean {
+    const t = this.peek();
+    return t.kind === T.Punct && t.value === p;
+  }
+
+  #expectPunct(p: string): void {
+    if (!this.#isPunct(p)) fail(RouteErrorCode.Syntax, `Syntax error: expected '${p}'`, this.peek());
+    this.#next();
+  }
+
+  or(): Pred {
+    const parts = [this.#and()];
+    while (this.#isWord('or')) {
+      this.#next();
+      parts.push(this.#and());
+    }
+    if (parts.length === 1) return parts[0] as Pred;
+    return (twin) => {
+      let acc: TriBool = false;
+      for (const p of parts) {
+        acc = or3(acc, p(twin));
+        if (acc === true) return true;
+      }
+      return acc;
+    };
+  }
+
+  #and(): Pred {
+    const parts = [this.#not()];
+    while (this.#isWord('and')) {
+      this.#next();
+      parts.push(this.#not());
+    }
+    if (parts.length === 1) return parts[0] as Pred;
+    return (twin) => {
+      let acc: TriBool = true;
+      for (const p of parts) {
+        acc = and3(acc, p(twin));
+        if (acc === false) return false;
+      }
+      return acc;
+    };
+  }
+
+  #not(): Pred {
+    if (this.#isWord('not')) {
+      const t = this.#next();
+      this.#enter(t);
+      const inner = this.#not();
+      this.#nesting--;
+      return (twin) => {
+        const v = inner(twin);
+        return v === undefined ? undefined : !v;
+      };
+    }
+    return this.#predicate();
+  }
+
+  #enter(t: QToken): void {
+    if (++this.#nesting > MAX_NESTING) fail(RouteErrorCode.TooDeep, `Query nested too deeply (limit ${MAX_NESTING})`, t);
+  }
+
+  #predicate(): Pred {
+    const t = this.peek();
+    if (this.#isPunct('(')) {
+      this.#next();
+      this.#enter(t);
+      const inner = this.or();
+      this.#nesting--;
+      if (!this.#isPunct(')')) fail(RouteErrorCode.Syntax, "Syntax error: missing closing ')'", t);
+      this.#next();
+      return inner;
+    }
+    if (t.kind === T.Word && FUNCTIONS.has(t.value as string) && this.#tokens[this.#pos + 1]?.text === '(') {
+      const name = t.value as string;
+      this.#next();
+      this.#next();
+      const args: Eval[] = [];
+      if (!this.#isPunct(')')) {
+        args.push(this.#operand());
+        while (this.#isPunct(',')) {
+          this.#next();
+          args.push(this.#operand());
+        }
+      }
+      this.#expectPunct(')');
+      if (args.length !== ARITY.get(name)) fail(RouteErrorCode.Arguments, `Invalid arguments to function '${t.text}': expected ${ARITY.get(name)}, got ${args.length}`, t);
+      const f = FUNCTIONS.get(name) as (a: readonly unknown[]) => TriBool;
+      return (twin) => f(args.map((a) => a(twin)));
+    }
+    const left = this.#operand();
+    let negate = false;
+    if (this.#isWord('not') && this.#tokens[this.#pos + 1]?.value === 'in') {
+      this.#next();
+      negate = true;
+    }
+    if (this.#isWord('in')) {
+      this.#next();
+      this.#expectPunct('[');
+      const items: Eval[] = [];
+      if (!this.#isPunct(']')) {
+        items.push(this.#operand());
+        while (this.#isPunct(',')) {
+          this.#next();
+          items.push(this.#operand());
+        }
+      }
+      this.#expectPunct(']');
+      return (twin) => {
+        const v = left(twin);
+        if (v === undefined) return undefined;
+        const found = items.some((i) => compareValues('=', v, i(twin)) === true);
+        return negate ? !found : found;
+      };
+    }
+    const op = this.peek();
+    if (op.kind !== T.Punct || !['=', '!=', '<', '<=', '>', '>='].includes(op.value as string)) {
+      return fail(RouteErrorCode.Syntax, 'Syntax error: expected a comparison operator', op);
+    }
+    this.#next();
+    const right = this.#operand();
+    const o = op.value as string;
+    return (twin) => compareValues(o, left(twin), right(twin));
+  }
+
+  #operand(): Eval {
+    const t = this.#next();
+    switch (t.kind) {
+      case T.Str:
+      case T.Num: {
+        const v = t.value;
+        return () => v;
+      }
+      case T.Path: {
+        const path = t.value as readonly string[];
+        return (twin) => lookup(twin, path);
+      }
+      case T.Word:
+        if (t.value === 'true') return () => true;
+        if (t.value === 'false') return () => false;
+        if (t.value === 'null') return () => null;
+        return fail(RouteErrorCode.Syntax, `Syntax error: unexpected '${t.text}'`, t);
+      default:
+        return fail(RouteErrorCode.Syntax, t.kind === T.Eof ? 'Syntax error: unexpected end of query' : `Syntax error: unexpected '${t.text}'`, t);
+    }
+  }
+}
+
+function guard<V>(step: () => V): Result<V, RouteCompileError> {
+  try {
+    return ok(step());
+  } catch (e) {
+    if (e instanceof CompileFailure) return err(e.error);
+    return err(compileError(RouteErrorCode.Syntax, `Cannot compile: ${e instanceof Error ? e.message : String(e)}`, { line: 1, column: 1 }));
+  }
+}
+
+function whereClause(tokens: readonly QToken[], from: number): Pred {
+  const parser = new QueryParser(tokens, from);
+  const pred = parser.or();
+  const rest = parser.peek();
+  if (rest.kind !== T.Eof) fail(RouteErrorCode.Syntax, `Syntax error: unexpected '${rest.text}'`, rest);
+  return pred;
+}
+
+/**
+ * Compiles an IoT Hub automatic-deployment target condition, e.g. `tags.environment='prod' AND
+ * properties.reported.lastDesiredStatus.code = 200`, into a twin predicate. `*` targets every device. Missing
+ * properties and comparisons between different types are undefined, which never matches. Never throws.
+ */
+export function compileTargetCondition(text: string): Result<TwinPredicate, RouteCompileError> {
+  return guard(() => {
+    const tokens = lexQuery(text);
+    const first = tokens[0] as QToken;
+    if (first.kind === T.Punct && first.value === '*' && (tokens[1] as QToken).kind === T.Eof) return () => true;
+    if (first.kind === T.Eof) fail(RouteErrorCode.Syntax, 'Syntax error: empty target condition', first);
+    const pred = whereClause(tokens, 0);
+    return (twin: TwinDocument) => pred(twin) === true;
+  });
+}
+
+/**
+ * Compiles an IoT Hub query such as `SELECT deviceId FROM devices WHERE tags.env = 'prod'` (or `FROM
+ * devices.modules`, as in deployment system metrics) into a predicate over twins, carrying the collection and the
+ * selected fields. Without WHERE every twin matches. Never throws.
+ */
+export function compileDeviceQuery(text: string): Result<DeviceQuery, RouteCompileError> {
+  return guard(() => {
+    const tokens = lexQuery(text);
+    let i = 0;
+    const tok = (k: number): QToken => tokens[k] ?? (tokens[tokens.length - 1] as QToken);
+    const word = (k: number, w: string): boolean => tok(k).kind === T.Word && tok(k).value === w;
+    if (!word(i, 'select')) fail(RouteErrorCode.Syntax, "Syntax error: expected 'SELECT'", tok(i));
+    i++;
+    const select: string[] = [];
+    for (;;) {
+      const t = tok(i);
+      if (t.kind === T.Punct && t.value === '*') select.push('*');
+      else if (t.kind === T.Path) select.push((t.value as readonly string[]).join('.'));
+      else fail(RouteErrorCode.Syntax, "Syntax error: expected '*' or a field to select", t);
+      i++;
+      if (!(tok(i).kind === T.Punct && tok(i).value === ',')) break;
+      i++;
+    }
+    if (!word(i, 'from')) fail(RouteErrorCode.Syntax, "Syntax error: expected 'FROM'", tok(i));
+    i++;
+    const coll = tok(i);
+    const collection = coll.kind === T.Path ? (coll.value as readonly string[]).join('.').toLowerCase() : '';
+    if (collection !== 'devices' && collection !== 'devices.modules') {
+      fail(RouteErrorCode.Syntax, "Syntax error: expected 'devices' or 'devices.modules'", coll);
+    }
+    i++;
+    let pred: Pred = () => true;
+    if (word(i, 'where')) pred = whereClause(tokens, i + 1);
+    else if (tok(i).kind !== T.Eof) fail(RouteErrorCode.Syntax, `Syntax error: unexpected '${tok(i).text}'`, tok(i));
+    const fn = (twin: TwinDocument): boolean => pred(twin) === true;
+    return Object.assign(fn, { collection: collection as DeviceQuery['collection'], select: Object.freeze(select) });
+  });
+}
