@@ -20,6 +20,8 @@ export interface AgentControllerOptions {
   readonly resyncPeriodMs?: number;
   /** Force a relist when a watch has been silent this long. @default 10 minutes */
   readonly staleAfterMs?: number;
+  /** Ask the apiserver to end each watch after this many seconds (informers reconnect). */
+  readonly watchTimeoutSeconds?: number;
   readonly prunePersistentVolumeClaims?: boolean;
   /** Test hook: a KubeClient to use instead of one made from kubeConfig. */
   readonly kube?: KubeClient;
@@ -47,6 +49,7 @@ export async function startEdgeDeploymentController(opts: AgentControllerOptions
     ...(opts.namespace !== undefined ? { namespace: opts.namespace } : {}),
     ...(opts.resyncPeriodMs !== undefined ? { resyncPeriodMs: opts.resyncPeriodMs } : {}),
     ...(opts.staleAfterMs !== undefined ? { staleAfterMs: opts.staleAfterMs } : {}),
+    ...(opts.watchTimeoutSeconds !== undefined ? { watchTimeoutSeconds: opts.watchTimeoutSeconds } : {}),
   };
   const deps = { kubeConfig, log, ...(metrics ? { metrics } : {}) };
   const edInformer = new Informer<EdgeDeploymentObject>({ apiVersion: EdgeDeploymentResource.apiVersion, kind: EdgeDeploymentResource.kind, ...common }, deps);

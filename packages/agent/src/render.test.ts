@@ -137,8 +137,8 @@ describe('render', () => {
     const d = find<V1Deployment>(r, 'Deployment', 'db');
     expect(d.spec?.strategy).toEqual({ type: 'Recreate' });
     expect(container(d)?.volumeMounts).toEqual([
-      { name: 'data-dbdata', mountPath: '/var/lib/db' },
       { name: 'data-logs', mountPath: '/logs', readOnly: true },
+      { name: 'data-dbdata', mountPath: '/var/lib/db' },
     ]);
     expect(find<V1PersistentVolumeClaim>(renderSpec({ modules: { db: mod('db', { HostConfig: { Binds: ['v:/v'] } }) } }), 'PersistentVolumeClaim', 'data-v').spec?.resources?.requests?.storage).toBe('1Gi');
   });

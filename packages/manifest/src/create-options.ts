@@ -245,7 +245,7 @@ function parseK8sExperimental(value: unknown, path: readonly PathSegment[], issu
 
 /** Validates a Kubernetes options object (first-class `k8s` field or the converted preview section). */
 export function validateKubernetesOptions(value: unknown, path: readonly PathSegment[], issues: IssueCollector): KubernetesOptions | undefined {
-  const r = KubernetesOptionsSchema.safeParse(value);
+  const r = KubernetesOptionsSchema.safeParse(value, { reportInput: true });
   if (r.success) return r.data;
   for (const i of zodIssues(r.error, path)) issues.errors.push(i);
   return undefined;

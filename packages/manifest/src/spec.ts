@@ -19,7 +19,7 @@ export interface ParsedSpec {
  * same rules as a manifest: schema, module names, createOptions, routes. Errors carry paths under `spec`.
  */
 export function parseEdgeDeploymentSpec(input: unknown): { ok: true; value: ParsedSpec } | { ok: false; error: Issue[] } {
-  const r = EdgeDeploymentSpecSchema.safeParse(input);
+  const r = EdgeDeploymentSpecSchema.safeParse(input, { reportInput: true });
   if (!r.success) return { ok: false, error: zodIssues(r.error, ['spec']) };
   const spec = r.data;
   const issues = new IssueCollector();
