@@ -1,0 +1,124 @@
+import { EventEmitter } from 'node:events';
+import type pg from 'pg';
+import type { Logger } from '../log.js';
+import type { Json, JsonObject } from '../twins/twin.js';
+
+/** Events replicas exchange. Every replica receives every event, its own included. */
+export type BusEvent =
+  | { readonly type: 'desired'; readonly deviceId: string; readonly moduleId: string; readonly patch: JsonObject }
+  | {
+      readonly type: 'method-request';
+      readonly callId: string;
+      readonly replyTo: string;
+      readonly targetReplica: string;
+      readonly deviceId: string;
+      readonly moduleId: string;
+      readonly methodName: string;
+      readonly payload: Json;
+      readonly timeoutMs: number;
+    }
+  | { readonly type: 'method-response'; readonly callId: string; readonly replyTo: string; readonly status: number; readonly payload: Json; readonly error?: string }
+  | { readonly type: 'telemetry'; readonly last: number }
+  | { readonly type: 'kick'; readonly deviceId: string; readonly moduleId: string; readonly exceptReplica: string };
+
+/** The replicas' event bus. A single process uses {@link LocalBus}; PostgreSQL deployments use {@link PgBus}. */
+export interface Bus {
+  publish(event: BusEvent): Promise<void>;
+  subscribe(listener: (event: BusEvent) => void): () => void;
+  close(): Promise<void>;
+}
+
+/** In-process bus: delivery on the next microtask, so publishers never re-enter listeners. */
+export class LocalBus implements Bus {
+  readonly #emitter = new EventEmitter().setMaxListeners(0);
+  publish(event: BusEvent): Promise<void> {
+    queueMicrotask(() => this.#emitter.emit('event', event));
+    return Promise.resolve();
+  }
+  subscribe(listener: (event: BusEvent) => void): () => void {
+    this.#emitter.on('event', listener);
+    return () => this.#emitter.off('event', listener);
+  }
+  close(): Promise<void> {
+    this.#emitter.removeAllListeners();
+    return Promise.resolve();
+  }
+}
+
+const CHANNEL = 'kedge_bus';
+/** NOTIFY payloads are limited to 8000 bytes; larger events go through the `bus` table and only their id is sent. */
+const INLINE_LIMIT = 7000;
+
+/**
+ * PostgreSQL LISTEN/NOTIFY bus. One dedicated connection listens; publishes use the pool. Events larger than
+ * {@link INLINE_LIMIT} are stored in the `bus` table and fetched by id (rows older than a minute are swept).
+ */
+export class PgBus implements Bus {
+  readonly #pool: pg.Pool;
+  readonly #log: Logger;
+  readonly #emitter = new EventEmitter().setMaxListeners(0);
+  #listener: pg.PoolClient | undefined;
+  #sweep: NodeJS.Timeout | undefined;
+  #closed = false;
+
+  constructor(deps: { pool: pg.Pool; log: Logger }) {
+    this.#pool = deps.pool;
+    this.#log = deps.log;
+  }
+
+  async start(): Promise<void> {
+    const client = await this.#pool.connect();
+    this.#listener = client;
+    client.on('notification', (n) => {
+      if (n.channel === CHANNEL && n.payload !== undefined) void this.#receive(n.payload).catch((e: unknown) => this.#log.warn({ err: e }, 'Dropped bus event'));
+    });
+    client.on('error', (e) => this.#log.error({ err: e }, 'Bus listener connection failed'));
+    await client.query(`LISTEN ${CHANNEL}`);
+    this.#sweep = setInterval(() => {
+      void this.#pool.query('DELETE FROM bus WHERE created_at < $1', [Date.now() - 60_000]).catch(() => undefined);
+    }, 30_000);
+    this.#sweep.unref();
+  }
+
+  async #receive(payload: string): Promise<void> {
+    let text = payload;
+    if (payload.startsWith('@')) {
+      const r = await this.#pool.query<{ payload: string }>('SELECT payload FROM bus WHERE id = $1', [payload.slice(1)]);
+      const row = r.rows[0];
+      if (!row) return;
+      text = row.payload;
+    }
+    this.#emitter.emit('event', JSON.parse(text) as BusEvent);
+  }
+
+  async publish(event: BusEvent): Promise<void> {
+    if (this.#closed) return;
+    let text = JSON.stringify(event);
+    if (Buffer.byteLength(text) > INLINE_LIMIT) {
+      const r = await this.#pool.query<{ id: string }>('INSERT INTO bus (channel, payload, created_at) VALUES ($1, $2, $3) RETURNING id', [
+        CHANNEL,
+        text,
+        Date.now(),
+      ]);
+      text = `@${r.rows[0]?.id ?? ''}`;
+    }
+    await this.#pool.query('SELECT pg_notify($1, $2)', [CHANNEL, text]);
+  }
+
+  subscribe(listener: (event: BusEvent) => void): () => void {
+    this.#emitter.on('event', listener);
+    return () => this.#emitter.off('event', listener);
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    if (this.#sweep) clearInterval(this.#sweep);
+    const l = this.#listener;
+    this.#listener = undefined;
+    if (l) {
+      await l.query(`UNLISTEN ${CHANNEL}`).catch(() => undefined);
+      l.release();
+    }
+    this.#emitter.removeAllListeners();
+  }
+}

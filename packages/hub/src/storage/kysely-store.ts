@@ -1,0 +1,476 @@
+import type { Kysely, Transaction } from 'kysely';
+import { Migrator, sql } from 'kysely';
+import type { AccessPolicy, Right } from '../auth/policies.js';
+import { hubError } from '../errors.js';
+import type { JsonObject, TwinProperties } from '../twins/twin.js';
+import { InCodeMigrations } from './migrations/index.js';
+import type { Database } from './schema.js';
+import type {
+  ConfigurationRecord,
+  DeviceRecord,
+  IdentityAuth,
+  ModuleRecord,
+  NewTelemetry,
+  PresenceRecord,
+  Store,
+  TelemetryRecord,
+  TwinMutator,
+  TwinRecord,
+} from './store.js';
+
+type Db = Kysely<Database>;
+type Tx = Transaction<Database>;
+
+const parse = <T>(text: string): T => JSON.parse(text) as T;
+
+function isUniqueViolation(e: unknown): boolean {
+  const code = (e as { code?: unknown } | null)?.code;
+  return code === '23505' || code === 'SQLITE_CONSTRAINT_PRIMARYKEY' || code === 'SQLITE_CONSTRAINT_UNIQUE';
+}
+
+function toDevice(r: Database['devices']): DeviceRecord {
+  return {
+    deviceId: r.device_id,
+    generationId: r.generation_id,
+    etagVersion: Number(r.etag_version),
+    status: r.status === 'disabled' ? 'disabled' : 'enabled',
+    statusReason: r.status_reason,
+    statusUpdatedTime: r.status_updated,
+    auth: parse<IdentityAuth>(r.auth),
+    iotEdge: Number(r.iot_edge) === 1,
+    deviceScope: r.device_scope,
+    parentScopes: parse<string[]>(r.parent_scopes),
+    createdTime: r.created_time,
+  };
+}
+
+function fromDevice(d: DeviceRecord): Database['devices'] {
+  return {
+    device_id: d.deviceId,
+    generation_id: d.generationId,
+    etag_version: d.etagVersion,
+    status: d.status,
+    status_reason: d.statusReason,
+    status_updated: d.statusUpdatedTime,
+    auth: JSON.stringify(d.auth),
+    iot_edge: d.iotEdge ? 1 : 0,
+    device_scope: d.deviceScope,
+    parent_scopes: JSON.stringify(d.parentScopes),
+    created_time: d.createdTime,
+  };
+}
+
+function toModule(r: Database['modules']): ModuleRecord {
+  return {
+    deviceId: r.device_id,
+    moduleId: r.module_id,
+    generationId: r.generation_id,
+    etagVersion: Number(r.etag_version),
+    auth: parse<IdentityAuth>(r.auth),
+    managedBy: r.managed_by,
+    createdTime: r.created_time,
+  };
+}
+
+function fromModule(m: ModuleRecord): Database['modules'] {
+  return {
+    device_id: m.deviceId,
+    module_id: m.moduleId,
+    generation_id: m.generationId,
+    etag_version: m.etagVersion,
+    auth: JSON.stringify(m.auth),
+    managed_by: m.managedBy,
+    created_time: m.createdTime,
+  };
+}
+
+function toTwin(r: Database['twins']): TwinRecord {
+  return {
+    deviceId: r.device_id,
+    moduleId: r.module_id,
+    version: Number(r.version),
+    tags: parse<JsonObject>(r.tags),
+    desired: parse<TwinProperties>(r.desired),
+    reported: parse<TwinProperties>(r.reported),
+    configurations: parse<JsonObject>(r.configurations),
+  };
+}
+
+function fromTwin(t: TwinRecord): Database['twins'] {
+  return {
+    device_id: t.deviceId,
+    module_id: t.moduleId,
+    version: t.version,
+    tags: JSON.stringify(t.tags),
+    desired: JSON.stringify(t.desired),
+    reported: JSON.stringify(t.reported),
+    configurations: JSON.stringify(t.configurations),
+  };
+}
+
+function toConfiguration(r: Database['configurations']): ConfigurationRecord {
+  return { id: r.id, etagVersion: Number(r.etag_version), priority: Number(r.priority), createdTimeUtc: r.created_time, doc: parse<JsonObject>(r.doc) };
+}
+
+/**
+ * The {@link Store} over kysely, shared by SQLite and PostgreSQL: the engines differ only in row locking (`FOR
+ * UPDATE`, PostgreSQL) and in the DDL types chosen by the migrations.
+ */
+export class KyselyStore implements Store {
+  readonly dialect: 'sqlite' | 'postgres';
+  readonly #db: Db;
+  readonly #onClose: () => Promise<void>;
+
+  constructor(deps: { db: Db; dialect: 'sqlite' | 'postgres'; onClose?: () => Promise<void> }) {
+    this.#db = deps.db;
+    this.dialect = deps.dialect;
+    this.#onClose = deps.onClose ?? (() => Promise.resolve());
+  }
+
+  /** Brings the schema up to date (idempotent; concurrent replicas serialise on kysely's migration lock). */
+  async migrate(): Promise<void> {
+    const migrator = new Migrator({ db: this.#db, provider: new InCodeMigrations(this.dialect) });
+    const { error, results } = await migrator.migrateToLatest();
+    const failed = results?.find((r) => r.status === 'Error');
+    if (error !== undefined || failed) {
+      throw hubError('CLOUD_ERR_INTERNAL', `Database migration ${failed?.migrationName ?? ''} failed`, error);
+    }
+  }
+
+  /** The kysely instance, for the PostgreSQL bus (same pool). */
+  get db(): Db {
+    return this.#db;
+  }
+
+  async #lockedTwin(tx: Tx, deviceId: string, moduleId: string): Promise<Database['twins'] | undefined> {
+    const q = tx.selectFrom('twins').selectAll().where('device_id', '=', deviceId).where('module_id', '=', moduleId);
+    return this.dialect === 'postgres' ? q.forUpdate().executeTakeFirst() : q.executeTakeFirst();
+  }
+
+  async createDevice(device: DeviceRecord, twin: TwinRecord): Promise<void> {
+    try {
+      await this.#db.transaction().execute(async (tx) => {
+        await tx.insertInto('devices').values(fromDevice(device)).execute();
+        await tx.deleteFrom('twins').where('device_id', '=', device.deviceId).execute();
+        await tx.insertInto('twins').values(fromTwin(twin)).execute();
+      });
+    } catch (e) {
+      if (isUniqueViolation(e)) throw hubError('CLOUD_ERR_DEVICE_EXISTS', `Device ${device.deviceId} already exists`);
+      throw e;
+    }
+  }
+
+  async getDevice(deviceId: string): Promise<DeviceRecord | undefined> {
+    const r = await this.#db.selectFrom('devices').selectAll().where('device_id', '=', deviceId).executeTakeFirst();
+    return r && toDevice(r);
+  }
+
+  async listDevices(opts: { limit: number; after?: string }): Promise<DeviceRecord[]> {
+    let q = this.#db.selectFrom('devices').selectAll().orderBy('device_id').limit(opts.limit);
+    if (opts.after !== undefined) q = q.where('device_id', '>', opts.after);
+    return (await q.execute()).map(toDevice);
+  }
+
+  async updateDevice(device: DeviceRecord, expectedEtag: number | undefined): Promise<DeviceRecord> {
+    return this.#db.transaction().execute(async (tx) => {
+      const cur = await tx.selectFrom('devices').select(['etag_version']).where('device_id', '=', device.deviceId).executeTakeFirst();
+      if (!cur) throw hubError('CLOUD_ERR_DEVICE_NOT_FOUND', `Device ${device.deviceId} not found`);
+      if (expectedEtag !== undefined && Number(cur.etag_version) !== expectedEtag) {
+        throw hubError('CLOUD_ERR_PRECONDITION_FAILED', `Device ${device.deviceId} ETag does not match`);
+      }
+      const next = { ...device, etagVersion: Number(cur.etag_version) + 1 };
+      await tx.updateTable('devices').set(fromDevice(next)).where('device_id', '=', device.deviceId).execute();
+      return next;
+    });
+  }
+
+  async deleteDevice(deviceId: string, expectedEtag: number | undefined): Promise<void> {
+    await this.#db.transaction().execute(async (tx) => {
+      const cur = await tx.selectFrom('devices').select(['etag_version']).where('device_id', '=', deviceId).executeTakeFirst();
+      if (!cur) throw hubError('CLOUD_ERR_DEVICE_NOT_FOUND', `Device ${deviceId} not found`);
+      if (expectedEtag !== undefined && Number(cur.etag_version) !== expectedEtag) {
+        throw hubError('CLOUD_ERR_PRECONDITION_FAILED', `Device ${deviceId} ETag does not match`);
+      }
+      await tx.deleteFrom('devices').where('device_id', '=', deviceId).execute();
+      await tx.deleteFrom('modules').where('device_id', '=', deviceId).execute();
+      await tx.deleteFrom('twins').where('device_id', '=', deviceId).execute();
+    });
+  }
+
+  async countDevices(): Promise<{ total: number; enabled: number }> {
+    const r = await this.#db
+      .selectFrom('devices')
+      .select((eb) => [eb.fn.countAll().as('total'), eb.fn.sum<number | string>(sql`case when status = 'enabled' then 1 else 0 end`).as('enabled')])
+      .executeTakeFirstOrThrow();
+    return { total: Number(r.total), enabled: Number(r.enabled ?? 0) };
+  }
+
+  async createModule(module: ModuleRecord, twin: TwinRecord): Promise<void> {
+    try {
+      await this.#db.transaction().execute(async (tx) => {
+        const dev = await tx.selectFrom('devices').select('device_id').where('device_id', '=', module.deviceId).executeTakeFirst();
+        if (!dev) throw hubError('CLOUD_ERR_DEVICE_NOT_FOUND', `Device ${module.deviceId} not found`);
+        await tx.insertInto('modules').values(fromModule(module)).execute();
+        // A deployment may have created the module twin before the identity existed: keep that twin.
+        await tx.insertInto('twins').values(fromTwin(twin)).onConflict((oc) => oc.columns(['device_id', 'module_id']).doNothing()).execute();
+      });
+    } catch (e) {
+      if (isUniqueViolation(e)) throw hubError('CLOUD_ERR_MODULE_EXISTS', `Module ${module.moduleId} already exists on device ${module.deviceId}`);
+      throw e;
+    }
+  }
+
+  async getModule(deviceId: string, moduleId: string): Promise<ModuleRecord | undefined> {
+    const r = await this.#db.selectFrom('modules').selectAll().where('device_id', '=', deviceId).where('module_id', '=', moduleId).executeTakeFirst();
+    return r && toModule(r);
+  }
+
+  async listModules(deviceId: string): Promise<ModuleRecord[]> {
+    return (await this.#db.selectFrom('modules').selectAll().where('device_id', '=', deviceId).orderBy('module_id').execute()).map(toModule);
+  }
+
+  async updateModule(module: ModuleRecord, expectedEtag: number | undefined): Promise<ModuleRecord> {
+    return this.#db.transaction().execute(async (tx) => {
+      const cur = await tx
+        .selectFrom('modules')
+        .select(['etag_version'])
+        .where('device_id', '=', module.deviceId)
+        .where('module_id', '=', module.moduleId)
+        .executeTakeFirst();
+      if (!cur) throw hubError('CLOUD_ERR_MODULE_NOT_FOUND', `Module ${module.moduleId} not found on device ${module.deviceId}`);
+      if (expectedEtag !== undefined && Number(cur.etag_version) !== expectedEtag) {
+        throw hubError('CLOUD_ERR_PRECONDITION_FAILED', `Module ${module.moduleId} ETag does not match`);
+      }
+      const next = { ...module, etagVersion: Number(cur.etag_version) + 1 };
+      await tx.updateTable('modules').set(fromModule(next)).where('device_id', '=', module.deviceId).where('module_id', '=', module.moduleId).execute();
+      return next;
+    });
+  }
+
+  async deleteModule(deviceId: string, moduleId: string, expectedEtag: number | undefined): Promise<void> {
+    await this.#db.transaction().execute(async (tx) => {
+      const cur = await tx.selectFrom('modules').select(['etag_version']).where('device_id', '=', deviceId).where('module_id', '=', moduleId).executeTakeFirst();
+      if (!cur) throw hubError('CLOUD_ERR_MODULE_NOT_FOUND', `Module ${moduleId} not found on device ${deviceId}`);
+      if (expectedEtag !== undefined && Number(cur.etag_version) !== expectedEtag) {
+        throw hubError('CLOUD_ERR_PRECONDITION_FAILED', `Module ${moduleId} ETag does not match`);
+      }
+      await tx.deleteFrom('modules').where('device_id', '=', deviceId).where('module_id', '=', moduleId).execute();
+      await tx.deleteFrom('twins').where('device_id', '=', deviceId).where('module_id', '=', moduleId).execute();
+    });
+  }
+
+  async getTwin(deviceId: string, moduleId: string): Promise<TwinRecord | undefined> {
+    const r = await this.#db.selectFrom('twins').selectAll().where('device_id', '=', deviceId).where('module_id', '=', moduleId).executeTakeFirst();
+    return r && toTwin(r);
+  }
+
+  async listDeviceTwins(opts: { limit: number; after?: string; edgeOnly?: boolean }): Promise<TwinRecord[]> {
+    let q = this.#db
+      .selectFrom('twins')
+      .innerJoin('devices', 'devices.device_id', 'twins.device_id')
+      .selectAll('twins')
+      .where('twins.module_id', '=', '')
+      .orderBy('twins.device_id')
+      .limit(opts.limit);
+    if (opts.after !== undefined) q = q.where('twins.device_id', '>', opts.after);
+    if (opts.edgeOnly === true) q = q.where('devices.iot_edge', '=', 1);
+    return (await q.execute()).map(toTwin);
+  }
+
+  async listModuleTwins(deviceId: string): Promise<TwinRecord[]> {
+    return (
+      await this.#db.selectFrom('twins').selectAll().where('device_id', '=', deviceId).where('module_id', '!=', '').orderBy('module_id').execute()
+    ).map(toTwin);
+  }
+
+  async mutateTwin(deviceId: string, moduleId: string, mutate: TwinMutator): Promise<{ before: TwinRecord; after: TwinRecord } | undefined> {
+    return this.#db.transaction().execute(async (tx) => {
+      const row = await this.#lockedTwin(tx, deviceId, moduleId);
+      if (!row) return undefined;
+      const before = toTwin(row);
+      const changed = mutate(before);
+      if (!changed) return { before, after: before };
+      const after = { ...changed, deviceId, moduleId, version: before.version + 1 };
+      await tx
+        .updateTable('twins')
+        .set(fromTwin(after))
+        .where('device_id', '=', deviceId)
+        .where('module_id', '=', moduleId)
+        .execute();
+      return { before, after };
+    });
+  }
+
+  async ensureTwin(twin: TwinRecord): Promise<void> {
+    await this.#db.insertInto('twins').values(fromTwin(twin)).onConflict((oc) => oc.columns(['device_id', 'module_id']).doNothing()).execute();
+  }
+
+  async appendTelemetry(batch: readonly NewTelemetry[]): Promise<number[]> {
+    if (batch.length === 0) return [];
+    const rows = batch.map((m) => ({
+      device_id: m.deviceId,
+      module_id: m.moduleId,
+      enqueued_time: m.enqueuedTime,
+      properties: JSON.stringify(m.properties),
+      system_properties: JSON.stringify(m.systemProperties),
+      body: m.body,
+    }));
+    // Chunked so one statement stays under SQLite's 32766 bound-parameter limit.
+    const out: number[] = [];
+    await this.#db.transaction().execute(async (tx) => {
+      for (let i = 0; i < rows.length; i += 1000) {
+        const r = await tx.insertInto('telemetry').values(rows.slice(i, i + 1000)).returning('seq').execute();
+        for (const x of r) out.push(Number(x.seq));
+      }
+    });
+    return out;
+  }
+
+  async readTelemetry(opts: { from: number; limit: number; deviceId?: string; moduleId?: string }): Promise<TelemetryRecord[]> {
+    let q = this.#db.selectFrom('telemetry').selectAll().where('seq', '>=', opts.from).orderBy('seq').limit(opts.limit);
+    if (opts.deviceId !== undefined) q = q.where('device_id', '=', opts.deviceId);
+    if (opts.moduleId !== undefined) q = q.where('module_id', '=', opts.moduleId);
+    return (await q.execute()).map((r) => ({
+      offset: Number(r.seq),
+      deviceId: r.device_id,
+      moduleId: r.module_id,
+      enqueuedTime: Number(r.enqueued_time),
+      properties: parse<Record<string, string>>(r.properties),
+      systemProperties: parse<Record<string, string>>(r.system_properties),
+      body: Buffer.from(r.body),
+    }));
+  }
+
+  async purgeTelemetry(opts: { olderThan: number; keepLast: number }): Promise<number> {
+    const byAge = await this.#db.deleteFrom('telemetry').where('enqueued_time', '<', opts.olderThan).executeTakeFirst();
+    const last = await this.#db.selectFrom('telemetry').select((eb) => eb.fn.max('seq').as('last')).executeTakeFirst();
+    let bySize = 0n;
+    if (last?.last !== null && last?.last !== undefined) {
+      const cut = Number(last.last) - opts.keepLast;
+      const r = await this.#db.deleteFrom('telemetry').where('seq', '<=', cut).executeTakeFirst();
+      bySize = r.numDeletedRows;
+    }
+    return Number(byAge.numDeletedRows + bySize);
+  }
+
+  async telemetryBounds(): Promise<{ first: number; last: number; count: number }> {
+    const r = await this.#db
+      .selectFrom('telemetry')
+      .select((eb) => [eb.fn.min('seq').as('first'), eb.fn.max('seq').as('last'), eb.fn.countAll().as('count')])
+      .executeTakeFirstOrThrow();
+    return { first: Number(r.first ?? 0), last: Number(r.last ?? 0), count: Number(r.count) };
+  }
+
+  async getConsumerOffset(name: string): Promise<number | undefined> {
+    const r = await this.#db.selectFrom('consumers').select('offset').where('name', '=', name).executeTakeFirst();
+    return r ? Number(r.offset) : undefined;
+  }
+
+  async setConsumerOffset(name: string, offset: number): Promise<void> {
+    const now = Date.now();
+    await this.#db
+      .insertInto('consumers')
+      .values({ name, offset, updated_at: now })
+      .onConflict((oc) => oc.column('name').doUpdateSet({ offset, updated_at: now }))
+      .execute();
+  }
+
+  async createConfiguration(cfg: ConfigurationRecord): Promise<void> {
+    try {
+      await this.#db
+        .insertInto('configurations')
+        .values({ id: cfg.id, etag_version: cfg.etagVersion, priority: cfg.priority, created_time: cfg.createdTimeUtc, doc: JSON.stringify(cfg.doc) })
+        .execute();
+    } catch (e) {
+      if (isUniqueViolation(e)) throw hubError('CLOUD_ERR_CONFIGURATION_EXISTS', `Configuration ${cfg.id} already exists`);
+      throw e;
+    }
+  }
+
+  async getConfiguration(id: string): Promise<ConfigurationRecord | undefined> {
+    const r = await this.#db.selectFrom('configurations').selectAll().where('id', '=', id).executeTakeFirst();
+    return r && toConfiguration(r);
+  }
+
+  async listConfigurations(): Promise<ConfigurationRecord[]> {
+    return (await this.#db.selectFrom('configurations').selectAll().orderBy('id').execute()).map(toConfiguration);
+  }
+
+  async updateConfiguration(cfg: ConfigurationRecord, expectedEtag: number | undefined): Promise<ConfigurationRecord> {
+    return this.#db.transaction().execute(async (tx) => {
+      const cur = await tx.selectFrom('configurations').select(['etag_version']).where('id', '=', cfg.id).executeTakeFirst();
+      if (!cur) throw hubError('CLOUD_ERR_CONFIGURATION_NOT_FOUND', `Configuration ${cfg.id} not found`);
+      if (expectedEtag !== undefined && Number(cur.etag_version) !== expectedEtag) {
+        throw hubError('CLOUD_ERR_PRECONDITION_FAILED', `Configuration ${cfg.id} ETag does not match`);
+      }
+      const next = { ...cfg, etagVersion: Number(cur.etag_version) + 1 };
+      await tx
+        .updateTable('configurations')
+        .set({ etag_version: next.etagVersion, priority: next.priority, created_time: next.createdTimeUtc, doc: JSON.stringify(next.doc) })
+        .where('id', '=', cfg.id)
+        .execute();
+      return next;
+    });
+  }
+
+  async deleteConfiguration(id: string, expectedEtag: number | undefined): Promise<void> {
+    await this.#db.transaction().execute(async (tx) => {
+      const cur = await tx.selectFrom('configurations').select(['etag_version']).where('id', '=', id).executeTakeFirst();
+      if (!cur) throw hubError('CLOUD_ERR_CONFIGURATION_NOT_FOUND', `Configuration ${id} not found`);
+      if (expectedEtag !== undefined && Number(cur.etag_version) !== expectedEtag) {
+        throw hubError('CLOUD_ERR_PRECONDITION_FAILED', `Configuration ${id} ETag does not match`);
+      }
+      await tx.deleteFrom('configurations').where('id', '=', id).execute();
+    });
+  }
+
+  async listPolicies(): Promise<AccessPolicy[]> {
+    const rows = await this.#db.selectFrom('policies').selectAll().orderBy('name').execute();
+    return rows.map((r) => ({ name: r.name, primaryKey: r.primary_key, secondaryKey: r.secondary_key, rights: parse<Right[]>(r.rights) }));
+  }
+
+  async seedPolicies(policies: readonly AccessPolicy[]): Promise<void> {
+    for (const p of policies) {
+      await this.#db
+        .insertInto('policies')
+        .values({ name: p.name, primary_key: p.primaryKey, secondary_key: p.secondaryKey, rights: JSON.stringify(p.rights) })
+        .onConflict((oc) => oc.column('name').doNothing())
+        .execute();
+    }
+  }
+
+  async setPresence(p: PresenceRecord): Promise<void> {
+    await this.#db
+      .insertInto('presence')
+      .values({ device_id: p.deviceId, module_id: p.moduleId, replica_id: p.replicaId, connected_at: p.connectedAt })
+      .onConflict((oc) => oc.columns(['device_id', 'module_id']).doUpdateSet({ replica_id: p.replicaId, connected_at: p.connectedAt }))
+      .execute();
+  }
+
+  async clearPresence(deviceId: string, moduleId: string, replicaId: string): Promise<void> {
+    await this.#db
+      .deleteFrom('presence')
+      .where('device_id', '=', deviceId)
+      .where('module_id', '=', moduleId)
+      .where('replica_id', '=', replicaId)
+      .execute();
+  }
+
+  async getPresence(deviceId: string, moduleId: string): Promise<PresenceRecord | undefined> {
+    const r = await this.#db.selectFrom('presence').selectAll().where('device_id', '=', deviceId).where('module_id', '=', moduleId).executeTakeFirst();
+    return r && { deviceId: r.device_id, moduleId: r.module_id, replicaId: r.replica_id, connectedAt: Number(r.connected_at) };
+  }
+
+  async clearReplicaPresence(replicaId: string): Promise<void> {
+    await this.#db.deleteFrom('presence').where('replica_id', '=', replicaId).execute();
+  }
+
+  async ping(): Promise<void> {
+    await sql`select 1`.execute(this.#db);
+  }
+
+  async close(): Promise<void> {
+    await this.#db.destroy();
+    await this.#onClose();
+  }
+}

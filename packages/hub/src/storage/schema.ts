@@ -1,0 +1,50 @@
+import type { Generated } from 'kysely';
+
+/** Table types shared by the SQLite and PostgreSQL stores (JSON is stored as text in both). */
+export interface Database {
+  devices: {
+    device_id: string;
+    generation_id: string;
+    etag_version: number;
+    status: string;
+    status_reason: string;
+    status_updated: string;
+    auth: string;
+    iot_edge: number;
+    device_scope: string;
+    parent_scopes: string;
+    created_time: string;
+  };
+  modules: {
+    device_id: string;
+    module_id: string;
+    generation_id: string;
+    etag_version: number;
+    auth: string;
+    managed_by: string;
+    created_time: string;
+  };
+  twins: {
+    device_id: string;
+    module_id: string;
+    version: number;
+    tags: string;
+    desired: string;
+    reported: string;
+    configurations: string;
+  };
+  telemetry: {
+    seq: Generated<number | string>;
+    device_id: string;
+    module_id: string;
+    enqueued_time: number | string;
+    properties: string;
+    system_properties: string;
+    body: Buffer;
+  };
+  consumers: { name: string; offset: number | string; updated_at: number | string };
+  configurations: { id: string; etag_version: number; priority: number; created_time: string; doc: string };
+  policies: { name: string; primary_key: string; secondary_key: string; rights: string };
+  presence: { device_id: string; module_id: string; replica_id: string; connected_at: number | string };
+  bus: { id: Generated<number | string>; channel: string; payload: string; created_at: number | string };
+}

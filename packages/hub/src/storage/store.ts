@@ -1,0 +1,147 @@
+import type { AccessPolicy } from '../auth/policies.js';
+import type { JsonObject, TwinProperties } from '../twins/twin.js';
+
+/** Authentication of a device or module identity. Keys are secrets: never log them. */
+export interface IdentityAuth {
+  readonly type: 'sas' | 'selfSigned' | 'certificateAuthority' | 'none';
+  readonly primaryKey: string;
+  readonly secondaryKey: string;
+  readonly primaryThumbprint: string;
+  readonly secondaryThumbprint: string;
+}
+
+/** A device identity as stored. `etagVersion` increments on every identity write. */
+export interface DeviceRecord {
+  readonly deviceId: string;
+  readonly generationId: string;
+  readonly etagVersion: number;
+  readonly status: 'enabled' | 'disabled';
+  readonly statusReason: string;
+  readonly statusUpdatedTime: string;
+  readonly auth: IdentityAuth;
+  readonly iotEdge: boolean;
+  readonly deviceScope: string;
+  readonly parentScopes: readonly string[];
+  readonly createdTime: string;
+}
+
+/** A module identity as stored. */
+export interface ModuleRecord {
+  readonly deviceId: string;
+  readonly moduleId: string;
+  readonly generationId: string;
+  readonly etagVersion: number;
+  readonly auth: IdentityAuth;
+  readonly managedBy: string;
+  readonly createdTime: string;
+}
+
+/** A device or module twin as stored (`moduleId` is `''` for a device twin). */
+export interface TwinRecord {
+  readonly deviceId: string;
+  readonly moduleId: string;
+  /** Increments on every twin write; the twin's ETag and `version` derive from it. */
+  readonly version: number;
+  readonly tags: JsonObject;
+  readonly desired: TwinProperties;
+  readonly reported: TwinProperties;
+  /** `{"<configurationId>": {"status": "Targeted" | "Applied"}}`. */
+  readonly configurations: JsonObject;
+}
+
+/** One stored telemetry message. `offset` is assigned by the store, strictly increasing. */
+export interface TelemetryRecord {
+  readonly offset: number;
+  readonly deviceId: string;
+  readonly moduleId: string;
+  readonly enqueuedTime: number;
+  readonly properties: Readonly<Record<string, string>>;
+  readonly systemProperties: Readonly<Record<string, string>>;
+  readonly body: Buffer;
+}
+export type NewTelemetry = Omit<TelemetryRecord, 'offset'>;
+
+/** An automatic deployment (IoT Hub configuration) as stored: the whole document plus indexed fields. */
+export interface ConfigurationRecord {
+  readonly id: string;
+  readonly etagVersion: number;
+  readonly priority: number;
+  readonly createdTimeUtc: string;
+  readonly doc: JsonObject;
+}
+
+/** Where a connected device/module is (which replica holds its MQTT connection). */
+export interface PresenceRecord {
+  readonly deviceId: string;
+  readonly moduleId: string;
+  readonly replicaId: string;
+  readonly connectedAt: number;
+}
+
+/** Outcome of a read-modify-write: `undefined` from the mutator means "no change". */
+export type TwinMutator = (twin: TwinRecord) => TwinRecord | undefined;
+
+/**
+ * The hub's storage port. Implementations (SQLite, PostgreSQL) must pass `describeStore` in `store.contract.ts`.
+ * Contract highlights:
+ * - `create*` throw `HubError` `CLOUD_ERR_DEVICE_EXISTS`/`CLOUD_ERR_MODULE_EXISTS`/`CLOUD_ERR_CONFIGURATION_EXISTS`.
+ * - `update*`/`delete*` take the expected `etagVersion` (or `undefined` for "any") and throw
+ *   `CLOUD_ERR_PRECONDITION_FAILED` on mismatch, `*_NOT_FOUND` when absent.
+ * - Creating a device or module creates its twin in the same transaction; deleting a device deletes its modules and
+ *   all their twins.
+ * - `mutateTwin` is atomic: concurrent mutations of one twin are serialised, none is lost.
+ */
+export interface Store {
+  readonly dialect: 'sqlite' | 'postgres';
+
+  createDevice(device: DeviceRecord, twin: TwinRecord): Promise<void>;
+  getDevice(deviceId: string): Promise<DeviceRecord | undefined>;
+  listDevices(opts: { limit: number; after?: string }): Promise<DeviceRecord[]>;
+  updateDevice(device: DeviceRecord, expectedEtag: number | undefined): Promise<DeviceRecord>;
+  deleteDevice(deviceId: string, expectedEtag: number | undefined): Promise<void>;
+  countDevices(): Promise<{ total: number; enabled: number }>;
+
+  createModule(module: ModuleRecord, twin: TwinRecord): Promise<void>;
+  getModule(deviceId: string, moduleId: string): Promise<ModuleRecord | undefined>;
+  listModules(deviceId: string): Promise<ModuleRecord[]>;
+  updateModule(module: ModuleRecord, expectedEtag: number | undefined): Promise<ModuleRecord>;
+  deleteModule(deviceId: string, moduleId: string, expectedEtag: number | undefined): Promise<void>;
+
+  getTwin(deviceId: string, moduleId: string): Promise<TwinRecord | undefined>;
+  /** Device twins (moduleId `''`) of devices, in deviceId order, `after` exclusive. */
+  listDeviceTwins(opts: { limit: number; after?: string; edgeOnly?: boolean }): Promise<TwinRecord[]>;
+  /** Module twins of one device. */
+  listModuleTwins(deviceId: string): Promise<TwinRecord[]>;
+  /** Atomic read-modify-write. Returns the stored twin after the call, or `undefined` if the twin does not exist. */
+  mutateTwin(deviceId: string, moduleId: string, mutate: TwinMutator): Promise<{ before: TwinRecord; after: TwinRecord } | undefined>;
+  /** Creates the module twin if it does not exist yet (deployments may name modules that have no identity). */
+  ensureTwin(twin: TwinRecord): Promise<void>;
+
+  appendTelemetry(batch: readonly NewTelemetry[]): Promise<number[]>;
+  readTelemetry(opts: { from: number; limit: number; deviceId?: string; moduleId?: string }): Promise<TelemetryRecord[]>;
+  /** Deletes messages older than `olderThan` (ms epoch) and all but the newest `keepLast`. Returns how many went. */
+  purgeTelemetry(opts: { olderThan: number; keepLast: number }): Promise<number>;
+  telemetryBounds(): Promise<{ first: number; last: number; count: number }>;
+  getConsumerOffset(name: string): Promise<number | undefined>;
+  setConsumerOffset(name: string, offset: number): Promise<void>;
+
+  createConfiguration(cfg: ConfigurationRecord): Promise<void>;
+  getConfiguration(id: string): Promise<ConfigurationRecord | undefined>;
+  listConfigurations(): Promise<ConfigurationRecord[]>;
+  updateConfiguration(cfg: ConfigurationRecord, expectedEtag: number | undefined): Promise<ConfigurationRecord>;
+  deleteConfiguration(id: string, expectedEtag: number | undefined): Promise<void>;
+
+  listPolicies(): Promise<AccessPolicy[]>;
+  /** Inserts policies whose name is not stored yet (first start); existing ones are kept. */
+  seedPolicies(policies: readonly AccessPolicy[]): Promise<void>;
+
+  setPresence(p: PresenceRecord): Promise<void>;
+  /** Removes presence only if still owned by `replicaId` (a reconnect elsewhere wins). */
+  clearPresence(deviceId: string, moduleId: string, replicaId: string): Promise<void>;
+  getPresence(deviceId: string, moduleId: string): Promise<PresenceRecord | undefined>;
+  clearReplicaPresence(replicaId: string): Promise<void>;
+
+  /** Liveness of the database (readiness probe). */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
