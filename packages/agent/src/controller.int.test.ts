@@ -38,7 +38,7 @@ async function namespace(prefix: string): Promise<string> {
 }
 
 async function start(ns: string, extra: Partial<Parameters<typeof startEdgeDeploymentController>[0]> = {}): Promise<RunningController> {
-  const c = await startEdgeDeploymentController({ kubeConfig: kc, namespace: ns, policy: defaultPolicy({ storageClassName: 'standard' }), log, registry: new Registry(), workers: 2, ...extra });
+  const c = await startEdgeDeploymentController({ kubeConfig: kc, namespace: ns, policy: defaultPolicy(), log, registry: new Registry(), workers: 2, ...extra });
   controllers.push(c);
   return c;
 }

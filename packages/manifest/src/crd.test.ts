@@ -9,6 +9,7 @@ function assertStructural(node: unknown, path: string): void {
   const n = node as Record<string, unknown>;
   for (const bad of ['$schema', 'propertyNames', 'const', 'anyOf', 'oneOf', 'allOf']) expect(n[bad], `${path}.${bad}`).toBeUndefined();
   if (!n['x-kubernetes-int-or-string'] && !n['x-kubernetes-preserve-unknown-fields']) expect(n.type, `${path}: type`).toBeTypeOf('string');
+  for (const ex of ['exclusiveMinimum', 'exclusiveMaximum']) if (ex in n) expect(n[ex], `${path}.${ex}`).toBeTypeOf('boolean');
   if (n.properties && n.additionalProperties) throw new Error(`${path}: properties and additionalProperties together`);
   for (const [k, v] of Object.entries((n.properties as Record<string, unknown> | undefined) ?? {})) assertStructural(v, `${path}.${k}`);
   if (n.items) assertStructural(n.items, `${path}[]`);

@@ -84,6 +84,13 @@ export function toStructural(node: unknown): JsonSchema {
     n.enum = [n.const];
     delete n.const;
   }
+  // JSON Schema 2020 writes exclusive bounds as numbers; OpenAPI v3 (and the apiserver) wants booleans.
+  for (const [ex, bound] of [['exclusiveMinimum', 'minimum'], ['exclusiveMaximum', 'maximum']] as const) {
+    if (typeof n[ex] === 'number') {
+      n[bound] = n[ex];
+      n[ex] = true;
+    }
+  }
   if (n.additionalProperties === false) delete n.additionalProperties;
   else if (typeof n.additionalProperties === 'object' && n.additionalProperties !== null) {
     n.additionalProperties = toStructural(n.additionalProperties);
