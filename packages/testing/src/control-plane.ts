@@ -10,6 +10,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { ApiextensionsV1Api, CoreV1Api, KubeConfig, StorageV1Api, type V1CustomResourceDefinition } from '@kubernetes/client-node';
 import { parse } from 'yaml';
 import { kwokModuleDir, repoRoot, resolveBinDir } from './binaries.js';
+import { applyCrd } from './crds.js';
 import { buildKwokConfig, criLog } from './kwok-config.js';
 import { createPki, type Pki } from './pki.js';
 import { isAlive, killNow, spawnLogged, stopProcess, type ProcessRecord, type SpawnedProcess } from './process.js';
@@ -267,6 +268,9 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
       `--kubelet-client-certificate=${pki.kubeletClientCert}`, `--kubelet-client-key=${pki.kubeletClientKey}`,
       `--kubelet-certificate-authority=${pki.caCert}`, '--kubelet-preferred-address-types=InternalIP',
       `--cert-dir=${join(dir, 'apiserver-certs')}`, '--profiling=false',
+      // PodTemplates (unused by Kedge) bypass the watch cache, so a test can compact etcd and get a genuine
+      // 410 Gone for an old resourceVersion; every other resource keeps the normal cached watch path.
+      '--watch-cache-sizes=podtemplates#0',
     ]);
     await waitFor('kube-apiserver /readyz', async () => (await httpsStatus(`${server}/readyz`, tls)).status === 200);
 
@@ -276,7 +280,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
 
     progress('installing the kwok Logs CRD and the kwok-volume StorageClass');
     const logsCrd = parse(await readFile(join(kwokDir, 'kustomize', 'crd', 'bases', 'kwok.x-k8s.io_logs.yaml'), 'utf8')) as V1CustomResourceDefinition;
-    await kc.makeApiClient(ApiextensionsV1Api).createCustomResourceDefinition({ body: logsCrd });
+    await applyCrd(kc, logsCrd, 'kwok.x-k8s.io_logs.yaml');
     await kc.makeApiClient(StorageV1Api).createStorageClass({
       body: {
         metadata: { name: 'kwok-volume', annotations: { 'storageclass.kubernetes.io/is-default-class': 'true' } },
@@ -370,4 +374,21 @@ export async function stopRecordedCluster(dir: string): Promise<string[]> {
   for (const p of order) await stopProcess(p);
   await rm(dir, { recursive: true, force: true });
   return running.map((p) => p.name);
+}
+
+/**
+ * Compacts etcd's history up to its current revision (through etcd's JSON gateway on 127.0.0.1), so any watch
+ * from an older resourceVersion that reaches etcd gets `410 Gone`. Returns the compacted revision.
+ */
+export async function compactEtcd(etcdUrl: string): Promise<number> {
+  const post = async (path: string, body: unknown): Promise<unknown> => {
+    const res = await fetch(`${etcdUrl}${path}`, { method: 'POST', body: JSON.stringify(body) });
+    if (!res.ok) throw new Error(`etcd ${path}: HTTP ${res.status} ${await res.text()}`);
+    return res.json();
+  };
+  const status = (await post('/v3/maintenance/status', {})) as { header?: { revision?: string } };
+  const revision = Number(status.header?.revision);
+  if (!Number.isFinite(revision) || revision <= 0) throw new Error(`etcd returned no revision: ${JSON.stringify(status)}`);
+  await post('/v3/kv/compaction', { revision: String(revision), physical: true });
+  return revision;
 }
