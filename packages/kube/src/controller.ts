@@ -148,6 +148,10 @@ export class Controller {
   async start(signal: AbortSignal): Promise<boolean> {
     if (this.#started) throw new Error(`Controller ${this.name} already started`);
     this.#started = true;
+    if (signal.aborted) {
+      await this.stop();
+      return false;
+    }
     signal.addEventListener('abort', () => void this.stop(), { once: true });
     for (const inf of this.#informers) {
       if (!inf.started) {
