@@ -49,8 +49,9 @@ export const TRUE_CONDITION: CompiledCondition = makeCondition('true', () => tru
  */
 export function compileConditionTokens(tokens: readonly Token[], from: number, stop: Tok, scope: ConditionScope): { run: (ctx: MessageContext) => TriBool; next: number } {
   const first = tokens[from] as Token;
-  // An empty condition is edgeHub's `EOF` alternative: undefined.
-  if (stop === Tok.Eof && first.kind === Tok.Eof) return { run: () => undefined, next: from };
+  // An empty condition is edgeHub's `EOF` alternative: undefined. Kedge also accepts it between WHERE and INTO
+  // (edgeHub's route grammar does not; see docs/routing.md), so a condition means the same inside and outside a route.
+  if (first.kind === stop) return { run: () => undefined, next: from };
   const parser = new ConditionParser(tokens, from);
   const expr = parser.parseExpression();
   const after = parser.peek();
