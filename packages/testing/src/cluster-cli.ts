@@ -5,8 +5,9 @@
  * `up` starts a detached control plane (its processes outlive this CLI) in
  * `${XDG_RUNTIME_DIR:-os.tmpdir()}/kedge-cluster-<name>/`, records their pids in `cluster.json` there, and prints
  * `KUBECONFIG=<absolute path>` as its last line. `down` stops exactly those pids and deletes the directory.
+ * `gc` cleans up control planes of test runs that were killed before their teardown.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -28,7 +29,27 @@ function readState(dir: string): ClusterState | undefined {
   }
 }
 
-const usage = 'usage: cluster-cli.js up|down|status [--name <name>] [--nodes <n>]';
+const usage = 'usage: cluster-cli.js up|down|status|gc [--name <name>] [--nodes <n>]';
+
+/**
+ * Control planes started by test runs (`kedge-cp-*` in the temp dir) whose owning Node process is gone, e.g. a
+ * vitest run killed with SIGKILL: stops their recorded processes and removes their directories.
+ */
+async function gc(): Promise<number> {
+  let n = 0;
+  for (const base of new Set([tmpdir(), process.env.XDG_RUNTIME_DIR ?? tmpdir()])) {
+    for (const d of readdirSync(base).filter((x) => x.startsWith('kedge-cp-'))) {
+      const dir = join(base, d);
+      const st = readState(dir);
+      if (!st || isAlive({ pid: st.ownerPid, startTicks: null })) continue;
+      const stopped = await stopRecordedCluster(dir);
+      console.log(`gc: ${dir} (owner pid ${st.ownerPid} gone): stopped ${stopped.join(', ') || 'nothing'}`);
+      n++;
+    }
+  }
+  console.log(`gc: ${n} orphaned control plane(s) cleaned up`);
+  return 0;
+}
 
 async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
@@ -92,6 +113,8 @@ async function main(argv: string[]): Promise<number> {
       console.log(`KUBECONFIG=${st.kubeconfigPath}`);
       return alive.length === st.processes.length ? 0 : 1;
     }
+    case 'gc':
+      return gc();
     default:
       console.error(usage);
       return 2;
