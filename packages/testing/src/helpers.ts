@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -210,7 +210,11 @@ export async function setFakePodLogs(
   kc: KubeConfig,
   opts: { namespace: string; pod: string; lines: readonly string[]; previousLines?: readonly string[]; containers?: readonly string[] },
 ): Promise<void> {
-  const dir = join(process.env[CLUSTER_DIR_ENV] ?? join(tmpdir(), 'kedge-fake-logs'), 'pod-logs', opts.namespace);
+  // Inside the cluster's directory when known (removed with the cluster), else a shared temp dir.
+  const kubeconfig = process.env[KUBECONFIG_ENV];
+  const clusterDir = process.env[CLUSTER_DIR_ENV] ??
+    (kubeconfig && existsSync(join(dirname(kubeconfig), STATE_FILE)) ? dirname(kubeconfig) : join(tmpdir(), 'kedge-fake-logs'));
+  const dir = join(clusterDir, 'pod-logs', opts.namespace);
   await mkdir(dir, { recursive: true });
   const logsFile = join(dir, `${opts.pod}.log`);
   await writeFile(logsFile, criLog(opts.lines));
