@@ -1,1 +1,12 @@
-export {};
+export { startHub } from './hub.js';
+export type { RunningHub, StartOptions } from './hub.js';
+export { build } from './app.js';
+export type { BuildOptions } from './app.js';
+export { HubConfigSchema, parseHubConfig } from './config.js';
+export type { HubConfig, HubConfigInput } from './config.js';
+export { CloudErrors, HubError } from './errors.js';
+export type { CloudErrorCode } from './errors.js';
+export { createSasToken, parseConnectionString } from './auth/sas.js';
+export { HubClient, HubClientError } from './client.js';
+export type { HubClientOptions, TelemetryMessage } from './client.js';
+export type { Store } from './storage/store.js';

@@ -1,0 +1,107 @@
+import Fastify from 'fastify';
+import type { FastifyError, FastifyInstance } from 'fastify';
+import { deploymentRoutes } from './deployments/routes.js';
+import { errorBody, hubError, HubError, isHubError } from './errors.js';
+import { methodRoutes } from './methods/routes.js';
+import { Registry as IdentityRegistry } from './registry/registry.js';
+import { registryRoutes } from './registry/routes.js';
+import type { HubServices } from './services.js';
+import { telemetryRoutes } from './telemetry/routes.js';
+import { twinRoutes } from './twins/routes.js';
+
+/** Options of {@link build}. */
+export interface BuildOptions {
+  readonly services: HubServices;
+  /** TLS for the listener; omitted in `inject()` tests and for the plain ops listener. */
+  readonly https?: { readonly key: string; readonly cert: string };
+  /** Serve only health and metrics (the plain-HTTP ops listener). */
+  readonly opsOnly?: boolean;
+  /** Largest accepted request body. @default 1 MiB */
+  readonly bodyLimit?: number;
+}
+
+/** Maps anything thrown in a route to a {@link HubError} (fastify's own parse/limit errors included). */
+function classify(e: unknown): HubError {
+  if (isHubError(e)) return e;
+  const fe = e as Partial<FastifyError>;
+  if (fe.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return hubError('CLOUD_ERR_PAYLOAD_TOO_LARGE', 'Request body too large');
+  if (fe.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return hubError('CLOUD_ERR_BAD_REQUEST', 'Unsupported content type; send application/json');
+  if (typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) return hubError('CLOUD_ERR_BAD_REQUEST', fe.message ?? 'Bad request');
+  return hubError('CLOUD_ERR_INTERNAL', 'Internal error', e);
+}
+
+/**
+ * Builds the hub's HTTP app (IoT Hub service REST + Kedge extensions + health + metrics) without listening, so
+ * tests can `inject()` (fastify `docs/Guides/Testing.md`). Every error leaves as IoT Hub's error body.
+ */
+export function build(opts: BuildOptions): FastifyInstance {
+  const s = opts.services;
+  const app = Fastify({
+    loggerInstance: s.log.child({ component: 'http' }),
+    disableRequestLogging: true,
+    bodyLimit: opts.bodyLimit ?? 1024 * 1024,
+    ...(opts.https ? { https: { key: opts.https.key, cert: opts.https.cert, minVersion: 'TLSv1.2' as const } } : {}),
+  }) as unknown as FastifyInstance;
+
+  // JSON with IoT Hub semantics: an empty body is "no body" (azure-iothub sends a JSON content type on DELETE).
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => {
+    const text = typeof body === 'string' ? body : body.toString('utf8');
+    if (text.trim() === '') {
+      done(null, undefined);
+      return;
+    }
+    try {
+      done(null, JSON.parse(text) as unknown);
+    } catch (e) {
+      done(hubError('CLOUD_ERR_MALFORMED_JSON', `Malformed JSON body: ${(e as Error).message}`), undefined);
+    }
+  });
+
+  app.setErrorHandler((e, req, reply) => {
+    const he = classify(e);
+    if (he.status >= 500) req.log.error({ err: e, url: req.url, method: req.method }, 'Request failed');
+    else req.log.debug({ code: he.code, url: req.url }, 'Request refused');
+    void reply
+      .status(he.status)
+      .header('iothub-errorcode', he.iotHubCode)
+      .type('application/json; charset=utf-8')
+      .send(JSON.stringify(errorBody(he, IdentityRegistry.trackingId())));
+  });
+  app.setNotFoundHandler((req, reply) => {
+    const he = hubError('CLOUD_ERR_NOT_FOUND', `No route for ${req.method} ${req.url.split('?')[0] ?? ''}`);
+    void reply.status(404).type('application/json; charset=utf-8').send(JSON.stringify(errorBody(he, IdentityRegistry.trackingId())));
+  });
+  app.addHook('onResponse', (_req, reply, done) => {
+    s.metrics.httpRequests.inc({ status: `${Math.floor(reply.statusCode / 100)}xx` });
+    done();
+  });
+
+  app.get('/health/live', async (_req, reply) => reply.send({ status: 'ok' }));
+  app.get('/health/ready', async (_req, reply) => {
+    if (!s.isReady()) return reply.status(503).send({ status: 'shutting-down' });
+    try {
+      await s.store.ping();
+      return await reply.send({ status: 'ok' });
+    } catch {
+      return reply.status(503).send({ status: 'database-unavailable' });
+    }
+  });
+  app.get('/metrics', async (_req, reply) => reply.type(s.metrics.registry.contentType).send(await s.metrics.registry.metrics()));
+  if (opts.opsOnly === true) return app;
+
+  registryRoutes(app, s);
+  twinRoutes(app, s);
+  methodRoutes(app, s);
+  deploymentRoutes(app, s);
+  telemetryRoutes(app, s);
+
+  const gateway = s.gateway;
+  if (gateway) {
+    app.server.on('upgrade', (req, socket, head) => {
+      if ((req.url ?? '').split('?')[0] === '/$iothub/websocket') gateway.handleUpgrade(req, socket, head);
+      else socket.destroy();
+    });
+  }
+  return app;
+}

@@ -1,0 +1,29 @@
+import type { ServiceAuth } from './auth/service-auth.js';
+import type { Bus } from './cluster/bus.js';
+import type { Deployments } from './deployments/deployments.js';
+import type { Logger } from './log.js';
+import type { HubMetrics } from './metrics.js';
+import type { Methods } from './methods/methods.js';
+import type { DeviceGateway } from './mqtt/gateway.js';
+import type { Registry } from './registry/registry.js';
+import type { Store } from './storage/store.js';
+import type { Telemetry } from './telemetry/telemetry.js';
+import type { Twins } from './twins/twins.js';
+
+/** Everything the HTTP routes use, injected into `build(opts)` (tests can build an app over any store). */
+export interface HubServices {
+  readonly store: Store;
+  readonly auth: ServiceAuth;
+  readonly registry: Registry;
+  readonly twins: Twins;
+  readonly methods: Methods;
+  readonly telemetry: Telemetry;
+  readonly deployments: Deployments;
+  readonly bus: Bus;
+  readonly metrics: HubMetrics;
+  readonly log: Logger;
+  /** Present when the MQTT endpoint runs in this process (WebSocket upgrades are handed to it). */
+  readonly gateway?: DeviceGateway;
+  /** False once shutdown has begun (readiness turns 503). */
+  readonly isReady: () => boolean;
+}
