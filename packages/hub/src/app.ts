@@ -1,7 +1,8 @@
-import Fastify from 'fastify';
+import Fastify, { LogController } from 'fastify';
 import type { FastifyError, FastifyInstance } from 'fastify';
 import { deploymentRoutes } from './deployments/routes.js';
-import { errorBody, hubError, HubError, isHubError } from './errors.js';
+import type { HubError} from './errors.js';
+import { errorBody, hubError, isHubError } from './errors.js';
 import { methodRoutes } from './methods/routes.js';
 import { Registry as IdentityRegistry } from './registry/registry.js';
 import { registryRoutes } from './registry/routes.js';
@@ -38,7 +39,7 @@ export function build(opts: BuildOptions): FastifyInstance {
   const s = opts.services;
   const app = Fastify({
     loggerInstance: s.log.child({ component: 'http' }),
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: opts.bodyLimit ?? 1024 * 1024,
     ...(opts.https ? { https: { key: opts.https.key, cert: opts.https.cert, minVersion: 'TLSv1.2' as const } } : {}),
   }) as unknown as FastifyInstance;

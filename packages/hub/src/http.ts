@@ -14,8 +14,9 @@ export function authorize(s: HubServices, req: FastifyRequest, need: Right, devi
 
 /** The `If-Match` precondition as a version; an ETag this hub never issued can only fail. */
 export function ifMatch(req: FastifyRequest): number | undefined {
-  const h = req.headers['if-match'];
-  return parseIfMatch(Array.isArray(h) ? h[0] : h);
+  const h: unknown = req.headers['if-match'];
+  const first: unknown = Array.isArray(h) ? h[0] : h;
+  return parseIfMatch(typeof first === 'string' ? first : undefined);
 }
 
 /** True when the request carries a non-wildcard `If-Match`. */

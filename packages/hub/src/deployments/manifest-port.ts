@@ -11,10 +11,10 @@ export type ModulesContent = Record<string, Record<string, unknown>>;
 export type ContentResult = { ok: true; value: ModulesContent; warnings: Issue[] } | { ok: false; error: Issue[]; warnings: Issue[] };
 
 /** Validates a full deployment manifest (bare modulesContent, `{modulesContent}` or `{content:{modulesContent}}`). */
-export const validateManifest = (input: unknown): ContentResult => checkManifest(input) as ContentResult;
+export const validateManifest = (input: unknown): ContentResult => checkManifest(input);
 
 /** Validates layered deployment content. */
-export const validateLayer = (input: unknown): ContentResult => checkLayer(input) as ContentResult;
+export const validateLayer = (input: unknown): ContentResult => checkLayer(input);
 
 /** Applies layers in ascending priority over the base; returns the desired documents per module. */
 export const composeLayers = (base: ModulesContent | undefined, layers: ReadonlyArray<{ id: string; priority: number; content: ModulesContent }>): ModulesContent =>

@@ -40,7 +40,7 @@ export function parseMethodCall(body: unknown): MethodCall {
   };
   return {
     methodName: name,
-    payload: body['payload'] === undefined ? null : (body['payload'] as Json),
+    payload: body['payload'] === undefined ? null : (body['payload']),
     responseTimeoutInSeconds: num(body['responseTimeoutInSeconds'], 30, 5, 300, 'responseTimeoutInSeconds'),
     connectTimeoutInSeconds: num(body['connectTimeoutInSeconds'], 0, 0, 300, 'connectTimeoutInSeconds'),
   };

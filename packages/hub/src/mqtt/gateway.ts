@@ -261,7 +261,7 @@ export class DeviceGateway implements MethodTransport {
 
   #send(client: Client, topic: string, body: Buffer | string): void {
     const packet = { cmd: 'publish', topic, payload: body, qos: 0, retain: false, dup: false } as const satisfies Partial<PublishPacket>;
-    client.publish(packet as PublishPacket, (err) => {
+    client.publish(packet, (err) => {
       if (err) this.#d.log.debug({ clientId: client.id, err: err.message }, 'Failed to send to client');
     });
   }

@@ -132,7 +132,7 @@ export function registryRoutes(app: FastifyInstance, s: HubServices): void {
       }
       const id = item['id'];
       try {
-        const mode = String(item['importMode'] ?? 'create').toLowerCase();
+        const mode = (typeof item['importMode'] === 'string' ? item['importMode'] : 'create').toLowerCase();
         if (mode === 'create') await s.registry.createDevice(id, { ...item, deviceId: id });
         else if (mode === 'update' || mode === 'updateifmatchetag') await s.registry.updateDevice(id, item, undefined);
         else if (mode === 'delete' || mode === 'deleteifmatchetag') await s.store.deleteDevice(id, undefined);

@@ -26,6 +26,12 @@ async function keyOf(registry: Registry, deviceId: string, moduleId?: string): P
   return d.responseBody.authentication?.symmetricKey?.primaryKey ?? '';
 }
 
+/** Reported patch through the SDK's callback API. */
+function report(twin: DeviceTwin, patch: Record<string, unknown>): Promise<void> {
+  const reported = twin.properties.reported as unknown as { update(p: unknown, cb: (e?: Error) => void): void };
+  return new Promise<void>((resolve, reject) => reported.update(patch, (e) => (e ? reject(e) : resolve())));
+}
+
 function onDesired(twin: DeviceTwin): { latest: () => Record<string, unknown> | undefined } {
   let latest: Record<string, unknown> | undefined;
   twin.on('properties.desired', (d: Record<string, unknown>) => {
@@ -103,13 +109,13 @@ export function describeHubWithSdks(name: string, database: () => Promise<{ url:
       closables.push(client);
       await client.open();
       const twin = await client.getTwin();
-      await new Promise<void>((resolve, reject) => twin.properties.reported.update({ firmware: '1.2.3', sensor: { ok: true } }, (e?: Error) => (e ? reject(e) : resolve())));
+      await report(twin, { firmware: '1.2.3', sensor: { ok: true } });
       const t = await registry.getTwin('thermo-1');
       expect(t.responseBody.properties.reported['firmware']).toBe('1.2.3');
       expect(t.responseBody.properties.reported['sensor']).toEqual({ ok: true });
       expect(t.responseBody.properties.reported['$version']).toBeGreaterThanOrEqual(2);
       // null deletes
-      await new Promise<void>((resolve, reject) => twin.properties.reported.update({ sensor: null }, (e?: Error) => (e ? reject(e) : resolve())));
+      await report(twin, { sensor: null });
       const t2 = await registry.getTwin('thermo-1');
       expect(t2.responseBody.properties.reported['sensor']).toBeUndefined();
     });
@@ -194,7 +200,7 @@ export function describeHubWithSdks(name: string, database: () => Promise<{ url:
       await registry.create({ deviceId: 'edge-1', capabilities: { iotEdge: true } });
       const mods = await registry.getModulesOnDevice('edge-1');
       expect(mods.responseBody.map((m) => m.moduleId).sort()).toEqual(['$edgeAgent', '$edgeHub']);
-      await registry.applyConfigurationContentOnDevice('edge-1', manifest({ filter: 'contoso/filter:1.0' }, { filter: { threshold: 25 } }) as never);
+      await registry.applyConfigurationContentOnDevice('edge-1', manifest({ filter: 'contoso/filter:1.0' }, { filter: { threshold: 25 } }));
       const agent = await registry.getModuleTwin('edge-1', '$edgeAgent');
       const desired = agent.responseBody.properties.desired as Record<string, { filter?: unknown }>;
       expect(desired['modules']?.filter).toMatchObject({ settings: { image: 'contoso/filter:1.0' } });

@@ -38,7 +38,7 @@ function restClient(connectionString: string, ca: string): { rest: RestApiClient
 /** An azure-iothub `Registry` that trusts `ca`. */
 export function registryFor(connectionString: string, ca: string): Registry {
   const { rest, config } = restClient(connectionString, ca);
-  return new Registry(config as unknown as Registry.TransportConfig, rest);
+  return new Registry(config, rest);
 }
 
 /** An azure-iothub service `Client` (direct methods) that trusts `ca`. */

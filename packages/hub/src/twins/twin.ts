@@ -54,7 +54,7 @@ export function checkPatch(patch: unknown, where: string): Result<JsonObject, Pa
     if (!isObject(v)) return typeof v === 'number' && !Number.isFinite(v) ? { path, message: 'numbers must be finite' } : undefined;
     for (const [k, child] of Object.entries(v)) {
       const top = depth === 1 && (k === '$version' || k === '$metadata');
-      if (!top && (k.length === 0 || /[.$ \u0000-\u001f]/.test(k))) {
+      if (!top && (k.length === 0 || /[.$ ]/.test(k) || hasControlChar(k))) {
         return { path: `${path}.${k}`, message: 'keys must be non-empty and cannot contain ".", "$", spaces or control characters' };
       }
       if (Buffer.byteLength(k) > TwinLimits.maxKeyBytes) return { path: `${path}.${k.slice(0, 32)}…`, message: 'keys are limited to 1 KB' };
@@ -67,6 +67,8 @@ export function checkPatch(patch: unknown, where: string): Result<JsonObject, Pa
   const problem = walk(patch, where, 1);
   return problem ? err(problem) : ok(patch);
 }
+
+const hasControlChar = (k: string): boolean => [...k].some((c) => c.charCodeAt(0) < 0x20);
 
 /** JSON byte size of the user part of a document. */
 export const userBytes = (doc: JsonObject): number => Buffer.byteLength(JSON.stringify(userProperties(doc)));
