@@ -14,11 +14,11 @@ export interface CompiledCondition {
   /** The condition text as written (`true` for a route without WHERE). */
   readonly text: string;
   /** Three-valued result: `true`, `false` or `undefined` (edgeHub `Bool.Undefined`). Only `true` routes. */
-  evaluate(message: RouteMessage): TriBool;
+  readonly evaluate: (message: RouteMessage) => TriBool;
   /** `evaluate(message) === true`. */
-  matches(message: RouteMessage): boolean;
+  readonly matches: (message: RouteMessage) => boolean;
   /** Evaluates against a prepared message context (used by the evaluator to share one context across routes). */
-  evaluateIn(ctx: MessageContext): TriBool;
+  readonly evaluateIn: (ctx: MessageContext) => TriBool;
 }
 
 /** Options of {@link compileCondition}. */

@@ -55,8 +55,14 @@ export function messageFromJson(input: unknown): Result<RouteMessage, Issue[]> {
   let body: Uint8Array | JsonValue;
   const b64 = input['bodyBase64'];
   if (typeof b64 === 'string') {
-    if (!/^[A-Za-z0-9+/]*={0,2}$/.test(b64.replace(/\s/g, ''))) issues.push({ path: '$.bodyBase64', message: 'must be base64' });
-    body = new Uint8Array(Buffer.from(b64, 'base64'));
+    body = new Uint8Array(0);
+    try {
+      const clean = b64.replace(/\s/g, '');
+      if (!/^[A-Za-z0-9+/]*={0,2}$/.test(clean)) throw new Error('not base64');
+      body = Uint8Array.from(atob(clean), (ch) => ch.charCodeAt(0));
+    } catch {
+      issues.push({ path: '$.bodyBase64', message: 'must be base64' });
+    }
   } else if (b64 !== undefined && b64 !== null) {
     issues.push({ path: '$.bodyBase64', message: 'must be a base64 string' });
     body = new Uint8Array(0);

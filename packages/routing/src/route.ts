@@ -27,11 +27,11 @@ export interface CompiledRoute {
   readonly condition: CompiledCondition;
   readonly sink: RouteSink;
   /** True when the message comes from this route's source (prefix match, case-insensitive). */
-  matchesSource(message: RouteMessage): boolean;
+  readonly matchesSource: (message: RouteMessage) => boolean;
   /** Source matches and the condition is `true`. */
-  matches(message: RouteMessage): boolean;
+  readonly matches: (message: RouteMessage) => boolean;
   /** {@link matches} against a prepared context. */
-  matchesIn(ctx: MessageContext): boolean;
+  readonly matchesIn: (ctx: MessageContext) => boolean;
 }
 
 /** edgeHub `CustomMessageSource.Create` normalization of a route source. */

@@ -14,7 +14,6 @@ export interface ConditionScope {
   readonly twinChange: boolean;
 }
 
-type Fn = (ctx: MessageContext) => unknown;
 type Cmp = '<' | '<=' | '>' | '>=' | '=' | '!=';
 
 /**

@@ -98,7 +98,7 @@ function lexQuery(text: string): QToken[] {
           segs.push(text.slice(i + 2, close));
           i = close + 2;
         } else {
-          const m = /^[A-Za-z0-9_$\-]+/.exec(text.slice(i, i + 256));
+          const m = /^[A-Za-z0-9_$-]+/.exec(text.slice(i, i + 256));
           if (m === null) fail(RouteErrorCode.Syntax, 'Syntax error: invalid property name', at(i));
           segs.push(m[0]);
           i += m[0].length;
@@ -429,15 +429,14 @@ export function compileDeviceQuery(text: string): Result<DeviceQuery, RouteCompi
     if (!word(i, 'from')) fail(RouteErrorCode.Syntax, "Syntax error: expected 'FROM'", tok(i));
     i++;
     const coll = tok(i);
-    const collection = coll.kind === T.Path ? (coll.value as readonly string[]).join('.').toLowerCase() : '';
-    if (collection !== 'devices' && collection !== 'devices.modules') {
-      fail(RouteErrorCode.Syntax, "Syntax error: expected 'devices' or 'devices.modules'", coll);
-    }
+    const name = coll.kind === T.Path ? (coll.value as readonly string[]).join('.').toLowerCase() : '';
+    if (name !== 'devices' && name !== 'devices.modules') fail(RouteErrorCode.Syntax, "Syntax error: expected 'devices' or 'devices.modules'", coll);
+    const collection: DeviceQuery['collection'] = name;
     i++;
     let pred: Pred = () => true;
     if (word(i, 'where')) pred = whereClause(tokens, i + 1);
     else if (tok(i).kind !== T.Eof) fail(RouteErrorCode.Syntax, `Syntax error: unexpected '${tok(i).text}'`, tok(i));
     const fn = (twin: TwinDocument): boolean => pred(twin) === true;
-    return Object.assign(fn, { collection: collection as DeviceQuery['collection'], select: Object.freeze(select) });
+    return Object.assign(fn, { collection, select: Object.freeze(select) });
   });
 }

@@ -1,0 +1,107 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Command } from 'commander';
+import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { registerRouteCommands } from './route.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'kedge-route-test-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+function file(name: string, content: unknown): string {
+  const path = join(dir, name);
+  writeFileSync(path, typeof content === 'string' ? content : JSON.stringify(content));
+  return path;
+}
+
+let out = '';
+let errText = '';
+beforeEach(() => {
+  out = '';
+  errText = '';
+  process.exitCode = undefined;
+  vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
+    out += String(chunk);
+    return true;
+  });
+  vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => {
+    errText += String(chunk);
+    return true;
+  });
+});
+afterEach(() => {
+  vi.restoreAllMocks();
+  process.exitCode = undefined;
+});
+
+async function kedge(...args: string[]): Promise<number> {
+  const program = new Command('kedge').exitOverride();
+  registerRouteCommands(program);
+  await program.parseAsync(['node', 'kedge', ...args]);
+  return Number(process.exitCode ?? 0);
+}
+
+const desired = {
+  schemaVersion: '1.1',
+  routes: {
+    all: 'FROM /messages/* INTO $upstream',
+    hot: { route: 'FROM /messages/modules/sensor/* WHERE $body.temp > 30 INTO BrokeredEndpoint("/modules/alert/inputs/in")', priority: 1, timeToLiveSecs: 60 },
+    leafOnly: 'FROM /messages/* WHERE NOT IS_DEFINED($connectionModuleId) INTO $upstream',
+  },
+};
+const message = { source: { deviceId: 'd1', moduleId: 'sensor', output: 'out1' }, contentType: 'application/json', contentEncoding: 'utf-8', body: { temp: 35 } };
+
+describe('kedge route test', () => {
+  it('prints the matching routes as JSON and exits 0', async () => {
+    // 1. desired properties given bare; 2. the same wrapped as a manifest
+    for (const routes of [desired, { modulesContent: { $edgeHub: { 'properties.desired': desired } } }]) {
+      out = '';
+      const code = await kedge('route', 'test', '--routes', file('routes.json', routes), '--message', file('message.json', message));
+      expect(code).toBe(0);
+      expect(JSON.parse(out)).toEqual([
+        { name: 'all', sink: { kind: 'upstream' }, priority: 2_000_000_000, timeToLiveSecs: 7200 },
+        { name: 'hot', sink: { kind: 'module', module: 'alert', input: 'in' }, priority: 1, timeToLiveSecs: 60 },
+      ]);
+    }
+  });
+
+  it('reads a text file of routes, one per line', async () => {
+    const routes = file('routes.txt', "# demo\nFROM /messages/* WHERE $body.temp < 0 INTO $upstream\nleaf: FROM /messages/* WHERE $connectionDeviceId = 'd1' INTO $upstream\n");
+    const code = await kedge('route', 'test', '--routes', routes, '--message', file('message.json', { ...message, source: { deviceId: 'd1' } }));
+    expect(code).toBe(0);
+    expect((JSON.parse(out) as { name: string }[]).map((r) => r.name)).toEqual(['leaf']);
+  });
+
+  it('exits 2 with the route name, line and column when a route does not compile', async () => {
+    const routes = file('bad.json', { schemaVersion: '1.1', routes: { broken: 'FROM /messages/* WHERE temp > 30 INTO $upstream' } });
+    const code = await kedge('route', 'test', '--routes', routes, '--message', file('message.json', message));
+    expect(code).toBe(2);
+    expect(out).toBe('');
+    expect(errText).toContain('$edgeHub.properties.desired.routes.broken: line 1, column 29:');
+  });
+
+  it('exits 2 on unreadable files and invalid JSON', async () => {
+    expect(await kedge('route', 'test', '--routes', join(dir, 'missing.json'), '--message', file('message.json', message))).toBe(2);
+    expect(errText).toMatch(/cannot read routes file/);
+    expect(await kedge('route', 'test', '--routes', file('routes.json', desired), '--message', file('broken.json', '{"source":'))).toBe(2);
+    expect(errText).toMatch(/message file .* is not valid JSON/);
+    expect(await kedge('route', 'test', '--routes', file('broken-routes.json', '{ nope'), '--message', file('message.json', message))).toBe(2);
+    expect(errText).toMatch(/routes file .* is not valid JSON/);
+    expect(await kedge('route', 'test', '--routes', file('routes.json', desired), '--message', file('odd.json', { source: 'x' }))).toBe(2);
+    expect(errText).toMatch(/\$\.source/);
+  });
+});
+
+describe('kedge route check', () => {
+  it('reports compiled routes', async () => {
+    expect(await kedge('route', 'check', file('routes.json', desired))).toBe(0);
+    expect(out).toMatch(/^3 routes compiled/);
+  });
+
+  it('exits 2 and lists every broken route', async () => {
+    const code = await kedge('route', 'check', file('bad.txt', 'FROM /* INTO $upstream\nFROM /* WHERE ( INTO $upstream\nFROM /* INTO nowhere\n'));
+    expect(code).toBe(2);
+    expect(errText).toContain('line 2:');
+    expect(errText).toContain('line 3:');
+  });
+});
