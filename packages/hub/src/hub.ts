@@ -46,7 +46,7 @@ export interface StartOptions {
 
 async function openStore(url: string, sync: 'NORMAL' | 'FULL', log: Logger): Promise<{ store: KyselyStore; bus: Bus }> {
   if (url.startsWith('postgres://') || url.startsWith('postgresql://')) {
-    const { store, pool } = await openPostgresStore({ url });
+    const { store, pool } = await openPostgresStore({ url, onIdleError: (e) => log.warn({ err: e.message }, 'Dropped an idle database connection') });
     const bus = new PgBus({ pool, log: log.child({ component: 'bus' }) });
     await bus.start();
     return { store, bus };

@@ -1,0 +1,169 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { defaultPolicies } from '../auth/policies.js';
+import { isHubError } from '../errors.js';
+import { newTwin } from '../registry/registry.js';
+import { applyPatch } from '../twins/twin.js';
+import type { DeviceRecord, ModuleRecord, Store } from './store.js';
+
+const NOW = '2026-01-01T00:00:00.000Z';
+
+export function device(deviceId: string, over: Partial<DeviceRecord> = {}): DeviceRecord {
+  return {
+    deviceId,
+    generationId: '1',
+    etagVersion: 1,
+    status: 'enabled',
+    statusReason: '',
+    statusUpdatedTime: NOW,
+    auth: { type: 'sas', primaryKey: 'a', secondaryKey: 'b', primaryThumbprint: '', secondaryThumbprint: '' },
+    iotEdge: false,
+    deviceScope: '',
+    parentScopes: [],
+    createdTime: NOW,
+    ...over,
+  };
+}
+
+function module(deviceId: string, moduleId: string): ModuleRecord {
+  return { deviceId, moduleId, generationId: '1', etagVersion: 1, auth: device(deviceId).auth, managedBy: '', createdTime: NOW };
+}
+
+async function code(p: Promise<unknown>): Promise<string | undefined> {
+  try {
+    await p;
+    return undefined;
+  } catch (e) {
+    if (isHubError(e)) return e.code;
+    throw e;
+  }
+}
+
+/**
+ * The {@link Store} contract (aedes-persistence `abstract.js` style): every implementation runs it. `factory`
+ * returns a fresh, empty, migrated store and a cleanup.
+ */
+export function describeStore(name: string, factory: () => Promise<{ store: Store; cleanup: () => Promise<void> } | undefined>): void {
+  describe(`Store contract: ${name}`, () => {
+    let s: Store;
+    let cleanup: () => Promise<void> = () => Promise.resolve();
+    let skipped = false;
+    beforeAll(async () => {
+      const r = await factory();
+      if (!r) {
+        skipped = true;
+        return;
+      }
+      s = r.store;
+      cleanup = r.cleanup;
+    });
+    afterAll(async () => {
+      await cleanup();
+    });
+
+    it('creates, reads, updates and deletes devices with ETag preconditions', async (ctx) => {
+      if (skipped) return ctx.skip();
+      await s.createDevice(device('d1'), newTwin('d1', '', NOW));
+      expect(await code(s.createDevice(device('d1'), newTwin('d1', '', NOW)))).toBe('CLOUD_ERR_DEVICE_EXISTS');
+      expect((await s.getDevice('d1'))?.auth.primaryKey).toBe('a');
+      const up = await s.updateDevice({ ...device('d1'), status: 'disabled' }, 1);
+      expect(up.etagVersion).toBe(2);
+      expect(await code(s.updateDevice(device('d1'), 1))).toBe('CLOUD_ERR_PRECONDITION_FAILED');
+      expect(await code(s.updateDevice(device('nope'), undefined))).toBe('CLOUD_ERR_DEVICE_NOT_FOUND');
+      expect(await s.countDevices()).toEqual({ total: 1, enabled: 0 });
+      await s.createDevice(device('d0'), newTwin('d0', '', NOW));
+      expect((await s.listDevices({ limit: 10 })).map((d) => d.deviceId)).toEqual(['d0', 'd1']);
+      expect((await s.listDevices({ limit: 10, after: 'd0' })).map((d) => d.deviceId)).toEqual(['d1']);
+      expect(await code(s.deleteDevice('d1', 1))).toBe('CLOUD_ERR_PRECONDITION_FAILED');
+      await s.deleteDevice('d1', 2);
+      expect(await s.getDevice('d1')).toBeUndefined();
+      expect(await s.getTwin('d1', '')).toBeUndefined();
+    });
+
+    it('keeps modules under their device and deletes them with it', async (ctx) => {
+      if (skipped) return ctx.skip();
+      expect(await code(s.createModule(module('ghost', 'm'), newTwin('ghost', 'm', NOW)))).toBe('CLOUD_ERR_DEVICE_NOT_FOUND');
+      await s.createDevice(device('e1', { iotEdge: true }), newTwin('e1', '', NOW));
+      await s.createModule(module('e1', 'm1'), newTwin('e1', 'm1', NOW));
+      expect(await code(s.createModule(module('e1', 'm1'), newTwin('e1', 'm1', NOW)))).toBe('CLOUD_ERR_MODULE_EXISTS');
+      expect((await s.listModules('e1')).map((m) => m.moduleId)).toEqual(['m1']);
+      expect((await s.listModuleTwins('e1')).map((t) => t.moduleId)).toEqual(['m1']);
+      expect((await s.listDeviceTwins({ limit: 10, edgeOnly: true })).map((t) => t.deviceId)).toEqual(['e1']);
+      await s.deleteDevice('e1', undefined);
+      expect(await s.getModule('e1', 'm1')).toBeUndefined();
+      expect(await s.getTwin('e1', 'm1')).toBeUndefined();
+    });
+
+    it('serialises concurrent twin mutations without losing any', async (ctx) => {
+      if (skipped) return ctx.skip();
+      await s.createDevice(device('c1'), newTwin('c1', '', NOW));
+      await Promise.all(
+        Array.from({ length: 25 }, (_, i) =>
+          s.mutateTwin('c1', '', (t) => ({ ...t, reported: applyPatch(t.reported, { [`k${i}`]: i }, NOW, { desired: false }) })),
+        ),
+      );
+      const t = await s.getTwin('c1', '');
+      expect(t?.version).toBe(26);
+      expect(t?.reported.$version).toBe(26);
+      expect(Object.keys(t?.reported ?? {}).filter((k) => k.startsWith('k'))).toHaveLength(25);
+      const same = await s.mutateTwin('c1', '', () => undefined);
+      expect(same?.after.version).toBe(26);
+      expect(await s.mutateTwin('missing', '', (x) => x)).toBeUndefined();
+    });
+
+    it('appends telemetry with increasing offsets, reads from an offset and purges', async (ctx) => {
+      if (skipped) return ctx.skip();
+      const msg = (deviceId: string, i: number, t = Date.now()): Parameters<Store['appendTelemetry']>[0][number] => ({
+        deviceId,
+        moduleId: '',
+        enqueuedTime: t,
+        properties: { i: String(i) },
+        systemProperties: {},
+        body: Buffer.from([0, 1, 2, i]),
+      });
+      const offsets = await s.appendTelemetry([msg('t1', 0), msg('t2', 1), msg('t1', 2)]);
+      expect(offsets).toHaveLength(3);
+      expect(offsets[0]! < offsets[1]! && offsets[1]! < offsets[2]!).toBe(true);
+      const t1 = await s.readTelemetry({ from: 0, limit: 10, deviceId: 't1' });
+      expect(t1.map((m) => m.properties['i'])).toEqual(['0', '2']);
+      expect(t1[1]?.body).toEqual(Buffer.from([0, 1, 2, 2]));
+      expect((await s.readTelemetry({ from: offsets[1]!, limit: 10 })).map((m) => m.offset)).toEqual([offsets[1], offsets[2]]);
+      await s.appendTelemetry([msg('old', 9, Date.now() - 10_000_000)]);
+      expect(await s.purgeTelemetry({ olderThan: Date.now() - 1_000_000, keepLast: 1_000 })).toBe(1);
+      await s.purgeTelemetry({ olderThan: 0, keepLast: 1 });
+      expect((await s.telemetryBounds()).count).toBe(1);
+      await s.setConsumerOffset('c', 5);
+      await s.setConsumerOffset('c', 7);
+      expect(await s.getConsumerOffset('c')).toBe(7);
+      expect(await s.getConsumerOffset('none')).toBeUndefined();
+    });
+
+    it('stores configurations with ETags', async (ctx) => {
+      if (skipped) return ctx.skip();
+      const cfg = { id: 'cfg', etagVersion: 1, priority: 3, createdTimeUtc: NOW, doc: { id: 'cfg', priority: 3 } };
+      await s.createConfiguration(cfg);
+      expect(await code(s.createConfiguration(cfg))).toBe('CLOUD_ERR_CONFIGURATION_EXISTS');
+      const up = await s.updateConfiguration({ ...cfg, priority: 4 }, 1);
+      expect(up.etagVersion).toBe(2);
+      expect((await s.getConfiguration('cfg'))?.priority).toBe(4);
+      expect(await code(s.deleteConfiguration('cfg', 1))).toBe('CLOUD_ERR_PRECONDITION_FAILED');
+      await s.deleteConfiguration('cfg', undefined);
+      expect(await s.listConfigurations()).toEqual([]);
+    });
+
+    it('seeds policies once and tracks presence per replica', async (ctx) => {
+      if (skipped) return ctx.skip();
+      const first = defaultPolicies();
+      await s.seedPolicies(first);
+      await s.seedPolicies(defaultPolicies());
+      const owner = (await s.listPolicies()).find((p) => p.name === 'iothubowner');
+      expect(owner?.primaryKey).toBe(first[0]?.primaryKey);
+      await s.setPresence({ deviceId: 'p', moduleId: '', replicaId: 'A', connectedAt: 1 });
+      await s.setPresence({ deviceId: 'p', moduleId: '', replicaId: 'B', connectedAt: 2 });
+      await s.clearPresence('p', '', 'A');
+      expect((await s.getPresence('p', ''))?.replicaId).toBe('B');
+      await s.clearReplicaPresence('B');
+      expect(await s.getPresence('p', '')).toBeUndefined();
+      await s.ping();
+    });
+  });
+}
