@@ -1,4 +1,4 @@
-import { isNewtonsoftDate, OBJECT, selectPath, type PathSegment } from './condition/json-path.js';
+import { isNewtonsoftDate, OBJECT, selectPath, selectSimple, type PathSegment } from './condition/json-path.js';
 
 /** A JSON value as produced by `JSON.parse`. */
 export type JsonValue = null | boolean | number | string | readonly JsonValue[] | { readonly [key: string]: JsonValue };
@@ -89,6 +89,16 @@ export class MessageContext {
     return v;
   }
 
+  /** {@link body} for paths without wildcards (decided at compile time). */
+  bodySimple(path: readonly PathSegment[]): unknown {
+    const state = this.#body ?? this.#parsedBody();
+    if (!state.ok) return undefined;
+    const v = selectSimple(state.doc, path);
+    if (v === OBJECT) return undefined;
+    if (typeof v === 'string' && isNewtonsoftDate(v)) return undefined;
+    return v;
+  }
+
   /** `twin_change_includes(path)`: true when the path selects anything, false when nothing, undefined on errors. */
   bodyIncludes(path: readonly PathSegment[]): boolean | undefined {
     const state = this.#parsedBody();
@@ -115,15 +125,21 @@ export class MessageContext {
   }
 }
 
-const contexts = new WeakMap<RouteMessage, MessageContext>();
+// One-entry memo: evaluating the same message object again (several routes, several conditions, the evaluator
+// and then a condition) reuses its context, so the body is parsed once. A WeakMap would also do that, but V8's
+// ephemeron tables made every short-lived message cost ~1 µs of GC, 10x the price of a small context.
+let lastMessage: RouteMessage | undefined;
+let lastContext: MessageContext | undefined;
 
-/** The cached {@link MessageContext} of a message object (messages are treated as immutable). */
+/**
+ * The {@link MessageContext} of a message object, reused while the same object is evaluated again (messages are
+ * treated as immutable).
+ */
 export function contextFor(message: RouteMessage): MessageContext {
-  let ctx = contexts.get(message);
-  if (ctx === undefined) {
-    ctx = new MessageContext(message);
-    contexts.set(message, ctx);
-  }
+  if (message === lastMessage && lastContext !== undefined) return lastContext;
+  const ctx = new MessageContext(message);
+  lastMessage = message;
+  lastContext = ctx;
   return ctx;
 }
 

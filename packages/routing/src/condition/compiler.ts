@@ -117,7 +117,8 @@ function bodyQuery(text: string, at: Position): Typed {
   if (typeof path === 'string') {
     fail(RouteErrorCode.Arguments, `Invalid arguments to built-in function '${text}': ${text}(string). Error: ${path}`, at);
   }
-  return { type: 'any', fn: (c) => c.body(path) };
+  if (path.some((s) => s.key === '*')) return { type: 'any', fn: (c) => c.body(path) };
+  return { type: 'any', fn: (c) => c.bodySimple(path) };
 }
 
 /**

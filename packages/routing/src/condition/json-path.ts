@@ -77,8 +77,8 @@ export function selectPath(doc: unknown, path: readonly PathSegment[]): unknown 
   return v !== null && typeof v === 'object' ? OBJECT : v;
 }
 
-// The common case (no wildcard) walks the document without allocating.
-function selectSimple(doc: unknown, path: readonly PathSegment[]): unknown {
+/** {@link selectPath} for paths without wildcards: walks the document without allocating. */
+export function selectSimple(doc: unknown, path: readonly PathSegment[]): unknown {
   let node = doc;
   for (const seg of path) {
     if (node === null || typeof node !== 'object' || Array.isArray(node)) return null;
