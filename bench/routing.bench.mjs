@@ -1,6 +1,7 @@
 // Route evaluation throughput: 1, 10 and 100 routes over a ~1 KB JSON message, and a single `$body` comparison,
 // each against a hand-written JS baseline run in the same process. Run after `npm run build`:
 //   node bench/routing.bench.mjs
+import { TextDecoder, TextEncoder } from 'node:util';
 import { compileCondition, Evaluator, messageFromJson, parseRoutes } from '../packages/routing/dist/index.js';
 
 const BUDGET_MS = Number(process.env.BENCH_MS ?? 400);
