@@ -162,6 +162,41 @@ describe('EdgeDeployment controller against a real control plane', () => {
     expect(condition(s, 'Ready')).toMatchObject({ status: 'False', reason: 'ModulesFailing' });
   });
 
+  it('honours restartPolicy: never and on-failure stop a module that exited, until the module changes', async () => {
+    const ns = await namespace('restart-policy');
+    await start(ns);
+    const crash = (code: string) => ({ podLabels: { 'kedge.io/simulate': 'crashloop' }, podAnnotations: { 'kedge.io/simulate-exit-code': code } });
+    await putEdgeDeployment(ns, {
+      modules: {
+        once: mod('once:1', { restartPolicy: 'never', k8s: crash('3') }),
+        clean: mod('clean:1', { restartPolicy: 'on-failure', k8s: crash('0') }),
+        flaky: mod('flaky:1', { restartPolicy: 'on-failure', k8s: crash('1') }),
+      },
+    });
+    const s = await eventually(async () => {
+      const st = await statusOf(ns);
+      expect(st.modules?.once).toMatchObject({ runtimeStatus: 'failed', exitCode: 3 });
+      expect(st.modules?.clean).toMatchObject({ runtimeStatus: 'stopped', exitCode: 0 });
+      // kwok restarts a crash-looping container every second: past 20 restarts edgeAgent's rule reports failed.
+      expect(['backoff', 'failed']).toContain(st.modules?.flaky?.runtimeStatus);
+      expect((await deployment(ns, 'once')).spec?.replicas).toBe(0);
+      expect((await deployment(ns, 'clean')).spec?.replicas).toBe(0);
+      expect((await deployment(ns, 'flaky')).spec?.replicas).toBe(1);
+      return st;
+    }, { timeoutMs: 90_000, message: 'restart policies applied' });
+    expect(s.modules?.once?.parkedSpec).toMatch(/^[0-9a-f]{16}$/);
+    expect(s.modules?.once?.description).toContain('not restarted (restartPolicy: never)');
+    // A new version of the module runs again.
+    await putEdgeDeployment(ns, { modules: { once: mod('once:2', { restartPolicy: 'never' }), clean: mod('clean:1', { restartPolicy: 'on-failure', k8s: crash('0') }) } });
+    await eventually(async () => {
+      expect((await deployment(ns, 'once')).spec?.replicas).toBe(1);
+      const st = await statusOf(ns);
+      expect(st.modules?.once).toMatchObject({ runtimeStatus: 'running', image: 'once:2' });
+      expect(st.modules?.once?.parkedSpec).toBeUndefined();
+      expect(st.modules?.clean?.runtimeStatus).toBe('stopped');
+    }, { timeoutMs: 60_000 });
+  });
+
   it('rejects an invalid spec with the exact reason and leaves the running objects alone', async () => {
     const ns = await namespace('invalid');
     await start(ns);

@@ -7,7 +7,7 @@ import { TerminalError, isConflict, isForbidden, isInvalid, isNotFound, type Kub
 import { Labels, MANAGED_BY, toLabelValue } from './names.js';
 import type { DevicePolicy } from './policy.js';
 import { render, type RenderResult } from './render.js';
-import { Reasons, computeStatus, isAvailable } from './status.js';
+import { Reasons, computeStatus, exitWithoutRestart, isAvailable } from './status.js';
 
 /** An EdgeDeployment as read from the API server. */
 export interface EdgeDeploymentObject extends KubernetesObject {
@@ -76,6 +76,12 @@ const objectId = (o: { apiVersion?: string; kind?: string; metadata?: { name?: s
  */
 export class EdgeDeploymentReconciler {
   readonly #deps: ReconcilerDeps;
+  /**
+   * Modules parked by restartPolicy, by `<uid>/<module>` → spec digest. The status records the same thing (and
+   * survives restarts), but the informer's copy of the status may lag one write behind: without this, a reconcile
+   * right after parking would read the old status, see no pod, and start the module again.
+   */
+  readonly #parked = new Map<string, string>();
   constructor(deps: ReconcilerDeps) {
     this.#deps = deps;
   }
@@ -102,16 +108,25 @@ export class EdgeDeploymentReconciler {
     for (const d of (await view.list('apps/v1', 'Deployment', key.namespace, selector)) as V1Deployment[]) {
       if (isOwnedBy(d, owner.uid) && d.metadata?.name) deployments.set(d.metadata.name, d);
     }
-    const byModule = new Map<string, string>();
+    const pods = await this.#pods(key);
     const available = new Set<string>();
+    const parked = new Set<string>();
     const deviceId = this.#deps.deviceIdOf?.(ed) ?? parsed.value.spec.deviceId ?? key.namespace;
-    // First render only to learn module→object names; availability needs them.
+    // A first render only learns module → object names and spec digests; availability and exits need them.
     const names = render({ owner, deviceId, parsed: parsed.value, policy: this.#deps.policy });
     for (const m of names.modules) {
-      byModule.set(m.objectName, m.name);
       if (isAvailable(deployments.get(m.objectName))) available.add(m.name);
+      const prev = ed.status?.modules?.[m.name];
+      const memo = `${owner.uid}/${m.name}`;
+      if (prev?.parkedSpec === m.specDigest || this.#parked.get(memo) === m.specDigest) parked.add(m.name);
+      else if (m.desiredStatus === 'running' && exitWithoutRestart(m, pods.get(m.objectName) ?? []) !== undefined) {
+        parked.add(m.name);
+        ctx.log.info({ module: m.name, restartPolicy: m.restartPolicy }, 'Stopped module that exited (restartPolicy)');
+      }
+      if (parked.has(m.name)) this.#parked.set(memo, m.specDigest);
+      else this.#parked.delete(memo);
     }
-    const result = render({ owner, deviceId, parsed: parsed.value, policy: this.#deps.policy, available });
+    const result = render({ owner, deviceId, parsed: parsed.value, policy: this.#deps.policy, available, parked });
     if (result.errors.length > 0) {
       const reason = result.errors.some((e) => e.message.includes('already uses')) ? Reasons.NameCollision : Reasons.PolicyViolation;
       await this.#writeStatus(ed, computeStatus({ generation, previous: ed.status, now, specErrors: result.errors, specErrorReason: reason }));
@@ -192,13 +207,19 @@ export class EdgeDeploymentReconciler {
     return computeStatus({ generation, previous: ed.status, now, modules: result.modules, deployments, routes: Object.keys(routes).length, ...(applyError ? { applyError } : {}) });
   }
 
-  async #statusWithPods(generation: number, ed: EdgeDeploymentObject, now: string, result: RenderResult, routes: Record<string, unknown>, deployments: ReadonlyMap<string, V1Deployment>, key: ObjectKey, applyError?: string): Promise<EdgeDeploymentStatus> {
+  /** Pods of an EdgeDeployment's modules, by module object name. */
+  async #pods(key: ObjectKey): Promise<Map<string, V1Pod[]>> {
     const pods = new Map<string, V1Pod[]>();
     const all = (await this.#deps.view.list('v1', 'Pod', key.namespace, { [Labels.managedBy]: MANAGED_BY, [Labels.deployment]: toLabelValue(key.name) })) as V1Pod[];
     for (const p of all) {
       const m = p.metadata?.labels?.[Labels.module];
       if (m) pods.set(m, [...(pods.get(m) ?? []), p]);
     }
+    return pods;
+  }
+
+  async #statusWithPods(generation: number, ed: EdgeDeploymentObject, now: string, result: RenderResult, routes: Record<string, unknown>, deployments: ReadonlyMap<string, V1Deployment>, key: ObjectKey, applyError?: string): Promise<EdgeDeploymentStatus> {
+    const pods = await this.#pods(key);
     return computeStatus({ generation, previous: ed.status, now, modules: result.modules, deployments, pods, routes: Object.keys(routes).length, ...(applyError ? { applyError } : {}) });
   }
 

@@ -49,6 +49,8 @@ export interface RenderInput {
    * order is available. `undefined` renders every module as if its predecessors were up (dry runs).
    */
   readonly available?: ReadonlySet<string>;
+  /** Modules that exited and must not be restarted (restartPolicy): rendered with 0 replicas. */
+  readonly parked?: ReadonlySet<string>;
 }
 
 /** What the renderer decided for one module. */
@@ -64,6 +66,10 @@ export interface RenderedModule {
   readonly replicas: number;
   /** Set when startupOrder holds the module back: the modules it waits for. */
   readonly waitingFor?: readonly string[];
+  /** True when the module exited and its restartPolicy keeps it down. */
+  readonly parked?: boolean;
+  /** Digest of the module's spec (changes whenever anything about the module changes). */
+  readonly specDigest: string;
   readonly image: string;
   readonly version?: string;
   readonly restartPolicy: ModuleSpec['restartPolicy'];
@@ -149,7 +155,8 @@ export function render(input: RenderInput): RenderResult {
     const name = objectName(e.name, e.system);
     const co = parsed.createOptions[e.name] ?? {};
     const held = waiting.get(e.name);
-    const replicas = e.spec.status === 'stopped' || held ? 0 : 1;
+    const parked = input.parked?.has(e.name) === true;
+    const replicas = e.spec.status === 'stopped' || held || parked ? 0 : 1;
     modules.push({
       name: e.name,
       objectName: name,
@@ -158,6 +165,8 @@ export function render(input: RenderInput): RenderResult {
       startupOrder: orderOf(e),
       replicas,
       ...(held ? { waitingFor: held } : {}),
+      ...(parked ? { parked: true } : {}),
+      specDigest: moduleDigest(e.spec),
       image: e.spec.settings.image,
       ...(e.spec.version !== undefined ? { version: e.spec.version } : {}),
       restartPolicy: e.spec.restartPolicy,
@@ -619,6 +628,11 @@ function renderHardening(owner: OwnerMeta, policy: DevicePolicy, hubPorts: reado
     out.push(lr);
   }
   return out;
+}
+
+/** A short, stable digest of one module's spec. */
+export function moduleDigest(spec: ModuleSpec): string {
+  return createHash('sha256').update(JSON.stringify(spec)).digest('hex').slice(0, 16);
 }
 
 /** A short, stable digest of rendered objects, for logs and change detection. */

@@ -41,12 +41,49 @@ function newest(pods: readonly V1Pod[]): V1Pod | undefined {
     .sort((a, b) => String(time(b.metadata?.creationTimestamp) ?? '').localeCompare(String(time(a.metadata?.creationTimestamp) ?? '')))[0];
 }
 
+/** edgeAgent's MaxRestartCount: a module that keeps failing past this is reported failed, not backoff. */
+export const MAX_RESTART_COUNT = 20;
+
+/**
+ * Whether a module's pods show an exit its restartPolicy says not to restart: any exit under `never`, a clean
+ * exit (code 0) under `on-failure`/`on-unhealthy`. Returns the exit code, or undefined to keep it running.
+ * Kubernetes Deployments always restart containers, so the controller scales such a module to 0 instead.
+ */
+export function exitWithoutRestart(m: { restartPolicy: string }, pods: readonly V1Pod[]): number | undefined {
+  if (m.restartPolicy === 'always') return undefined;
+  for (const pod of pods) {
+    for (const cs of pod.status?.containerStatuses ?? []) {
+      const term = cs.state?.terminated ?? cs.lastState?.terminated;
+      if (!term) continue;
+      if (m.restartPolicy === 'never') return term.exitCode;
+      if (term.exitCode === 0) return 0;
+    }
+  }
+  return undefined;
+}
+
 /**
  * The runtime status of one module from its observed Deployment and pods, in edgeAgent's vocabulary
  * (running, backoff, failed, stopped, unknown) plus `pending` for a module not yet scheduled or held back by
  * startupOrder.
  */
-export function moduleStatus(m: RenderedModule, deployment: V1Deployment | undefined, pods: readonly V1Pod[]): ModuleStatusReport {
+export function moduleStatus(m: RenderedModule, deployment: V1Deployment | undefined, pods: readonly V1Pod[], previous?: ModuleStatusReport): ModuleStatusReport {
+  if (m.parked) {
+    const prev = previous?.parkedSpec === m.specDigest ? previous : undefined;
+    const fresh = prev ? undefined : moduleStatus({ ...m, parked: false }, deployment, pods);
+    const exitCode = prev?.exitCode ?? fresh?.exitCode ?? exitWithoutRestart(m, pods);
+    return {
+      ...(prev ?? fresh),
+      runtimeStatus: exitCode === 0 ? 'stopped' : 'failed',
+      description: `Exited with code ${exitCode ?? 'unknown'}; not restarted (restartPolicy: ${m.restartPolicy}) until the module changes`,
+      restartCount: prev?.restartCount ?? fresh?.restartCount ?? 0,
+      ...(exitCode !== undefined ? { exitCode } : {}),
+      desiredStatus: m.desiredStatus,
+      image: m.image,
+      deployment: m.objectName,
+      parkedSpec: m.specDigest,
+    };
+  }
   const base = {
     desiredStatus: m.desiredStatus,
     image: m.image,
@@ -75,6 +112,7 @@ export function moduleStatus(m: RenderedModule, deployment: V1Deployment | undef
   if (phase === 'Failed') return { ...base, ...times, runtimeStatus: 'failed', description: pod.status?.message ?? pod.status?.reason ?? 'Pod failed' };
   if (phase === 'Unknown') return { ...base, ...times, runtimeStatus: 'unknown', description: pod.status?.message ?? 'Pod state unknown (node unreachable?)' };
   if (waiting && waiting.reason && waiting.reason !== 'ContainerCreating' && waiting.reason !== 'PodInitializing') {
+    if (restartCount >= MAX_RESTART_COUNT) return { ...base, ...times, runtimeStatus: 'failed', description: `Failed: restarted ${restartCount} times (${waiting.reason})` };
     return { ...base, ...times, runtimeStatus: 'backoff', description: `Module in back-off: ${waiting.reason}${waiting.message ? ` (${waiting.message})` : ''}` };
   }
   if (cs?.state?.terminated) {
@@ -138,9 +176,9 @@ export function computeStatus(input: StatusInput): EdgeDeploymentStatus {
   const notReady: string[] = [];
   for (const m of input.modules ?? []) {
     const d = input.deployments?.get(m.objectName);
-    const s = moduleStatus(m, d, input.pods?.get(m.objectName) ?? []);
+    const s = moduleStatus(m, d, input.pods?.get(m.objectName) ?? [], prev?.modules?.[m.name]);
     modules[m.name] = s;
-    if (m.desiredStatus !== 'running') continue;
+    if (m.desiredStatus !== 'running' || m.parked) continue;
     desired++;
     if (isAvailable(d) && s.runtimeStatus === 'running') ready++;
     else notReady.push(m.name);
