@@ -87,3 +87,14 @@ describe('compileDeviceQuery', () => {
     expect(compileDeviceQuery(q).ok).toBe(false);
   });
 });
+
+describe('long and deep queries', () => {
+  it('reads long names and bounds nesting', () => {
+    const long = 'x'.repeat(5000);
+    expect(matches(`tags.${long} = 'v'`, { tags: { [long]: 'v' } })).toBe(true);
+    expect(compileTargetCondition(`${'('.repeat(100_000)}tags.a = 'x'`).ok).toBe(false);
+    expect(compileTargetCondition(`${'NOT '.repeat(100_000)}tags.a = 'x'`).ok).toBe(false);
+    const chain = Array.from({ length: 50_000 }, (_v, i) => `tags.a = '${i}'`).join(' OR ');
+    expect(matches(chain, { tags: { a: '49999' } })).toBe(true);
+  });
+});

@@ -98,10 +98,11 @@ function lexQuery(text: string): QToken[] {
           segs.push(text.slice(i + 2, close));
           i = close + 2;
         } else {
-          const m = /^[A-Za-z0-9_$-]+/.exec(text.slice(i, i + 256));
-          if (m === null) fail(RouteErrorCode.Syntax, 'Syntax error: invalid property name', at(i));
-          segs.push(m[0]);
-          i += m[0].length;
+          let j = i;
+          while (j < text.length && /[A-Za-z0-9_$-]/.test(text[j] as string)) j++;
+          if (j === i) fail(RouteErrorCode.Syntax, 'Syntax error: invalid property name', at(i));
+          segs.push(text.slice(i, j));
+          i = j;
         }
         if (text[i] === '.' && (/[A-Za-z0-9_$]/.test(text[i + 1] ?? '') || (text[i + 1] === '[' && text[i + 2] === '['))) {
           i++;
