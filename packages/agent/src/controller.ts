@@ -98,7 +98,7 @@ export async function startEdgeDeploymentController(opts: AgentControllerOptions
   controller.watchMap(podInformer, (pod) =>
     edInformer.list(pod.metadata?.namespace).map((ed) => ({ namespace: ed.metadata?.namespace ?? '', name: ed.metadata?.name ?? '' })),
   );
-  const informers: Informer[] = [edInformer as unknown as Informer, ...owned.values(), podInformer];
+  const informers: Informer[] = [edInformer, ...owned.values(), podInformer];
   const abort = new AbortController();
   const started = await controller.start(abort.signal);
   if (!started) throw new Error('EdgeDeployment controller stopped before its caches synced');

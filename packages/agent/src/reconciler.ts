@@ -87,7 +87,7 @@ export class EdgeDeploymentReconciler {
   }
 
   async reconcile(ctx: ReconcileContext, key: ObjectKey): Promise<{ requeueAfterMs?: number }> {
-    const { view, kube } = this.#deps;
+    const { view } = this.#deps;
     const ed = await view.getEdgeDeployment(key);
     if (!ed?.metadata?.uid) return {}; // gone: owner references let the garbage collector remove its children
     if (ed.metadata.deletionTimestamp) return {};

@@ -4,7 +4,6 @@ import type {
   V1Container,
   V1ContainerPort,
   V1Deployment,
-  V1DeploymentStrategy,
   V1EnvVar,
   V1PersistentVolumeClaim,
   V1PodSpec,
@@ -17,7 +16,6 @@ import type {
   V1NetworkPolicy,
   V1ResourceQuota,
   V1LimitRange,
-  V1LimitRangeItem,
   V1SecurityContext,
 } from '@kubernetes/client-node';
 import type { Issue } from '@kedge/contracts';
@@ -394,7 +392,7 @@ function renderVolumes(spec: ModuleSpec, co: CreateOptions, ctx: Ctx, path: stri
     if (ctx.policy.allowHostPaths && !co.HostConfig?.Privileged) ctx.warnings.push({ path: `${coPath}.Devices[${i}]`, message: 'device mounted as a hostPath; without Privileged the container may lack cgroup access to it (prefer a device plugin)' });
   });
   for (const v of spec.k8s?.volumes ?? []) {
-    volumes.set(v.volume.name, v.volume as unknown as V1Volume);
+    volumes.set(v.volume.name, v.volume);
     for (const vm of v.volumeMounts) mounts.set(vm.mountPath, vm);
   }
   return {
@@ -551,7 +549,7 @@ function renderDeployment(
       replicas,
       revisionHistoryLimit: 3,
       selector: { matchLabels: { [Labels.deployment]: labels[Labels.deployment] ?? '', [Labels.module]: name } },
-      ...(strategy ? { strategy: strategy as V1DeploymentStrategy } : {}),
+      ...(strategy ? { strategy: strategy } : {}),
       template: {
         metadata: { labels: { ...(k8s.podLabels ?? {}), ...labels }, annotations: podAnnotations },
         spec: podSpec,
@@ -624,7 +622,7 @@ function renderHardening(owner: OwnerMeta, policy: DevicePolicy, hubPorts: reado
     const dr = str(h.limitRange.defaultRequests);
     // Wire name `default` (client-node's model calls it `_default`): render output is plain API JSON.
     const lr: V1LimitRange = { apiVersion: 'v1', kind: 'LimitRange', metadata: meta('kedge-limits'),
-      spec: { limits: [{ type: 'Container', ...(d ? { default: d } : {}), ...(dr ? { defaultRequest: dr } : {}) } as V1LimitRangeItem] } };
+      spec: { limits: [{ type: 'Container', ...(d ? { default: d } : {}), ...(dr ? { defaultRequest: dr } : {}) }] } };
     out.push(lr);
   }
   return out;

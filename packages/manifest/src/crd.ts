@@ -40,6 +40,12 @@ export const ModuleStatusSchema = z.strictObject({
   readyReplicas: z.number().int().optional(),
   /** Names of the Kubernetes objects that carry this module. */
   deployment: z.string().optional(),
+  /**
+   * Set when the module exited and its restartPolicy says not to restart it (`never`, or exit code 0 under
+   * `on-failure`/`on-unhealthy`): the digest of the module spec it exited with. The module stays scaled to 0 until
+   * its spec changes.
+   */
+  parkedSpec: z.string().optional(),
 });
 export type ModuleStatusReport = z.infer<typeof ModuleStatusSchema>;
 

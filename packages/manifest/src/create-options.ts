@@ -1,5 +1,6 @@
 import { KubernetesOptionsSchema, K8S_EXPERIMENTAL_KEYS, type KubernetesOptions } from './k8s-options.js';
-import { IssueCollector, isObject, typeName, type PathSegment } from './issues.js';
+import type { IssueCollector} from './issues.js';
+import { isObject, typeName, type PathSegment } from './issues.js';
 import { zodIssues } from './zod-issues.js';
 
 /** A port binding of `HostConfig.PortBindings` (`"80/tcp": [{"HostPort": "8080"}]`). */
@@ -203,7 +204,7 @@ export function parseCreateOptions(
     const v = coerce(value, TOP_FIELDS[canonical] ?? 'any', [...path, key], issues);
     if (v !== undefined) out[canonical] = v;
   }
-  return { options: out as CreateOptions, raw };
+  return { options: out, raw };
 }
 
 function parseHostConfig(value: unknown, path: readonly PathSegment[], issues: IssueCollector): HostConfig | undefined {
@@ -222,7 +223,7 @@ function parseHostConfig(value: unknown, path: readonly PathSegment[], issues: I
     const c = coerce(v, HOST_CONFIG_FIELDS[canonical] ?? 'any', [...path, key], issues);
     if (c !== undefined) out[canonical] = c;
   }
-  return out as HostConfig;
+  return out;
 }
 
 function parseK8sExperimental(value: unknown, path: readonly PathSegment[], issues: IssueCollector): KubernetesOptions | undefined {
@@ -334,7 +335,8 @@ function coerce(value: unknown, kind: Kind, path: readonly PathSegment[], issues
         out[port] = list.filter(isObject).map((b) => {
           const hp = b.HostPort ?? b.hostPort;
           const hi = b.HostIp ?? b.hostIp;
-          return { ...(hp !== undefined ? { HostPort: String(hp) } : {}), ...(typeof hi === 'string' ? { HostIp: hi } : {}) };
+          const port = typeof hp === 'string' || typeof hp === 'number' ? String(hp) : undefined;
+          return { ...(port !== undefined ? { HostPort: port } : {}), ...(typeof hi === 'string' ? { HostIp: hi } : {}) };
         });
       }
       return out;

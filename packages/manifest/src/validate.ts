@@ -164,7 +164,7 @@ function checkAgent(d: Record<string, unknown>, path: readonly PathSegment[], is
   const sv = parseVersion(d.schemaVersion);
   if (d.schemaVersion === undefined) issues.error([...path, 'schemaVersion'], 'required');
   else if (!sv) issues.error([...path, 'schemaVersion'], `must be a version such as "1.1", got ${JSON.stringify(d.schemaVersion)}`);
-  else if (sv[0] !== 1 || sv[1] > 1 || (sv[1] === 1 && sv[2] > 0)) issues.error([...path, 'schemaVersion'], `unsupported version "${String(d.schemaVersion)}": edgeAgent accepts 1.0 and 1.1`);
+  else if (sv[0] !== 1 || sv[1] > 1 || (sv[1] === 1 && sv[2] > 0)) issues.error([...path, 'schemaVersion'], `unsupported version "${JSON.stringify(d.schemaVersion).replace(/^"|"$/g, "")}": edgeAgent accepts 1.0 and 1.1`);
 
   const registryCredentials: Record<string, RegistryCredential> = {};
   const runtime = d.runtime;
@@ -386,7 +386,7 @@ function checkHub(d: Record<string, unknown>, path: readonly PathSegment[], issu
   const sv = parseVersion(d.schemaVersion);
   if (d.schemaVersion === undefined) issues.error([...path, 'schemaVersion'], 'required');
   else if (!sv) issues.error([...path, 'schemaVersion'], `must be a version such as "1.1", got ${JSON.stringify(d.schemaVersion)}`);
-  else if (sv[0] !== 1 || sv[1] > 3) issues.error([...path, 'schemaVersion'], `unsupported version "${String(d.schemaVersion)}": edgeHub accepts 1.0 to 1.3`);
+  else if (sv[0] !== 1 || sv[1] > 3) issues.error([...path, 'schemaVersion'], `unsupported version "${JSON.stringify(d.schemaVersion).replace(/^"|"$/g, "")}": edgeHub accepts 1.0 to 1.3`);
   const minor = sv?.[1] ?? 1;
   const routes: Record<string, RouteSpec> = {};
   const compiled: Record<string, { modules: string[] }> = {};
