@@ -2,7 +2,7 @@ import { stringify } from 'yaml';
 import { formatIssues } from '@kedge/contracts';
 import { EdgeDeploymentResource, parseEdgeDeploymentSpec, validateManifest } from '@kedge/manifest';
 import { defaultPolicy, render } from '@kedge/agent';
-import { readDocument } from './manifest.js';
+import { readDocument } from '../io.js';
 
 interface RenderOptions {
   namespace: string;

@@ -1,0 +1,20 @@
+import { readFile } from 'node:fs/promises';
+
+/** Reads a JSON (or YAML, by extension) file; a clear message on failure. */
+export async function readDocument(file: string): Promise<{ ok: true; value: unknown } | { ok: false; message: string }> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (e) {
+    return { ok: false, message: `cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}` };
+  }
+  try {
+    if (/\.ya?ml$/i.test(file)) {
+      const { parse } = await import('yaml');
+      return { ok: true, value: parse(text) as unknown };
+    }
+    return { ok: true, value: JSON.parse(text) as unknown };
+  } catch (e) {
+    return { ok: false, message: `${file}: not valid ${/\.ya?ml$/i.test(file) ? 'YAML' : 'JSON'}: ${(e as Error).message}` };
+  }
+}
