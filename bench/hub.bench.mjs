@@ -12,6 +12,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { connect as tlsConnect, createServer as createTlsServer } from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import mqttPacket from 'mqtt-packet';
@@ -83,7 +84,8 @@ class RawClient {
         const onAck = (p) => {
           if (p.cmd !== 'connack') return;
           c.handlers.delete(onAck);
-          p.returnCode === 0 ? resolve(c) : reject(new Error(`connack ${p.returnCode}`));
+          if (p.returnCode === 0) resolve(c);
+          else reject(new Error(`connack ${p.returnCode}`));
         };
         c.handlers.add(onAck);
         c.send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId, keepalive: 0, username, password: password && Buffer.from(password) });
