@@ -2,11 +2,9 @@ import { createServer } from 'node:http';
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { stringify } from 'yaml';
-import { KubeConfig } from '@kubernetes/client-node';
-import { pino } from 'pino';
-import { Registry, collectDefaultMetrics } from 'prom-client';
 import { edgeDeploymentCrd } from '@kedge/manifest';
-import { DevicePolicySchema, agentRbac, startEdgeDeploymentController } from '@kedge/agent';
+// The agent, client-node, pino and prom-client load when `agent run` runs, not with every `kedge` command.
+const loadAgent = () => import('@kedge/agent');
 
 interface RunOptions {
   namespace?: string;
@@ -31,7 +29,8 @@ export function registerClusterCommands(program: Command): void {
     .command('rbac')
     .description("Print the namespaced ServiceAccount, Role and RoleBinding the agent needs in a device's namespace")
     .requiredOption('-n, --namespace <ns>', "the device's namespace")
-    .action((opts: { namespace: string }) => {
+    .action(async (opts: { namespace: string }) => {
+      const { agentRbac } = await loadAgent();
       process.stdout.write(agentRbac(opts.namespace).map((o) => stringify(o)).join('---\n'));
     });
   agent
@@ -45,6 +44,12 @@ export function registerClusterCommands(program: Command): void {
     .option('--metrics-host <host>', 'address for /metrics', '127.0.0.1')
     .option('--log-level <level>', 'pino log level', 'info')
     .action(async (opts: RunOptions) => {
+      const [{ KubeConfig }, { pino }, { Registry, collectDefaultMetrics }, { DevicePolicySchema, startEdgeDeploymentController }] = await Promise.all([
+        import('@kubernetes/client-node'),
+        import('pino'),
+        import('prom-client'),
+        loadAgent(),
+      ]);
       const log = pino({ level: opts.logLevel, redact: ['*.password', '*.token', '*.data'] });
       let policyInput: unknown = {};
       if (opts.policy) {

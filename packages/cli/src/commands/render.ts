@@ -1,7 +1,6 @@
 import { stringify } from 'yaml';
 import { formatIssues } from '@kedge/contracts';
 import { EdgeDeploymentResource, parseEdgeDeploymentSpec, validateManifest } from '@kedge/manifest';
-import { defaultPolicy, render } from '@kedge/agent';
 import { readDocument } from '../io.js';
 
 interface RenderOptions {
@@ -37,6 +36,7 @@ export async function renderCommandAction(file: string, opts: RenderOptions): Pr
     process.exitCode = 1;
     return;
   }
+  const { defaultPolicy, render } = await import('@kedge/agent');
   const policy = defaultPolicy({
     allowHostPaths: opts.allowHostPaths,
     pvcSize: opts.pvcSize,

@@ -1,6 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
-import { HubClient, HubClientError } from '@kedge/hub';
+import { KedgeError } from '@kedge/contracts';
+// Type-only: the hub package (fastify, aedes, database drivers) loads when a command runs, not with every `kedge`.
+import type { HubClient } from '@kedge/hub';
 
 /** Options every service-API command takes. */
 export interface ServiceOptions {
@@ -27,6 +29,7 @@ export async function clientFrom(opts: ServiceOptions): Promise<HubClient> {
   const ca = caFile ? await readFile(caFile, 'utf8') : undefined;
   const port = opts.port === undefined ? undefined : Number(opts.port);
   if (port !== undefined && !(Number.isInteger(port) && port > 0 && port < 65536)) throw new UsageError(`invalid --port ${opts.port ?? ''}`);
+  const { HubClient } = await import('@kedge/hub');
   return new HubClient({
     connectionString: cs,
     ...(ca ? { ca } : {}),
@@ -84,7 +87,7 @@ export function run<A extends unknown[]>(fn: (...args: A) => Promise<void>): (..
       if (e instanceof UsageError) {
         process.stderr.write(`kedge: ${e.message}\n`);
         process.exitCode = 2;
-      } else if (e instanceof HubClientError) {
+      } else if (e instanceof KedgeError && e.name === 'HubClientError') {
         process.stderr.write(`error ${e.code}: ${e.message}\n`);
         process.exitCode = 1;
       } else {

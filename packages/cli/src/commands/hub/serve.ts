@@ -1,7 +1,6 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { startHub } from '@kedge/hub';
 import { UsageError, run } from './common.js';
 
 interface ServeOptions {
@@ -41,6 +40,7 @@ export function registerServe(program: Command): void {
     .action(
       run(async (opts: ServeOptions) => {
         const hostName = opts.hostName ?? (opts.host === '0.0.0.0' || opts.host === '::' ? 'localhost' : opts.host);
+        const { startHub } = await import('@kedge/hub');
         const hub = await startHub({
           dataDir: opts.dataDir,
           ...(opts.db ? { db: opts.db } : {}),

@@ -1,0 +1,112 @@
+// EdgeDeployment controller benchmark, against a real control plane (etcd + kube-apiserver + kcm + scheduler + kwok)
+// started by the test harness. For 1 device × 10 modules and 100 devices × 10 modules it measures:
+//   (a) the time from creating the EdgeDeployments to every module pod Running, with `kedge agent run` (a separate
+//       process, so its RSS can be read from /proc) reconciling them;
+//   (b) the time for the very same objects (rendered by the controller's own render()) applied directly by one
+//       client with server-side apply, to every pod Running;
+// and prints (a)/(b). Targets: ratio ≤ 1.5, controller RSS < 100 MB at 100 devices.
+// Usage: npm run bench -- controller   (KEDGE_BENCH_DEVICES=1,100 to choose sizes)
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as delay } from 'node:timers/promises';
+import { performance } from 'node:perf_hooks';
+import { CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
+import { applyCrds, startControlPlane } from '../packages/testing/dist/index.js';
+import { createKubeClient } from '../packages/kube/dist/index.js';
+import { parseEdgeDeploymentSpec } from '../packages/manifest/dist/index.js';
+import { defaultPolicy, render } from '../packages/agent/dist/index.js';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const sizes = (process.env.KEDGE_BENCH_DEVICES ?? '1,100').split(',').map(Number);
+const MODULES = 10;
+
+const spec = (d) => ({
+  deviceId: `bench-${d}`,
+  modules: Object.fromEntries(
+    Array.from({ length: MODULES }, (_, i) => [`module${i}`, { type: 'docker', settings: { image: `registry.example/m${i}:1.0`, createOptions: { Env: [`N=${i}`], ExposedPorts: { [`${8000 + i}/tcp`]: {} } } } }]),
+  ),
+  routes: { up: { route: 'FROM /messages/* INTO $upstream' } },
+});
+
+async function runningPods(core, prefix) {
+  const pods = await core.listPodForAllNamespaces({ labelSelector: 'app.kubernetes.io/managed-by=kedge-agent' });
+  return pods.items.filter((p) => p.metadata?.namespace?.startsWith(prefix) && p.status?.phase === 'Running' && !p.metadata?.deletionTimestamp).length;
+}
+
+async function waitRunning(core, prefix, want, deadlineMs = 900_000) {
+  const end = Date.now() + deadlineMs;
+  for (;;) {
+    const n = await runningPods(core, prefix);
+    if (n >= want) return;
+    if (Date.now() > end) throw new Error(`only ${n}/${want} pods Running after ${deadlineMs} ms`);
+    await delay(200);
+  }
+}
+
+async function createNamespaces(core, prefix, n) {
+  await Promise.all(Array.from({ length: n }, (_, i) => core.createNamespace({ body: { metadata: { name: `${prefix}${i}` } } })));
+  // Pods need the namespace's default ServiceAccount (ServiceAccount admission).
+  for (let i = 0; i < n; i++) {
+    for (;;) {
+      try { await core.readNamespacedServiceAccount({ name: 'default', namespace: `${prefix}${i}` }); break; } catch { await delay(100); }
+    }
+  }
+}
+
+function rssMb(pid) {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+
+// kwok nodes hold 110 pods each, like real kubelets: enough nodes for both runs of every size.
+const nodes = Math.ceil((2 * MODULES * sizes.reduce((a, b) => a + b, 0)) / 100) + 1;
+const cp = await startControlPlane({ nodes, onProgress: (m) => console.log(`[cluster] ${m}`) });
+const agent = spawn(process.execPath, [`${root}packages/cli/dist/main.js`, 'agent', 'run', '--kubeconfig', cp.kubeconfigPath, '--metrics-port', '0', '--workers', '4', '--log-level', 'warn'], { stdio: ['ignore', 'inherit', 'inherit'] });
+try {
+  const kc = cp.kubeConfig;
+  const core = kc.makeApiClient(CoreV1Api);
+  const custom = kc.makeApiClient(CustomObjectsApi);
+  const kube = createKubeClient(kc);
+  // The CRD, as the global test setup applies it.
+  await applyCrds(kc, `${root}deploy/crds`);
+  const results = [];
+  for (const n of sizes) {
+    // (a) through the controller
+    const pa = `ctl${n}-`;
+    await createNamespaces(core, pa, n);
+    const t0 = performance.now();
+    await Promise.all(Array.from({ length: n }, (_, i) => custom.createNamespacedCustomObject({ group: 'kedge.io', version: 'v1alpha1', namespace: `${pa}${i}`, plural: 'edgedeployments', body: { apiVersion: 'kedge.io/v1alpha1', kind: 'EdgeDeployment', metadata: { name: 'default' }, spec: spec(i) } })));
+    let peak = 0;
+    const sampler = setInterval(() => { peak = Math.max(peak, rssMb(agent.pid)); }, 250);
+    await waitRunning(core, pa, n * MODULES);
+    const controllerMs = performance.now() - t0;
+    // Steady state: statuses settle, then the controller idles with every object in its caches.
+    await delay(10_000);
+    clearInterval(sampler);
+    const rss = rssMb(agent.pid);
+
+    // (b) the same objects, applied directly with server-side apply by one client
+    const pb = `dir${n}-`;
+    await createNamespaces(core, pb, n);
+    const objects = [];
+    for (let i = 0; i < n; i++) {
+      const parsed = parseEdgeDeploymentSpec(spec(i));
+      if (!parsed.ok) throw new Error(JSON.stringify(parsed.error));
+      const r = render({ owner: { name: 'default', namespace: `${pb}${i}`, uid: 'x' }, deviceId: `bench-${i}`, parsed: parsed.value, policy: defaultPolicy() });
+      // No owner to point at: the direct client owns its objects itself.
+      for (const o of r.objects) objects.push({ ...o, metadata: { ...o.metadata, ownerReferences: undefined } });
+    }
+    const t1 = performance.now();
+    for (const o of objects) await kube.apply(o, { fieldManager: 'bench-direct' });
+    await waitRunning(core, pb, n * MODULES);
+    const directMs = performance.now() - t1;
+    results.push({ devices: n, modules: n * MODULES, controllerMs, directMs, ratio: controllerMs / directMs, controllerRssMb: rss, controllerPeakRssMb: peak });
+    console.log(`${n} device(s) × ${MODULES} modules: controller ${(controllerMs / 1000).toFixed(2)} s, direct SSA ${(directMs / 1000).toFixed(2)} s, ratio ${(controllerMs / directMs).toFixed(2)} (target ≤ 1.5), controller RSS ${rss.toFixed(0)} MB steady, ${peak.toFixed(0)} MB peak (target < 100 MB)`);
+  }
+  console.table(results.map((r) => ({ ...r, controllerMs: Math.round(r.controllerMs), directMs: Math.round(r.directMs), ratio: Number(r.ratio.toFixed(2)), controllerRssMb: Math.round(r.controllerRssMb), controllerPeakRssMb: Math.round(r.controllerPeakRssMb) })));
+} finally {
+  agent.kill('SIGTERM');
+  await new Promise((r) => agent.once('exit', r));
+  await cp.stop();
+}
