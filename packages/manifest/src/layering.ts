@@ -67,7 +67,7 @@ export function validateLayer(input: unknown): { ok: true; value: ModulesContent
 export function composeLayers(base: ModulesContent | undefined, layers: readonly Layer[]): ModulesContent {
   const out: Record<string, Record<string, unknown>> = {};
   for (const [name, entry] of Object.entries(base ?? {})) {
-    const d = entry[DESIRED];
+    const d = isObject(entry) ? entry[DESIRED] : undefined;
     out[name] = isObject(d) ? structuredClone(d) : {};
   }
   const ordered = layers.map((l, i) => ({ l, i })).sort((a, b) => a.l.priority - b.l.priority || a.i - b.i);
