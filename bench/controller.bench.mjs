@@ -62,14 +62,26 @@ function rssMb(pid) {
 // kwok nodes hold 110 pods each, like real kubelets: enough nodes for both runs of every size.
 const nodes = Math.ceil((2 * MODULES * sizes.reduce((a, b) => a + b, 0)) / 100) + 1;
 const cp = await startControlPlane({ nodes, onProgress: (m) => console.log(`[cluster] ${m}`) });
-const agent = spawn(process.execPath, [`${root}packages/cli/dist/main.js`, 'agent', 'run', '--kubeconfig', cp.kubeconfigPath, '--metrics-port', '0', '--workers', '4', '--log-level', 'warn'], { stdio: ['ignore', 'inherit', 'inherit'] });
+// The CRD first (as the test setup applies it), then the agent; timing starts once its caches have synced.
+await applyCrds(cp.kubeConfig, `${root}deploy/crds`);
+const metricsPort = 20000 + (process.pid % 20000);
+const agent = spawn(process.execPath, [`${root}packages/cli/dist/main.js`, 'agent', 'run', '--kubeconfig', cp.kubeconfigPath, '--metrics-port', String(metricsPort), '--workers', '4', '--log-level', 'error'], { stdio: ['ignore', 'inherit', 'inherit'] });
+const stopAll = async () => {
+  agent.kill('SIGTERM');
+  await cp.stop();
+};
+process.once('SIGINT', () => void stopAll().then(() => process.exit(130)));
+process.once('SIGTERM', () => void stopAll().then(() => process.exit(143)));
+for (const end = Date.now() + 60_000; ; await delay(100)) {
+  const ok = await fetch(`http://127.0.0.1:${metricsPort}/healthz`).then((r) => r.ok, () => false);
+  if (ok) break;
+  if (Date.now() > end) throw new Error('the agent did not become ready within 60 s');
+}
 try {
   const kc = cp.kubeConfig;
   const core = kc.makeApiClient(CoreV1Api);
   const custom = kc.makeApiClient(CustomObjectsApi);
   const kube = createKubeClient(kc);
-  // The CRD, as the global test setup applies it.
-  await applyCrds(kc, `${root}deploy/crds`);
   const results = [];
   for (const n of sizes) {
     // (a) through the controller

@@ -295,6 +295,20 @@ describe('EdgeDeployment controller against a real control plane', () => {
     await eventually(async () => expect((await deployment(ns, 'm')).spec?.template.spec?.containers[0]?.image).toBe('m:4'), { timeoutMs: 30_000 });
   });
 
+  it('takes back a hand edit of a field it owns', async () => {
+    const ns = await namespace('drift');
+    await start(ns);
+    await putEdgeDeployment(ns, { modules: { m: mod('m:1') } });
+    await eventually(async () => expect((await statusOf(ns)).phase).toBe('Ready'), { timeoutMs: 60_000 });
+    await apps.patchNamespacedDeployment({ name: 'm', namespace: ns, body: [{ op: 'replace', path: '/spec/replicas', value: 3 }] });
+    await apps.patchNamespacedDeployment({ name: 'm', namespace: ns, body: [{ op: 'replace', path: '/spec/template/spec/containers/0/image', value: 'evil:1' }] });
+    await eventually(async () => {
+      const d = await deployment(ns, 'm');
+      expect(d.spec?.replicas).toBe(1);
+      expect(d.spec?.template.spec?.containers[0]?.image).toBe('m:1');
+    }, { timeoutMs: 30_000, message: 'drift corrected' });
+  });
+
   it('changes nothing when restarted', async () => {
     const ns = await namespace('restart');
     const first = await start(ns);

@@ -73,6 +73,7 @@ export async function startEdgeDeploymentController(opts: AgentControllerOptions
       return Promise.resolve(inf.list(namespace).filter((o) => matches(o, selector)));
     },
     // Our own objects are in the caches; anything else (a user's object under a name we want) needs the API.
+    cached: (kind, namespace, name) => owned.get(kind)?.get(name, namespace),
     get: async (apiVersion, kind, namespace, name) => {
       const cached = owned.get(kind)?.get(name, namespace);
       if (cached) return cached;

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { isDeepStrictEqual } from 'node:util';
 import type { KubernetesObject, V1Deployment, V1Pod } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
@@ -37,6 +38,11 @@ export interface ClusterView {
   list(apiVersion: string, kind: string, namespace: string, labelSelector: Record<string, string>): Promise<KubernetesObject[]>;
   /** One object by name, whoever owns it (to detect name collisions). */
   get(apiVersion: string, kind: string, namespace: string, name: string): Promise<KubernetesObject | undefined>;
+  /**
+   * One of the controller's own objects from its cache, without an API call; undefined when not cached. Lets the
+   * reconciler skip applying objects that are already as desired. Views without caches leave it out.
+   */
+  cached?(kind: string, namespace: string, name: string): KubernetesObject | undefined;
 }
 
 /** A ClusterView that reads straight from the API server. */
@@ -63,6 +69,19 @@ export interface ReconcilerDeps {
   readonly now?: () => Date;
   /** Delete PVCs of modules that were removed (data loss!). @default false: they are kept and reported */
   readonly prunePersistentVolumeClaims?: boolean;
+  /**
+   * An object already applied with the same content, and unchanged since (same generation, or same resourceVersion
+   * for kinds without one), is not re-applied — except once per this period, which corrects drift that does not
+   * show in those fields (e.g. a label edited by hand). @default 300_000 (5 min)
+   */
+  readonly fullApplyPeriodMs?: number;
+}
+
+interface AppliedRecord {
+  readonly digest: string;
+  readonly generation: number | undefined;
+  readonly resourceVersion: string | undefined;
+  readonly at: number;
 }
 
 const isOwnedBy = (o: KubernetesObject, uid: string | undefined) =>
@@ -82,6 +101,8 @@ export class EdgeDeploymentReconciler {
    * right after parking would read the old status, see no pod, and start the module again.
    */
   readonly #parked = new Map<string, string>();
+  /** What this process last applied per object (`<owner uid>/<kind>/<name>`), to skip no-op applies. */
+  readonly #applied = new Map<string, AppliedRecord>();
   constructor(deps: ReconcilerDeps) {
     this.#deps = deps;
   }
@@ -147,7 +168,7 @@ export class EdgeDeploymentReconciler {
       return { requeueAfterMs: 60_000 };
     }
 
-    const applyErrors = await this.#apply(ctx, result);
+    const applyErrors = await this.#apply(ctx, result, key.namespace, owner.uid);
     if (applyErrors.transient) {
       await this.#writeStatus(ed, this.#status(generation, ed, now, result, parsed.value.spec.routes, deployments, key, applyErrors.message));
       throw applyErrors.transient;
@@ -164,22 +185,41 @@ export class EdgeDeploymentReconciler {
     return {};
   }
 
-  async #apply(ctx: ReconcileContext, result: RenderResult): Promise<{ message?: string; transient?: Error }> {
+  /**
+   * Applies every object. An object the API server rejects as invalid or forbidden will fail the same way again: it
+   * is reported and the others are still applied. A transient failure (conflict, 5xx, network) does not stop the
+   * others either — one stuck Service must not keep every module's Deployment from rolling out — and is returned
+   * so that the key is retried with backoff.
+   */
+  async #apply(ctx: ReconcileContext, result: RenderResult, namespace: string, uid: string): Promise<{ message?: string; transient?: Error }> {
     const rejected: string[] = [];
+    let transient: { message: string; error: Error } | undefined;
+    const now = this.#deps.now?.().getTime() ?? Date.now();
+    const period = this.#deps.fullApplyPeriodMs ?? 300_000;
     for (const obj of result.objects) {
+      const id = `${uid}/${objectId(obj)}`;
+      const digest = createHash('sha256').update(JSON.stringify(obj)).digest('base64');
+      const last = this.#applied.get(id);
+      const cached = this.#deps.view.cached?.(obj.kind ?? '', namespace, obj.metadata?.name ?? '');
+      if (last && last.digest === digest && now - last.at < period && cached && isOwnedBy(cached, uid)) {
+        const g = cached.metadata?.generation;
+        if (g !== undefined ? g === last.generation : cached.metadata?.resourceVersion === last.resourceVersion) continue;
+      }
       try {
-        await this.#deps.kube.apply(obj, { force: true });
+        const applied = await this.#deps.kube.apply(obj, { force: true });
+        this.#applied.set(id, { digest, generation: applied.metadata?.generation, resourceVersion: applied.metadata?.resourceVersion, at: now });
       } catch (e) {
+        this.#applied.delete(id);
         const err = e as KubeApiError;
-        // Invalid/forbidden objects will fail the same way again: report them, keep applying the others.
         if (isInvalid(err) || isForbidden(err)) {
           rejected.push(`${objectId(obj)}: ${err.message}`);
           ctx.log.error({ object: objectId(obj), err: err.message }, 'Failed to apply object');
-          continue;
+        } else {
+          transient ??= { message: `${objectId(obj)}: ${err.message}`, error: err };
         }
-        return { message: `${objectId(obj)}: ${err.message}`, transient: err };
       }
     }
+    if (transient) return { message: [transient.message, ...rejected].join('; '), transient: transient.error };
     return rejected.length ? { message: rejected.join('; ') } : {};
   }
 
@@ -194,6 +234,7 @@ export class EdgeDeploymentReconciler {
         if (desired.has(id) || !isOwnedBy(o, uid) || !o.metadata?.name) continue;
         try {
           await this.#deps.kube.delete(k.apiVersion, k.kind, key.namespace, o.metadata.name, { ...(o.metadata.uid ? { uid: o.metadata.uid } : {}), propagationPolicy: 'Background' });
+          this.#applied.delete(`${uid}/${id}`);
           ctx.log.info({ object: id }, 'Deleted object no longer desired');
         } catch (e) {
           // A same-named successor (uid precondition failed) or an already-gone object is fine.

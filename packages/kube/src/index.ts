@@ -25,7 +25,7 @@ export type { BackoffOptions, WorkQueueDeps, WorkQueueOptions } from './workqueu
 export { KubeMetrics, ReconcileOutcome } from './metrics.js';
 export { FakeClock, systemClock } from './clock.js';
 export type { Clock, TimerHandle } from './clock.js';
-export { Informer, InformerEvent } from './informer.js';
+export { stripManagedFields, Informer, InformerEvent } from './informer.js';
 export type { InformerDeps, InformerHandler, InformerOptions, WatchLike } from './informer.js';
 export { Controller, controllerOwnerKey } from './controller.js';
 export type { ControllerOptions, MapFunc, ReconcileContext, ReconcileResult, Reconciler } from './controller.js';

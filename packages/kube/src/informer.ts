@@ -43,6 +43,19 @@ export interface InformerOptions {
   readonly watchTimeoutSeconds?: number;
   /** Client-side timeout of each list page. @default 60_000 */
   readonly listTimeoutMs?: number;
+  /**
+   * Applied to every object before it enters the cache (list items and watch events). Must return an object of the
+   * same identity fields. @default {@link stripManagedFields}: the caches of a controller that owns thousands of
+   * objects would otherwise hold every object's `managedFields`, often its largest part (controller-runtime's
+   * `TransformStripManagedFields`).
+   */
+  readonly transform?: ((obj: KubernetesObject) => KubernetesObject) | null;
+}
+
+/** Drops `metadata.managedFields` (in place) and returns the object. */
+export function stripManagedFields<T extends KubernetesObject>(obj: T): T {
+  if (obj.metadata?.managedFields) delete obj.metadata.managedFields;
+  return obj;
 }
 
 export interface InformerDeps {
@@ -79,6 +92,8 @@ interface WatchHooks {
   /** A watch `ERROR` event. */
   onErrorEvent(obj: unknown): void;
   timeoutSeconds(): number;
+  /** Applied to each object of an ADDED/MODIFIED/DELETED event before ListWatch caches it. */
+  transform(obj: unknown): unknown;
 }
 
 /**
@@ -149,7 +164,7 @@ class HealthWatch extends Watch {
           if (finished) return;
           this.#hooks.onActivity();
           if (phase === 'ERROR') this.#hooks.onErrorEvent(obj);
-          callback(phase, obj, raw);
+          callback(phase, phase === 'ERROR' || phase === 'BOOKMARK' ? obj : this.#hooks.transform(obj), raw);
         },
         (err) => entry.finish(err),
       )
@@ -194,6 +209,7 @@ export class Informer<T extends KubernetesObject = KubernetesObject> {
   readonly #backoffInitial: number;
   readonly #backoffMax: number;
   readonly #listTimeoutMs: number;
+  readonly #transform: ((obj: KubernetesObject) => KubernetesObject) | undefined;
   readonly #watchTimeoutSeconds: number | undefined;
   readonly #handlers: Record<InformerEvent, InformerHandler<T>[]> = { add: [], update: [], delete: [] };
   #lw: ListWatch<T> | undefined;
@@ -224,6 +240,7 @@ export class Informer<T extends KubernetesObject = KubernetesObject> {
     this.#backoffInitial = opts.backoff?.initialMs ?? 1000;
     this.#backoffMax = opts.backoff?.maxMs ?? 30_000;
     this.#listTimeoutMs = opts.listTimeoutMs ?? 60_000;
+    this.#transform = opts.transform === null ? undefined : (opts.transform ?? stripManagedFields);
     this.#watchTimeoutSeconds = opts.watchTimeoutSeconds;
   }
 
@@ -304,6 +321,7 @@ export class Informer<T extends KubernetesObject = KubernetesObject> {
       onActivity: () => this.#onActivity(),
       onErrorEvent: (obj) => this.#log.debug({ status: obj }, 'Received watch error event'),
       timeoutSeconds: () => this.#watchTimeoutSeconds ?? 300 + Math.floor(Math.random() * 300),
+      transform: (obj) => (this.#transform && typeof obj === 'object' && obj !== null ? this.#transform(obj as KubernetesObject) : obj),
     };
     this.#watch = new HealthWatch(this.#deps.kubeConfig, this.#deps.watch ?? new Watch(this.#deps.kubeConfig), hooks);
     const lw = new ListWatch<T>(path, this.#watch, () => this.#list(), false, this.labelSelector);
@@ -339,7 +357,8 @@ export class Informer<T extends KubernetesObject = KubernetesObject> {
         this.#deps.metrics?.informerRelists.inc({ kind: this.kind });
         this.#log.info({ objects: items.length, resourceVersion }, 'Relisted');
       }
-      return { metadata: { resourceVersion }, items: items as T[] };
+      const t = this.#transform;
+      return { metadata: { resourceVersion }, items: (t ? items.map((i) => t(i)) : items) as T[] };
     } catch (e) {
       throw toKubeApiError(e, { verb: 'list', apiVersion: this.apiVersion, kind: this.kind, namespace: this.namespace });
     } finally {

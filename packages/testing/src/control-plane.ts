@@ -260,7 +260,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
       `--client-ca-file=${pki.caCert}`,
       `--service-account-issuer=${server}`, `--service-account-key-file=${pki.saPub}`,
       `--service-account-signing-key-file=${pki.saKey}`,
-      '--service-cluster-ip-range=10.0.0.0/24',
+      '--service-cluster-ip-range=10.0.0.0/16', // room for the controller benchmark's 2,000 Services
       '--authorization-mode=Node,RBAC', '--allow-privileged=true',
       // A loopback address is not a valid Endpoints address; kwokctl passes the same flag.
       '--endpoint-reconciler-type=none',

@@ -59,8 +59,8 @@ describe('kedge route test', () => {
       const code = await kedge('route', 'test', '--routes', file('routes.json', routes), '--message', file('message.json', message));
       expect(code).toBe(0);
       expect(JSON.parse(out)).toEqual([
-        { name: 'all', sink: { kind: 'upstream' }, priority: 2_000_000_000, timeToLiveSecs: 7200 },
-        { name: 'hot', sink: { kind: 'module', module: 'alert', input: 'in' }, priority: 1, timeToLiveSecs: 60 },
+        { name: 'all', sink: '$upstream', priority: 2_000_000_000, timeToLiveSecs: 7200 },
+        { name: 'hot', sink: 'BrokeredEndpoint("/modules/alert/inputs/in")', priority: 1, timeToLiveSecs: 60 },
       ]);
     }
   });

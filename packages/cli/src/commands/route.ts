@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { formatIssues, type Issue, type Result } from '@kedge/contracts';
-import { Evaluator, messageFromJson, parseRouteLines, parseRoutes, type RouteSpec } from '@kedge/routing';
+import { Evaluator, formatSink, messageFromJson, parseRouteLines, parseRoutes, type RouteSpec } from '@kedge/routing';
 
 /** Exit code for bad input: unreadable files, invalid JSON, routes that do not compile. */
 const EXIT_INVALID = 2;
@@ -58,7 +58,8 @@ function routeTest(opts: { routes: string; message: string }): void {
   const message = messageFromJson(json.value);
   if (!message.ok) return fail(`invalid message in ${opts.message}:\n${formatIssues(message.error)}`);
   const matched = new Evaluator(routes.value.value).matching(message.value);
-  const out = matched.map((m) => ({ name: m.name, sink: m.sink, priority: m.priority, timeToLiveSecs: m.timeToLiveSecs }));
+  // The sink as users write it (`$upstream`, `BrokeredEndpoint("/modules/m/inputs/i")`).
+  const out = matched.map((m) => ({ name: m.name, sink: formatSink(m.sink), priority: m.priority, timeToLiveSecs: m.timeToLiveSecs }));
   process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
   process.exitCode = 0;
 }
