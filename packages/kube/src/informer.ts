@@ -321,7 +321,7 @@ export class Informer<T extends KubernetesObject = KubernetesObject> {
       onActivity: () => this.#onActivity(),
       onErrorEvent: (obj) => this.#log.debug({ status: obj }, 'Received watch error event'),
       timeoutSeconds: () => this.#watchTimeoutSeconds ?? 300 + Math.floor(Math.random() * 300),
-      transform: (obj) => (this.#transform && typeof obj === 'object' && obj !== null ? this.#transform(obj as KubernetesObject) : obj),
+      transform: (obj) => (this.#transform && typeof obj === 'object' && obj !== null ? this.#transform(obj) : obj),
     };
     this.#watch = new HealthWatch(this.#deps.kubeConfig, this.#deps.watch ?? new Watch(this.#deps.kubeConfig), hooks);
     const lw = new ListWatch<T>(path, this.#watch, () => this.#list(), false, this.labelSelector);
