@@ -18,3 +18,12 @@ export async function readDocument(file: string): Promise<{ ok: true; value: unk
     return { ok: false, message: `${file}: not valid ${/\.ya?ml$/i.test(file) ? 'YAML' : 'JSON'}: ${(e as Error).message}` };
   }
 }
+
+/** Reads a document for a command; on failure prints why, sets exit code 2 and returns undefined. */
+export async function loadDocument(file: string): Promise<{ value: unknown } | undefined> {
+  const doc = await readDocument(file);
+  if (doc.ok) return { value: doc.value };
+  process.stderr.write(`${doc.message}\n`);
+  process.exitCode = 2;
+  return undefined;
+}

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { formatIssues, type Issue } from '@kedge/contracts';
 import { validateManifest } from '@kedge/manifest';
 import { renderCommandAction } from './render.js';
-import { readDocument } from '../io.js';
+import { loadDocument } from '../io.js';
 
 function printWarnings(warnings: readonly Issue[], quiet: boolean): void {
   if (quiet || warnings.length === 0) return;
@@ -19,12 +19,8 @@ export function registerManifestCommands(program: Command): void {
     .option('-q, --quiet', 'do not print warnings')
     .option('--json', 'print the result as JSON')
     .action(async (file: string, opts: { quiet?: boolean; json?: boolean }) => {
-      const doc = await readDocument(file);
-      if (!doc.ok) {
-        process.stderr.write(`${doc.message}\n`);
-        process.exitCode = 2;
-        return;
-      }
+      const doc = await loadDocument(file);
+      if (!doc) return;
       const r = validateManifest(doc.value);
       if (opts.json) {
         process.stdout.write(`${JSON.stringify(r.ok ? { valid: true, warnings: r.warnings } : { valid: false, errors: r.error, warnings: r.warnings }, null, 2)}\n`);

@@ -1,7 +1,7 @@
 import { stringify } from 'yaml';
 import { formatIssues } from '@kedge/contracts';
 import { EdgeDeploymentResource, parseEdgeDeploymentSpec, validateManifest } from '@kedge/manifest';
-import { readDocument } from '../io.js';
+import { loadDocument } from '../io.js';
 
 interface RenderOptions {
   namespace: string;
@@ -24,12 +24,8 @@ export async function renderCommandAction(file: string, opts: RenderOptions): Pr
     process.exitCode = 2;
     return;
   }
-  const doc = await readDocument(file);
-  if (!doc.ok) {
-    process.stderr.write(`${doc.message}\n`);
-    process.exitCode = 2;
-    return;
-  }
+  const doc = await loadDocument(file);
+  if (!doc) return;
   const v = validateManifest(doc.value);
   if (!v.ok) {
     process.stdout.write(`${formatIssues(v.error)}\n`);

@@ -2,8 +2,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command } from 'commander';
-import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { registerRouteCommands } from './route.js';
+import { captureOutput } from '../test-support/capture.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'kedge-route-test-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -14,25 +15,7 @@ function file(name: string, content: unknown): string {
   return path;
 }
 
-let out = '';
-let errText = '';
-beforeEach(() => {
-  out = '';
-  errText = '';
-  process.exitCode = undefined;
-  vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
-    out += String(chunk);
-    return true;
-  });
-  vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => {
-    errText += String(chunk);
-    return true;
-  });
-});
-afterEach(() => {
-  vi.restoreAllMocks();
-  process.exitCode = undefined;
-});
+const captured = captureOutput();
 
 async function kedge(...args: string[]): Promise<number> {
   const program = new Command('kedge').exitOverride();
@@ -55,10 +38,10 @@ describe('kedge route test', () => {
   it('prints the matching routes as JSON and exits 0', async () => {
     // 1. desired properties given bare; 2. the same wrapped as a manifest
     for (const routes of [desired, { modulesContent: { $edgeHub: { 'properties.desired': desired } } }]) {
-      out = '';
+      captured.reset();
       const code = await kedge('route', 'test', '--routes', file('routes.json', routes), '--message', file('message.json', message));
       expect(code).toBe(0);
-      expect(JSON.parse(out)).toEqual([
+      expect(JSON.parse(captured.out)).toEqual([
         { name: 'all', sink: '$upstream', priority: 2_000_000_000, timeToLiveSecs: 7200 },
         { name: 'hot', sink: 'BrokeredEndpoint("/modules/alert/inputs/in")', priority: 1, timeToLiveSecs: 60 },
       ]);
@@ -69,39 +52,39 @@ describe('kedge route test', () => {
     const routes = file('routes.txt', "# demo\nFROM /messages/* WHERE $body.temp < 0 INTO $upstream\nleaf: FROM /messages/* WHERE $connectionDeviceId = 'd1' INTO $upstream\n");
     const code = await kedge('route', 'test', '--routes', routes, '--message', file('message.json', { ...message, source: { deviceId: 'd1' } }));
     expect(code).toBe(0);
-    expect((JSON.parse(out) as { name: string }[]).map((r) => r.name)).toEqual(['leaf']);
+    expect((JSON.parse(captured.out) as { name: string }[]).map((r) => r.name)).toEqual(['leaf']);
   });
 
   it('exits 2 with the route name, line and column when a route does not compile', async () => {
     const routes = file('bad.json', { schemaVersion: '1.1', routes: { broken: 'FROM /messages/* WHERE temp > 30 INTO $upstream' } });
     const code = await kedge('route', 'test', '--routes', routes, '--message', file('message.json', message));
     expect(code).toBe(2);
-    expect(out).toBe('');
-    expect(errText).toContain('$edgeHub.properties.desired.routes.broken: line 1, column 29:');
+    expect(captured.out).toBe('');
+    expect(captured.err).toContain('$edgeHub.properties.desired.routes.broken: line 1, column 29:');
   });
 
   it('exits 2 on unreadable files and invalid JSON', async () => {
     expect(await kedge('route', 'test', '--routes', join(dir, 'missing.json'), '--message', file('message.json', message))).toBe(2);
-    expect(errText).toMatch(/cannot read routes file/);
+    expect(captured.err).toMatch(/cannot read routes file/);
     expect(await kedge('route', 'test', '--routes', file('routes.json', desired), '--message', file('broken.json', '{"source":'))).toBe(2);
-    expect(errText).toMatch(/message file .* is not valid JSON/);
+    expect(captured.err).toMatch(/message file .* is not valid JSON/);
     expect(await kedge('route', 'test', '--routes', file('broken-routes.json', '{ nope'), '--message', file('message.json', message))).toBe(2);
-    expect(errText).toMatch(/routes file .* is not valid JSON/);
+    expect(captured.err).toMatch(/routes file .* is not valid JSON/);
     expect(await kedge('route', 'test', '--routes', file('routes.json', desired), '--message', file('odd.json', { source: 'x' }))).toBe(2);
-    expect(errText).toMatch(/\$\.source/);
+    expect(captured.err).toMatch(/\$\.source/);
   });
 });
 
 describe('kedge route check', () => {
   it('reports compiled routes', async () => {
     expect(await kedge('route', 'check', file('routes.json', desired))).toBe(0);
-    expect(out).toMatch(/^3 routes compiled/);
+    expect(captured.out).toMatch(/^3 routes compiled/);
   });
 
   it('exits 2 and lists every broken route', async () => {
     const code = await kedge('route', 'check', file('bad.txt', 'FROM /* INTO $upstream\nFROM /* WHERE ( INTO $upstream\nFROM /* INTO nowhere\n'));
     expect(code).toBe(2);
-    expect(errText).toContain('line 2:');
-    expect(errText).toContain('line 3:');
+    expect(captured.err).toContain('line 2:');
+    expect(captured.err).toContain('line 3:');
   });
 });

@@ -2,34 +2,17 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command } from 'commander';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startHub } from '@kedge/hub';
 import type { RunningHub } from '@kedge/hub';
 import { registerHubCommands } from '../hub.js';
+import { captureOutput } from '../../test-support/capture.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'kedge-hub-cli-'));
 let hub: RunningHub;
 let port = '';
 
-let out = '';
-let errText = '';
-beforeEach(() => {
-  out = '';
-  errText = '';
-  process.exitCode = undefined;
-  vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
-    out += String(chunk);
-    return true;
-  });
-  vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => {
-    errText += String(chunk);
-    return true;
-  });
-});
-afterEach(() => {
-  vi.restoreAllMocks();
-  process.exitCode = undefined;
-});
+const captured = captureOutput();
 
 beforeAll(async () => {
   // Ephemeral ports: the CLI takes --port, unlike azure-iothub, so no 443 is needed here.
@@ -53,16 +36,16 @@ async function kedge(...args: string[]): Promise<number> {
 describe('kedge hub commands', () => {
   it('manages devices, twins and deployments over the service API', async () => {
     expect(await kedge('devices', 'create', 'edge-1', '--edge')).toBe(0);
-    expect(out).toMatch(/^HostName=127\.0\.0\.1;DeviceId=edge-1;SharedAccessKey=.+=\n$/);
-    out = '';
+    expect(captured.out).toMatch(/^HostName=127\.0\.0\.1;DeviceId=edge-1;SharedAccessKey=.+=\n$/);
+    captured.reset();
     expect(await kedge('devices', 'list')).toBe(0);
-    expect(out).toContain('edge-1\tenabled\tDisconnected\tedge');
-    out = '';
+    expect(captured.out).toContain('edge-1\tenabled\tDisconnected\tedge');
+    captured.reset();
     expect(await kedge('modules', 'list', 'edge-1')).toBe(0);
-    expect(out).toContain('$edgeAgent');
-    out = '';
+    expect(captured.out).toContain('$edgeAgent');
+    captured.reset();
     expect(await kedge('twin', 'update', 'edge-1', '--tags', '{"env":"prod"}')).toBe(0);
-    expect(JSON.parse(out)).toMatchObject({ tags: { env: 'prod' } });
+    expect(JSON.parse(captured.out)).toMatchObject({ tags: { env: 'prod' } });
 
     const manifest = {
       modulesContent: {
@@ -81,25 +64,25 @@ describe('kedge hub commands', () => {
       },
     };
     writeFileSync(join(dir, 'm.json'), JSON.stringify(manifest));
-    out = '';
+    captured.reset();
     expect(await kedge('deploy', 'edge-1', join(dir, 'm.json'))).toBe(0);
-    out = '';
+    captured.reset();
     expect(await kedge('twin', 'show', 'edge-1', '--module', '$edgeAgent')).toBe(0);
-    expect(JSON.parse(out)).toMatchObject({ properties: { desired: { modules: { sensor: { settings: { image: 's:1' } } } } } });
+    expect(JSON.parse(captured.out)).toMatchObject({ properties: { desired: { modules: { sensor: { settings: { image: 's:1' } } } } } });
 
-    out = '';
+    captured.reset();
     expect(await kedge('deployments', 'create', 'prod', '--content', join(dir, 'm.json'), '--target-condition', "tags.env='prod'", '--priority', '5')).toBe(0);
-    expect(out).toBe('created deployment prod\n');
-    out = '';
+    expect(captured.out).toBe('created deployment prod\n');
+    captured.reset();
     expect(await kedge('deployments', 'list')).toBe(0);
-    expect(out).toMatch(/^prod\tpriority=5\ttargeted=\d\tapplied=\d\ttags\.env='prod'\n$/);
+    expect(captured.out).toMatch(/^prod\tpriority=5\ttargeted=\d\tapplied=\d\ttags\.env='prod'\n$/);
 
     // Errors carry the hub's code; usage errors exit 2.
-    out = '';
+    captured.reset();
     expect(await kedge('devices', 'show', 'nope')).toBe(1);
-    expect(errText).toContain('error CLOUD_ERR_DEVICE_NOT_FOUND');
+    expect(captured.err).toContain('error CLOUD_ERR_DEVICE_NOT_FOUND');
     expect(await kedge('invoke', 'edge-1', 'ping', '--payload', '{bad')).toBe(2);
     expect(await kedge('invoke', 'edge-1', 'ping')).toBe(1);
-    expect(errText).toContain('CLOUD_ERR_DEVICE_NOT_ONLINE');
+    expect(captured.err).toContain('CLOUD_ERR_DEVICE_NOT_ONLINE');
   });
 });
