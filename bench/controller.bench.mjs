@@ -30,7 +30,8 @@ const spec = (d) => ({
 });
 
 async function runningPods(core, prefix) {
-  const pods = await core.listPodForAllNamespaces({ labelSelector: 'app.kubernetes.io/managed-by=kedge-agent' });
+  // resourceVersion 0: served from the apiserver's watch cache, so polling does not load etcd (or skew the result).
+  const pods = await core.listPodForAllNamespaces({ labelSelector: 'app.kubernetes.io/managed-by=kedge-agent', resourceVersion: '0' });
   return pods.items.filter((p) => p.metadata?.namespace?.startsWith(prefix) && p.status?.phase === 'Running' && !p.metadata?.deletionTimestamp).length;
 }
 
@@ -40,7 +41,7 @@ async function waitRunning(core, prefix, want, deadlineMs = 900_000) {
     const n = await runningPods(core, prefix);
     if (n >= want) return;
     if (Date.now() > end) throw new Error(`only ${n}/${want} pods Running after ${deadlineMs} ms`);
-    await delay(200);
+    await delay(want > 100 ? 1000 : 100);
   }
 }
 
@@ -82,6 +83,15 @@ try {
   const core = kc.makeApiClient(CoreV1Api);
   const custom = kc.makeApiClient(CustomObjectsApi);
   const kube = createKubeClient(kc);
+  // Warm-up: the apiserver takes a moment before watches of a just-created CRD deliver events; time the controller,
+  // not that. An empty EdgeDeployment whose status the agent writes proves the whole pipeline is live.
+  await createNamespaces(core, 'warmup-', 1);
+  await custom.createNamespacedCustomObject({ group: 'kedge.io', version: 'v1alpha1', namespace: 'warmup-0', plural: 'edgedeployments', body: { apiVersion: 'kedge.io/v1alpha1', kind: 'EdgeDeployment', metadata: { name: 'default' }, spec: {} } });
+  for (const end = Date.now() + 60_000; ; await delay(100)) {
+    const ed = await custom.getNamespacedCustomObject({ group: 'kedge.io', version: 'v1alpha1', namespace: 'warmup-0', plural: 'edgedeployments', name: 'default' });
+    if (ed.status?.observedGeneration) break;
+    if (Date.now() > end) throw new Error('the agent did not reconcile the warm-up EdgeDeployment within 60 s');
+  }
   const results = [];
   for (const n of sizes) {
     // (a) through the controller

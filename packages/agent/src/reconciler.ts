@@ -155,6 +155,7 @@ export class EdgeDeploymentReconciler {
     }
 
     // Never take over an object someone else created under a name we want.
+    const collisionCheck = performance.now();
     const collisions: Issue[] = [];
     for (const obj of result.objects) {
       const existing = await view.get(obj.apiVersion ?? '', obj.kind ?? '', key.namespace, obj.metadata?.name ?? '');
@@ -162,6 +163,7 @@ export class EdgeDeploymentReconciler {
         collisions.push({ path: objectId(obj), message: `${objectId(obj)} already exists and is not managed by this EdgeDeployment; it was left untouched` });
       }
     }
+    ctx.log.debug({ ms: Math.round(performance.now() - collisionCheck) }, 'Checked names');
     if (collisions.length > 0) {
       await this.#writeStatus(ed, computeStatus({ generation, previous: ed.status, now, specErrors: collisions, specErrorReason: Reasons.NameCollision }));
       ctx.log.warn({ collisions: collisions.map((c) => c.path) }, 'Refused to overwrite objects not owned by this EdgeDeployment');
@@ -195,6 +197,8 @@ export class EdgeDeploymentReconciler {
     const rejected: string[] = [];
     let transient: { message: string; error: Error } | undefined;
     const now = this.#deps.now?.().getTime() ?? Date.now();
+    const started = performance.now();
+    let applied = 0;
     const period = this.#deps.fullApplyPeriodMs ?? 300_000;
     for (const obj of result.objects) {
       const id = `${uid}/${objectId(obj)}`;
@@ -206,8 +210,9 @@ export class EdgeDeploymentReconciler {
         if (g !== undefined ? g === last.generation : cached.metadata?.resourceVersion === last.resourceVersion) continue;
       }
       try {
-        const applied = await this.#deps.kube.apply(obj, { force: true });
-        this.#applied.set(id, { digest, generation: applied.metadata?.generation, resourceVersion: applied.metadata?.resourceVersion, at: now });
+        const result = await this.#deps.kube.apply(obj, { force: true });
+        applied++;
+        this.#applied.set(id, { digest, generation: result.metadata?.generation, resourceVersion: result.metadata?.resourceVersion, at: now });
       } catch (e) {
         this.#applied.delete(id);
         const err = e as KubeApiError;
@@ -219,6 +224,7 @@ export class EdgeDeploymentReconciler {
         }
       }
     }
+    ctx.log.debug({ applied, unchanged: result.objects.length - applied, ms: Math.round(performance.now() - started) }, 'Applied objects');
     if (transient) return { message: [transient.message, ...rejected].join('; '), transient: transient.error };
     return rejected.length ? { message: rejected.join('; ') } : {};
   }
