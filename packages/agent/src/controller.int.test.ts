@@ -52,12 +52,19 @@ const mod = (image: string, extra: Record<string, unknown> = {}, createOptions: 
 
 async function putEdgeDeployment(ns: string, spec: Record<string, unknown>, name = 'default'): Promise<void> {
   const body = { apiVersion: `${GROUP}/${VERSION}`, kind: 'EdgeDeployment', metadata: { name, namespace: ns }, spec };
-  try {
-    const existing = (await custom.getNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: ns, plural: PLURAL, name })) as { metadata: { resourceVersion: string } };
-    await custom.replaceNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: ns, plural: PLURAL, name, body: { ...body, metadata: { ...body.metadata, resourceVersion: existing.metadata.resourceVersion } } });
-  } catch (e) {
-    if ((e as { code?: number }).code !== 404) throw e;
-    await custom.createNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: ns, plural: PLURAL, body });
+  // The controller writes status concurrently, which moves the resourceVersion: retry a stale replace (409).
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const existing = (await custom.getNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: ns, plural: PLURAL, name })) as { metadata: { resourceVersion: string } };
+      await custom.replaceNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: ns, plural: PLURAL, name, body: { ...body, metadata: { ...body.metadata, resourceVersion: existing.metadata.resourceVersion } } });
+      return;
+    } catch (e) {
+      const code = (e as { code?: number }).code;
+      if (code === 409 && attempt < 10) continue;
+      if (code !== 404) throw e;
+      await custom.createNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: ns, plural: PLURAL, body });
+      return;
+    }
   }
 }
 

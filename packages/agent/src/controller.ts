@@ -37,6 +37,18 @@ export interface RunningController {
 const MANAGED_SELECTOR = `${Labels.managedBy}=${MANAGED_BY}`;
 
 /**
+ * What the controller keeps of its own objects and their pods: identity, metadata and status — never `spec`,
+ * Secret `data` or `managedFields`. The reconciler reads nothing else from these caches (it renders the spec
+ * itself), and at 100 devices × 10 modules the full objects would be most of the agent's memory. Not holding
+ * registry passwords in memory is a bonus.
+ */
+export function slimObject(o: KubernetesObject): KubernetesObject {
+  const { managedFields: _managed, ...metadata } = o.metadata ?? {};
+  const status = (o as { status?: unknown }).status;
+  return { apiVersion: o.apiVersion, kind: o.kind, metadata, ...(status !== undefined ? { status } : {}) };
+}
+
+/**
  * Starts the EdgeDeployment controller: one informer for EdgeDeployments, one per owned kind (only objects labelled
  * `app.kubernetes.io/managed-by=kedge-agent`) and one for their pods; a work queue; N workers. Resolves once the
  * caches have synced and the workers run.
@@ -61,8 +73,8 @@ export async function startEdgeDeploymentController(opts: AgentControllerOptions
     return true;
   });
   const owned = new Map<string, Informer>();
-  for (const k of kinds) owned.set(k.kind, new Informer({ apiVersion: k.apiVersion, kind: k.kind, labelSelector: MANAGED_SELECTOR, ...common }, deps));
-  const podInformer = new Informer({ apiVersion: 'v1', kind: 'Pod', labelSelector: MANAGED_SELECTOR, ...common }, deps);
+  for (const k of kinds) owned.set(k.kind, new Informer({ apiVersion: k.apiVersion, kind: k.kind, labelSelector: MANAGED_SELECTOR, transform: slimObject, ...common }, deps));
+  const podInformer = new Informer({ apiVersion: 'v1', kind: 'Pod', labelSelector: MANAGED_SELECTOR, transform: slimObject, ...common }, deps);
 
   const matches = (o: KubernetesObject, selector: Record<string, string>) => Object.entries(selector).every(([k, v]) => o.metadata?.labels?.[k] === v);
   const view: ClusterView = {

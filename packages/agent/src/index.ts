@@ -5,7 +5,7 @@ export type { DevicePolicy, DevicePolicyInput } from './policy.js';
 export { Labels, Annotations, MANAGED_BY, toDnsLabel, toLabelValue, isDnsLabel } from './names.js';
 export { EdgeDeploymentReconciler, OwnedKinds, apiView } from './reconciler.js';
 export type { ClusterView, EdgeDeploymentObject, ReconcilerDeps } from './reconciler.js';
-export { startEdgeDeploymentController } from './controller.js';
+export { startEdgeDeploymentController, slimObject } from './controller.js';
 export type { AgentControllerOptions, RunningController } from './controller.js';
 export { computeStatus, moduleStatus, isAvailable, ConditionTypes, Reasons, Phases } from './status.js';
 export { agentRbac } from './rbac.js';

@@ -157,12 +157,13 @@ export class EdgeDeploymentReconciler {
     // Never take over an object someone else created under a name we want.
     const collisionCheck = performance.now();
     const collisions: Issue[] = [];
-    for (const obj of result.objects) {
-      const existing = await view.get(obj.apiVersion ?? '', obj.kind ?? '', key.namespace, obj.metadata?.name ?? '');
-      if (existing && !isOwnedBy(existing, owner.uid)) {
+    const existing = await inBatches(result.objects, 16, (obj) => view.get(obj.apiVersion ?? '', obj.kind ?? '', key.namespace, obj.metadata?.name ?? ''));
+    result.objects.forEach((obj, i) => {
+      const e = existing[i];
+      if (e && !isOwnedBy(e, owner.uid)) {
         collisions.push({ path: objectId(obj), message: `${objectId(obj)} already exists and is not managed by this EdgeDeployment; it was left untouched` });
       }
-    }
+    });
     ctx.log.debug({ ms: Math.round(performance.now() - collisionCheck) }, 'Checked names');
     if (collisions.length > 0) {
       await this.#writeStatus(ed, computeStatus({ generation, previous: ed.status, now, specErrors: collisions, specErrorReason: Reasons.NameCollision }));
@@ -200,29 +201,32 @@ export class EdgeDeploymentReconciler {
     const started = performance.now();
     let applied = 0;
     const period = this.#deps.fullApplyPeriodMs ?? 300_000;
-    for (const obj of result.objects) {
-      const id = `${uid}/${objectId(obj)}`;
-      const digest = createHash('sha256').update(JSON.stringify(obj)).digest('base64');
-      const last = this.#applied.get(id);
-      const cached = this.#deps.view.cached?.(obj.kind ?? '', namespace, obj.metadata?.name ?? '');
-      if (last && last.digest === digest && now - last.at < period && cached && isOwnedBy(cached, uid)) {
-        const g = cached.metadata?.generation;
-        if (g !== undefined ? g === last.generation : cached.metadata?.resourceVersion === last.resourceVersion) continue;
-      }
-      try {
-        const result = await this.#deps.kube.apply(obj, { force: true });
-        applied++;
-        this.#applied.set(id, { digest, generation: result.metadata?.generation, resourceVersion: result.metadata?.resourceVersion, at: now });
-      } catch (e) {
-        this.#applied.delete(id);
-        const err = e as KubeApiError;
-        if (isInvalid(err) || isForbidden(err)) {
-          rejected.push(`${objectId(obj)}: ${err.message}`);
-          ctx.log.error({ object: objectId(obj), err: err.message }, 'Failed to apply object');
-        } else {
-          transient ??= { message: `${objectId(obj)}: ${err.message}`, error: err };
+    // Kinds in order (Secrets and ServiceAccounts before the pods that need them), objects of one kind in parallel.
+    for (const group of groupByKind(result.objects)) {
+      await inBatches(group, 8, async (obj) => {
+        const id = `${uid}/${objectId(obj)}`;
+        const digest = createHash('sha256').update(JSON.stringify(obj)).digest('base64');
+        const last = this.#applied.get(id);
+        const cached = this.#deps.view.cached?.(obj.kind ?? '', namespace, obj.metadata?.name ?? '');
+        if (last && last.digest === digest && now - last.at < period && cached && isOwnedBy(cached, uid)) {
+          const g = cached.metadata?.generation;
+          if (g !== undefined ? g === last.generation : cached.metadata?.resourceVersion === last.resourceVersion) return;
         }
-      }
+        try {
+          const result = await this.#deps.kube.apply(obj, { force: true });
+          applied++;
+          this.#applied.set(id, { digest, generation: result.metadata?.generation, resourceVersion: result.metadata?.resourceVersion, at: now });
+        } catch (e) {
+          this.#applied.delete(id);
+          const err = e as KubeApiError;
+          if (isInvalid(err) || isForbidden(err)) {
+            rejected.push(`${objectId(obj)}: ${err.message}`);
+            ctx.log.error({ object: objectId(obj), err: err.message }, 'Failed to apply object');
+          } else {
+            transient ??= { message: `${objectId(obj)}: ${err.message}`, error: err };
+          }
+        }
+      });
     }
     ctx.log.debug({ applied, unchanged: result.objects.length - applied, ms: Math.round(performance.now() - started) }, 'Applied objects');
     if (transient) return { message: [transient.message, ...rejected].join('; '), transient: transient.error };
@@ -284,4 +288,22 @@ export class EdgeDeploymentReconciler {
 
 function stripUndefined(v: unknown): unknown {
   return JSON.parse(JSON.stringify(v)) as unknown;
+}
+
+/** Runs `fn` over `items`, at most `width` at a time; results in input order. */
+async function inBatches<T, R>(items: readonly T[], width: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = [];
+  for (let i = 0; i < items.length; i += width) out.push(...(await Promise.all(items.slice(i, i + width).map(fn))));
+  return out;
+}
+
+/** Consecutive runs of objects of the same kind, in order. */
+function groupByKind(objects: readonly KubernetesObject[]): KubernetesObject[][] {
+  const groups: KubernetesObject[][] = [];
+  for (const o of objects) {
+    const last = groups[groups.length - 1];
+    if (last && last[0]?.kind === o.kind) last.push(o);
+    else groups.push([o]);
+  }
+  return groups;
 }
