@@ -150,7 +150,7 @@ describe('test control plane', () => {
       namespace: ns.name,
       body: { metadata: { name: 'svc' }, spec: { selector: { app: 'x' }, ports: [{ port: 80, targetPort: 8080 }] } },
     });
-    expect(svc.spec?.clusterIP).toMatch(/^10\.0\.0\.\d+$/);
+    expect(svc.spec?.clusterIP).toMatch(/^10\.0\.\d+\.\d+$/); // --service-cluster-ip-range=10.0.0.0/16
     await core.createNamespacedPersistentVolumeClaim({
       namespace: ns.name,
       body: { metadata: { name: 'data' }, spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '1Gi' } } } },
