@@ -100,7 +100,7 @@ export class EdgeDeploymentReconciler {
    * survives restarts), but the informer's copy of the status may lag one write behind: without this, a reconcile
    * right after parking would read the old status, see no pod, and start the module again.
    */
-  readonly #parked = new Map<string, string>();
+  readonly #parked = new Map<string, { readonly digest: string; readonly exitCode: number | undefined }>();
   /** What this process last applied per object (`<owner uid>/<kind>/<name>`), to skip no-op applies. */
   readonly #applied = new Map<string, AppliedRecord>();
   constructor(deps: ReconcilerDeps) {
@@ -131,7 +131,7 @@ export class EdgeDeploymentReconciler {
     }
     const pods = await this.#pods(key);
     const available = new Set<string>();
-    const parked = new Set<string>();
+    const parked = new Map<string, number | undefined>();
     const deviceId = this.#deps.deviceIdOf?.(ed) ?? parsed.value.spec.deviceId ?? key.namespace;
     // A first render only learns module → object names and spec digests; availability and exits need them.
     const names = render({ owner, deviceId, parsed: parsed.value, policy: this.#deps.policy });
@@ -139,12 +139,15 @@ export class EdgeDeploymentReconciler {
       if (isAvailable(deployments.get(m.objectName))) available.add(m.name);
       const prev = ed.status?.modules?.[m.name];
       const memo = `${owner.uid}/${m.name}`;
-      if (prev?.parkedSpec === m.specDigest || this.#parked.get(memo) === m.specDigest) parked.add(m.name);
-      else if (m.desiredStatus === 'running' && exitWithoutRestart(m, pods.get(m.objectName) ?? []) !== undefined) {
-        parked.add(m.name);
-        ctx.log.info({ module: m.name, restartPolicy: m.restartPolicy }, 'Stopped module that exited (restartPolicy)');
+      const remembered = this.#parked.get(memo);
+      const exit = m.desiredStatus === 'running' ? exitWithoutRestart(m, pods.get(m.objectName) ?? []) : undefined;
+      if (prev?.parkedSpec === m.specDigest) parked.set(m.name, prev.exitCode);
+      else if (remembered?.digest === m.specDigest) parked.set(m.name, remembered.exitCode);
+      else if (exit !== undefined) {
+        parked.set(m.name, exit);
+        ctx.log.info({ module: m.name, restartPolicy: m.restartPolicy, exitCode: exit }, 'Stopped module that exited (restartPolicy)');
       }
-      if (parked.has(m.name)) this.#parked.set(memo, m.specDigest);
+      if (parked.has(m.name)) this.#parked.set(memo, { digest: m.specDigest, exitCode: parked.get(m.name) });
       else this.#parked.delete(memo);
     }
     const result = render({ owner, deviceId, parsed: parsed.value, policy: this.#deps.policy, available, parked });

@@ -47,8 +47,8 @@ export interface RenderInput {
    * order is available. `undefined` renders every module as if its predecessors were up (dry runs).
    */
   readonly available?: ReadonlySet<string>;
-  /** Modules that exited and must not be restarted (restartPolicy): rendered with 0 replicas. */
-  readonly parked?: ReadonlySet<string>;
+  /** Modules that exited and must not be restarted (restartPolicy), with their exit codes: rendered with 0 replicas. */
+  readonly parked?: ReadonlyMap<string, number | undefined>;
 }
 
 /** What the renderer decided for one module. */
@@ -66,6 +66,8 @@ export interface RenderedModule {
   readonly waitingFor?: readonly string[];
   /** True when the module exited and its restartPolicy keeps it down. */
   readonly parked?: boolean;
+  /** The exit code it stopped with, when parked and known. */
+  readonly parkedExitCode?: number;
   /** Digest of the module's spec (changes whenever anything about the module changes). */
   readonly specDigest: string;
   readonly image: string;
@@ -164,6 +166,7 @@ export function render(input: RenderInput): RenderResult {
       replicas,
       ...(held ? { waitingFor: held } : {}),
       ...(parked ? { parked: true } : {}),
+      ...(parked && input.parked?.get(e.name) !== undefined ? { parkedExitCode: input.parked.get(e.name) } : {}),
       specDigest: moduleDigest(e.spec),
       image: e.spec.settings.image,
       ...(e.spec.version !== undefined ? { version: e.spec.version } : {}),

@@ -42,6 +42,8 @@ describe('moduleStatus', () => {
     expect(moduleStatus(m({ replicas: 0, waitingFor: ['edgeHub'] }), undefined, []).description).toBe('Waiting for edgeHub to be available (startupOrder)');
     const parked = moduleStatus(m({ replicas: 0, parked: true, restartPolicy: 'never' }), undefined, [], { runtimeStatus: 'failed', restartCount: 0, exitCode: 3, parkedSpec: 'abc' });
     expect(parked).toMatchObject({ runtimeStatus: 'failed', exitCode: 3, parkedSpec: 'abc' });
+    // Parked in this very pass: the pod is already gone, the exit code comes from the decision.
+    expect(moduleStatus(m({ replicas: 0, parked: true, parkedExitCode: 0, restartPolicy: 'on-failure' }), undefined, [])).toMatchObject({ runtimeStatus: 'stopped', exitCode: 0, parkedSpec: 'abc' });
   });
 });
 

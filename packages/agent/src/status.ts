@@ -71,7 +71,8 @@ export function moduleStatus(m: RenderedModule, deployment: V1Deployment | undef
   if (m.parked) {
     const prev = previous?.parkedSpec === m.specDigest ? previous : undefined;
     const fresh = prev ? undefined : moduleStatus({ ...m, parked: false }, deployment, pods);
-    const exitCode = prev?.exitCode ?? fresh?.exitCode ?? exitWithoutRestart(m, pods);
+    // The exit code seen when the module was parked: its pod may already be gone when this status is computed.
+    const exitCode = prev?.exitCode ?? m.parkedExitCode ?? fresh?.exitCode ?? exitWithoutRestart(m, pods);
     return {
       ...(prev ?? fresh),
       runtimeStatus: exitCode === 0 ? 'stopped' : 'failed',
