@@ -7,7 +7,7 @@ import { EdgeDeploymentResource, parseEdgeDeploymentSpec, type EdgeDeploymentSta
 import { TerminalError, isConflict, isForbidden, isInvalid, isNotFound, type KubeApiError, type KubeClient, type ObjectKey } from '@kedge/kube';
 import { Labels, MANAGED_BY, toLabelValue } from './names.js';
 import type { DevicePolicy } from './policy.js';
-import { render, type RenderResult } from './render.js';
+import { RenderErrorReason, render, type RenderResult } from './render.js';
 import { Reasons, computeStatus, exitWithoutRestart, isAvailable } from './status.js';
 
 /** An EdgeDeployment as read from the API server. */
@@ -152,7 +152,7 @@ export class EdgeDeploymentReconciler {
     }
     const result = render({ owner, deviceId, parsed: parsed.value, policy: this.#deps.policy, available, parked });
     if (result.errors.length > 0) {
-      const reason = result.errors.some((e) => e.message.includes('already uses')) ? Reasons.NameCollision : Reasons.PolicyViolation;
+      const reason = result.errors.some((e) => e.reason === RenderErrorReason.NameCollision) ? Reasons.NameCollision : Reasons.PolicyViolation;
       await this.#writeStatus(ed, computeStatus({ generation, previous: ed.status, now, specErrors: result.errors, specErrorReason: reason }));
       throw new TerminalError(result.errors.map((i) => `${i.path}: ${i.message}`).join('; '), { code: 'EDGE_ERR_SPEC_REJECTED' });
     }

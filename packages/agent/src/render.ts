@@ -75,13 +75,22 @@ export interface RenderedModule {
   readonly restartPolicy: ModuleSpec['restartPolicy'];
 }
 
+/** Why a spec cannot be rendered on this device. */
+export const RenderErrorReason = { NameCollision: 'NameCollision', PolicyViolation: 'PolicyViolation' } as const;
+export type RenderErrorReason = (typeof RenderErrorReason)[keyof typeof RenderErrorReason];
+
+/** A located problem and its reason (the `SpecValid` condition's reason). */
+export interface RenderError extends Issue {
+  readonly reason: RenderErrorReason;
+}
+
 export interface RenderResult {
   /** Every object to apply, in apply order (Secrets, ServiceAccounts, PVCs, Services, Deployments, policy). */
   readonly objects: KubernetesObject[];
   readonly modules: readonly RenderedModule[];
   readonly warnings: readonly Issue[];
   /** Problems that make the spec unusable on this device (policy violations, name collisions): apply nothing. */
-  readonly errors: readonly Issue[];
+  readonly errors: readonly RenderError[];
 }
 
 /** Env var names the runtime injects into every module (IoT Edge's names, so the Azure SDKs find them). */
@@ -111,7 +120,7 @@ export function render(input: RenderInput): RenderResult {
   const { owner, policy, parsed } = input;
   const spec = parsed.spec;
   const warnings: Issue[] = [...parsed.warnings];
-  const errors: Issue[] = [];
+  const errors: RenderError[] = [];
   const ctx = { owner, policy, deviceId: input.deviceId, warnings, errors };
 
   const entries: { name: string; spec: ModuleSpec; system: boolean; path: string }[] = [];
@@ -128,7 +137,7 @@ export function render(input: RenderInput): RenderResult {
   for (const e of entries) {
     const n = objectName(e.name, e.system);
     const other = byObject.get(n);
-    if (other !== undefined) errors.push({ path: e.path, message: `maps to the Kubernetes name "${n}", which module "${other}" already uses; rename one of them` });
+    if (other !== undefined) errors.push({ path: e.path, reason: RenderErrorReason.NameCollision, message: `maps to the Kubernetes name "${n}", which module "${other}" already uses; rename one of them` });
     byObject.set(n, e.name);
   }
 
@@ -205,7 +214,7 @@ interface Ctx {
   readonly policy: DevicePolicy;
   readonly deviceId: string;
   readonly warnings: Issue[];
-  readonly errors: Issue[];
+  readonly errors: RenderError[];
 }
 
 /** Registry host of an image reference (`docker.io` when none is given, as Docker resolves it). */
@@ -361,7 +370,7 @@ function renderVolumes(spec: ModuleSpec, co: CreateOptions, ctx: Ctx, path: stri
   };
   const host = (source: string, target: string, readOnly: boolean, where: string, type = 'DirectoryOrCreate') => {
     if (!ctx.policy.allowHostPaths) {
-      ctx.errors.push({ path: where, message: `host path "${source}" is not allowed by this device's policy (allowHostPaths: false); use a named volume or ask the device operator` });
+      ctx.errors.push({ path: where, reason: RenderErrorReason.PolicyViolation, message: `host path "${source}" is not allowed by this device's policy (allowHostPaths: false); use a named volume or ask the device operator` });
       return;
     }
     const name = toDnsLabel(`host-${source}`);
@@ -481,7 +490,7 @@ function renderDeployment(
   const privileged = hc.Privileged === true;
   const hostNetwork = hc.NetworkMode === 'host';
   if ((privileged || hostNetwork || hc.IpcMode === 'host' || hc.PidMode === 'host') && !ctx.policy.allowPrivileged) {
-    ctx.errors.push({ path: `${path}.settings.createOptions.HostConfig`, message: "Privileged and host network/IPC/PID are not allowed by this device's policy (allowPrivileged: false)" });
+    ctx.errors.push({ path: `${path}.settings.createOptions.HostConfig`, reason: RenderErrorReason.PolicyViolation, message: "Privileged and host network/IPC/PID are not allowed by this device's policy (allowPrivileged: false)" });
   }
   if (hc.NetworkMode && !['host', 'default', 'bridge', 'azure-iot-edge'].includes(hc.NetworkMode)) {
     ctx.warnings.push({ path: `${path}.settings.createOptions.HostConfig.NetworkMode`, message: `network "${hc.NetworkMode}" has no Kubernetes equivalent (only "host" does; Docker treats "Host" as a user network); pod networking is used` });
