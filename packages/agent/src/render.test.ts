@@ -212,11 +212,23 @@ describe('render', () => {
   });
 
   it('warns about every option it cannot honour', () => {
-    const r = renderSpec({ modules: { m: mod('m', { Healthcheck: { Test: ['CMD', 'true'] }, NetworkingConfig: {}, HostConfig: { NetworkMode: 'Host', LogConfig: { Type: 'json-file' }, DeviceRequests: [{ Count: -1 }], RestartPolicy: { Name: 'always' }, MemorySwap: 1 } }) } });
+    const r = renderSpec({ modules: { m: mod('m', { NetworkingConfig: {}, HostConfig: { NetworkMode: 'Host', LogConfig: { Type: 'json-file' }, DeviceRequests: [{ Count: -1 }], RestartPolicy: { Name: 'always' }, MemorySwap: 1 } }) } });
     const paths = r.warnings.map((w) => w.path);
-    for (const f of ['Healthcheck', 'NetworkingConfig', 'HostConfig.NetworkMode', 'HostConfig.LogConfig', 'HostConfig.DeviceRequests', 'HostConfig.RestartPolicy', 'HostConfig.MemorySwap']) {
+    for (const f of ['NetworkingConfig', 'HostConfig.NetworkMode', 'HostConfig.LogConfig', 'HostConfig.DeviceRequests', 'HostConfig.RestartPolicy', 'HostConfig.MemorySwap']) {
       expect(paths).toContain(`spec.modules.m.settings.createOptions.${f}`);
     }
+  });
+
+  it('turns a Docker health check into probes: liveness only where IoT Edge restarts unhealthy modules', () => {
+    const hc = { Test: ['CMD-SHELL', 'curl -f http://localhost/ || exit 1'], Interval: 10_000_000_000, Timeout: 2_000_000_000, Retries: 5, StartPeriod: 15_000_000_000 };
+    const probe = { exec: { command: ['/bin/sh', '-c', 'curl -f http://localhost/ || exit 1'] }, periodSeconds: 10, timeoutSeconds: 2, failureThreshold: 5, initialDelaySeconds: 15 };
+    const r = renderSpec({ modules: { a: mod('a', { Healthcheck: hc }, { restartPolicy: 'on-unhealthy' }), n: mod('n', { Healthcheck: { Test: ['CMD', 'check'] } }, { restartPolicy: 'never' }), x: mod('x', { Healthcheck: { Test: ['NONE'] } }) } });
+    expect(container(find<V1Deployment>(r, 'Deployment', 'a'))).toMatchObject({ livenessProbe: probe, readinessProbe: probe });
+    const n = container(find<V1Deployment>(r, 'Deployment', 'n'));
+    expect(n?.readinessProbe).toEqual({ exec: { command: ['check'] }, periodSeconds: 30, timeoutSeconds: 30, failureThreshold: 3 });
+    expect(n?.livenessProbe).toBeUndefined();
+    expect(container(find<V1Deployment>(r, 'Deployment', 'x'))?.readinessProbe).toBeUndefined();
+    expect(renderSpec({ modules: { b: mod('b', { Healthcheck: { Test: 'curl' } }) } }).warnings.map((w) => w.path)).toContain('spec.modules.b.settings.createOptions.Healthcheck.Test');
   });
 
   it('holds modules back until lower startupOrder modules are available', () => {

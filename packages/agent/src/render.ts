@@ -6,6 +6,7 @@ import type {
   V1Deployment,
   V1EnvVar,
   V1PersistentVolumeClaim,
+  V1Probe,
   V1PodSpec,
   V1Secret,
   V1Service,
@@ -507,6 +508,10 @@ function renderDeployment(
     ...((k8s.containerSecurityContext ?? {}) as V1SecurityContext),
   };
   const resources = renderResources(co, e.spec);
+  const probe = healthProbe(co.Healthcheck, ctx, path);
+  // Docker restarts an unhealthy container only where IoT Edge would (always, on-unhealthy): a liveness probe there;
+  // readiness everywhere, so an unhealthy module is reported and not counted available.
+  const restartsWhenUnhealthy = e.spec.restartPolicy === 'always' || e.spec.restartPolicy === 'on-unhealthy';
   const ports = containerPorts(co, ctx, path);
   const container: V1Container = {
     name: name.slice(0, 63),
@@ -518,6 +523,7 @@ function renderDeployment(
     env: renderEnv(e, co, ctx, path),
     ...(ports.length ? { ports } : {}),
     ...(resources ? { resources } : {}),
+    ...(probe ? { readinessProbe: probe, ...(restartsWhenUnhealthy ? { livenessProbe: probe } : {}) } : {}),
     ...(Object.keys(securityContext).length ? { securityContext } : {}),
     ...(vols.mounts.length ? { volumeMounts: vols.mounts } : {}),
   };
@@ -585,6 +591,39 @@ function extraHosts(entries: readonly string[], ctx: Ctx, path: string): { ip: s
   return [...byIp.entries()].map(([ip, hostnames]) => ({ ip, hostnames }));
 }
 
+const NS_PER_S = 1e9;
+
+/**
+ * Docker `Healthcheck` → an exec probe: `["CMD", …]` runs as is, `["CMD-SHELL", "…"]` through `/bin/sh -c`,
+ * `["NONE"]` disables. Durations are nanoseconds in Docker, seconds (≥ 1) here; Docker's defaults apply
+ * (interval 30 s, timeout 30 s, 3 retries).
+ */
+function healthProbe(hc: unknown, ctx: Ctx, path: string): V1Probe | undefined {
+  if (hc === undefined || hc === null) return undefined;
+  const where = `${path}.settings.createOptions.Healthcheck`;
+  const h = hc as { Test?: unknown; Interval?: unknown; Timeout?: unknown; Retries?: unknown; StartPeriod?: unknown };
+  const test = Array.isArray(h.Test) && h.Test.every((x) => typeof x === 'string') ? (h.Test as string[]) : undefined;
+  if (!test || test.length === 0) {
+    ctx.warnings.push({ path: `${where}.Test`, message: 'expected ["CMD", …], ["CMD-SHELL", "…"] or ["NONE"]; no health check' });
+    return undefined;
+  }
+  const [kind, ...rest] = test;
+  if (kind === 'NONE') return undefined;
+  const command = kind === 'CMD' ? rest : kind === 'CMD-SHELL' ? ['/bin/sh', '-c', rest.join(' ')] : undefined;
+  if (!command || command.length === 0) {
+    ctx.warnings.push({ path: `${where}.Test`, message: `"${kind ?? ''}" is not CMD, CMD-SHELL or NONE; no health check` });
+    return undefined;
+  }
+  const seconds = (v: unknown, dflt: number) => (typeof v === 'number' && v > 0 ? Math.max(1, Math.round(v / NS_PER_S)) : dflt);
+  return {
+    exec: { command },
+    periodSeconds: seconds(h.Interval, 30),
+    timeoutSeconds: seconds(h.Timeout, 30),
+    failureThreshold: typeof h.Retries === 'number' && h.Retries > 0 ? Math.round(h.Retries) : 3,
+    ...(typeof h.StartPeriod === 'number' && h.StartPeriod > 0 ? { initialDelaySeconds: seconds(h.StartPeriod, 0) } : {}),
+  };
+}
+
 /** Options Kedge reads but cannot honour on Kubernetes: each gets a warning, never silent loss. */
 function warnUnsupported(co: CreateOptions, ctx: Ctx, path: string): void {
   const hc = co.HostConfig ?? {};
@@ -596,7 +635,6 @@ function warnUnsupported(co: CreateOptions, ctx: Ctx, path: string): void {
   if (hc.LogConfig !== undefined) w('HostConfig.LogConfig', 'log drivers are ignored; the kubelet manages container logs');
   if (hc.ShmSize !== undefined) w('HostConfig.ShmSize', 'shared-memory size is ignored; mount an emptyDir with medium Memory at /dev/shm via k8s.volumes');
   if (co.NetworkingConfig !== undefined && hc.NetworkMode !== 'host') w('NetworkingConfig', 'Docker networks are ignored; modules reach each other by module name through Services');
-  if (co.Healthcheck !== undefined) w('Healthcheck', 'Docker health checks are not translated yet; use restartPolicy with Kubernetes probes in a later version');
   if (co.StopSignal !== undefined) w('StopSignal', 'stop signals are ignored; Kubernetes sends SIGTERM');
 }
 
