@@ -602,7 +602,7 @@ function healthProbe(hc: unknown, ctx: Ctx, path: string): V1Probe | undefined {
   if (hc === undefined || hc === null) return undefined;
   const where = `${path}.settings.createOptions.Healthcheck`;
   const h = hc as { Test?: unknown; Interval?: unknown; Timeout?: unknown; Retries?: unknown; StartPeriod?: unknown };
-  const test = Array.isArray(h.Test) && h.Test.every((x) => typeof x === 'string') ? (h.Test as string[]) : undefined;
+  const test = Array.isArray(h.Test) && h.Test.every((x) => typeof x === 'string') ? (h.Test) : undefined;
   if (!test || test.length === 0) {
     ctx.warnings.push({ path: `${where}.Test`, message: 'expected ["CMD", …], ["CMD-SHELL", "…"] or ["NONE"]; no health check' });
     return undefined;
