@@ -66,7 +66,10 @@ const cp = await startControlPlane({ nodes, onProgress: (m) => console.log(`[clu
 // The CRD first (as the test setup applies it), then the agent; timing starts once its caches have synced.
 await applyCrds(cp.kubeConfig, `${root}deploy/crds`);
 const metricsPort = 20000 + (process.pid % 20000);
-const agent = spawn(process.execPath, [`${root}packages/cli/dist/main.js`, 'agent', 'run', '--kubeconfig', cp.kubeconfigPath, '--metrics-port', String(metricsPort), '--workers', '4', '--log-level', 'error'], { stdio: ['ignore', 'inherit', 'inherit'] });
+// The V8 flags the agent runs with on devices (docs/agent.md, "Memory"): no optimizing compiler, small heaps.
+const agentFlags = (process.env.KEDGE_AGENT_NODE_FLAGS ?? '--lite-mode --max-semi-space-size=1 --max-old-space-size=96').split(' ').filter(Boolean);
+console.log(`agent node flags: ${agentFlags.join(' ') || '(none)'}`);
+const agent = spawn(process.execPath, [...agentFlags, `${root}packages/cli/dist/main.js`, 'agent', 'run', '--kubeconfig', cp.kubeconfigPath, '--metrics-port', String(metricsPort), '--workers', '4', '--log-level', 'error'], { stdio: ['ignore', 'inherit', 'inherit'] });
 const stopAll = async () => {
   agent.kill('SIGTERM');
   await cp.stop();
@@ -107,6 +110,8 @@ try {
     await delay(10_000);
     clearInterval(sampler);
     const rss = rssMb(agent.pid);
+    const metrics = await fetch(`http://127.0.0.1:${metricsPort}/metrics`).then((r) => r.text());
+    const heapMb = Number(/^nodejs_heap_size_used_bytes (\S+)$/m.exec(metrics)?.[1] ?? NaN) / 1048576;
 
     // (b) the same objects, applied directly with server-side apply by one client
     const pb = `dir${n}-`;
@@ -123,10 +128,10 @@ try {
     for (const o of objects) await kube.apply(o, { fieldManager: 'bench-direct' });
     await waitRunning(core, pb, n * MODULES);
     const directMs = performance.now() - t1;
-    results.push({ devices: n, modules: n * MODULES, controllerMs, directMs, ratio: controllerMs / directMs, controllerRssMb: rss, controllerPeakRssMb: peak });
-    console.log(`${n} device(s) × ${MODULES} modules: controller ${(controllerMs / 1000).toFixed(2)} s, direct SSA ${(directMs / 1000).toFixed(2)} s, ratio ${(controllerMs / directMs).toFixed(2)} (target ≤ 1.5), controller RSS ${rss.toFixed(0)} MB steady, ${peak.toFixed(0)} MB peak (target < 100 MB)`);
+    results.push({ devices: n, modules: n * MODULES, controllerMs, directMs, ratio: controllerMs / directMs, controllerRssMb: rss, controllerPeakRssMb: peak, controllerHeapUsedMb: heapMb });
+    console.log(`${n} device(s) × ${MODULES} modules: controller ${(controllerMs / 1000).toFixed(2)} s, direct SSA ${(directMs / 1000).toFixed(2)} s, ratio ${(controllerMs / directMs).toFixed(2)} (target ≤ 1.5), controller RSS ${rss.toFixed(0)} MB steady, ${peak.toFixed(0)} MB peak (target < 100 MB), JS heap in use ${heapMb.toFixed(0)} MB`);
   }
-  console.table(results.map((r) => ({ ...r, controllerMs: Math.round(r.controllerMs), directMs: Math.round(r.directMs), ratio: Number(r.ratio.toFixed(2)), controllerRssMb: Math.round(r.controllerRssMb), controllerPeakRssMb: Math.round(r.controllerPeakRssMb) })));
+  console.table(results.map((r) => ({ ...r, controllerMs: Math.round(r.controllerMs), directMs: Math.round(r.directMs), ratio: Number(r.ratio.toFixed(2)), controllerRssMb: Math.round(r.controllerRssMb), controllerPeakRssMb: Math.round(r.controllerPeakRssMb), controllerHeapUsedMb: Math.round(r.controllerHeapUsedMb) })));
 } finally {
   agent.kill('SIGTERM');
   await new Promise((r) => agent.once('exit', r));
