@@ -11,6 +11,7 @@ import { ApiextensionsV1Api, CoreV1Api, KubeConfig, StorageV1Api, type V1CustomR
 import { parse } from 'yaml';
 import { kwokModuleDir, repoRoot, resolveBinDir } from './binaries.js';
 import { applyCrd } from './crds.js';
+import { readResponse } from './http.js';
 import { buildKwokConfig, criLog } from './kwok-config.js';
 import { createPki, type Pki } from './pki.js';
 import { isAlive, killNow, spawnLogged, stopProcess, type ProcessRecord, type SpawnedProcess } from './process.js';
@@ -107,30 +108,11 @@ interface Tls {
 }
 
 function httpsStatus(url: string, tls: Tls): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = request(url, { ...tls, timeout: 5_000, agent: false }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', reject);
-    req.end();
-  });
+  return readResponse(request(url, { ...tls, timeout: 5_000, agent: false }));
 }
 
 function httpStatus(url: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = httpGet(url, { timeout: 5_000, agent: false }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', reject);
-  });
+  return readResponse(httpGet(url, { timeout: 5_000, agent: false }));
 }
 
 function kubeconfigYaml(server: string, pki: { ca: Buffer; cert: Buffer; key: Buffer }, clusterName: string): string {

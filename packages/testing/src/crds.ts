@@ -4,6 +4,7 @@ import { request, type RequestOptions } from 'node:https';
 import { join } from 'node:path';
 import type { KubeConfig, V1CustomResourceDefinition } from '@kubernetes/client-node';
 import { parseAllDocuments } from 'yaml';
+import { readResponse } from './http.js';
 
 /**
  * Server-side applies one CRD object (field manager `kedge-test`, force) as plain JSON, bypassing client-node's
@@ -45,14 +46,5 @@ async function rawRequest(kc: KubeConfig, method: string, path: string, body: st
   const url = new URL(path, cluster.server);
   const opts: RequestOptions = { method, hostname: url.hostname, port: url.port, path: `${url.pathname}${url.search}`, headers: { 'content-type': contentType, accept: 'application/json' } };
   await kc.applyToHTTPSOptions(opts);
-  return new Promise((resolve, reject) => {
-    const req = request(opts, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (text += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
-    });
-    req.on('error', reject);
-    req.end(body);
-  });
+  return readResponse(request(opts), body);
 }
