@@ -1,5 +1,5 @@
-export { render, imageRegistry, digestObjects, moduleDigest, RuntimeEnv, EDGE_HUB_SERVICE, RenderErrorReason } from './render.js';
-export type { RenderInput, RenderResult, RenderedModule, OwnerMeta, RenderError } from './render.js';
+export { render, moduleEntries, imageRegistry, moduleDigest, RuntimeEnv, EDGE_HUB_SERVICE, RenderErrorReason } from './render.js';
+export type { RenderInput, RenderResult, RenderedModule, OwnerMeta, RenderError, ModuleEntry } from './render.js';
 export { DevicePolicySchema, defaultPolicy } from './policy.js';
 export type { DevicePolicy, DevicePolicyInput } from './policy.js';
 export { Labels, Annotations, MANAGED_BY, toDnsLabel, toLabelValue, isDnsLabel } from './names.js';

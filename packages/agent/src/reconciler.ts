@@ -7,7 +7,7 @@ import { EdgeDeploymentResource, parseEdgeDeploymentSpec, type EdgeDeploymentSta
 import { TerminalError, isConflict, isForbidden, isInvalid, isNotFound, type KubeApiError, type KubeClient, type ObjectKey } from '@kedge/kube';
 import { Labels, MANAGED_BY, toLabelValue } from './names.js';
 import type { DevicePolicy } from './policy.js';
-import { RenderErrorReason, render, type RenderResult } from './render.js';
+import { RenderErrorReason, moduleEntries, render, type RenderResult } from './render.js';
 import { Reasons, computeStatus, exitWithoutRestart, isAvailable } from './status.js';
 
 /** An EdgeDeployment as read from the API server. */
@@ -123,29 +123,31 @@ export class EdgeDeploymentReconciler {
       throw new TerminalError(`Invalid spec: ${parsed.error.map((i) => `${i.path}: ${i.message}`).join('; ')}`, { code: 'EDGE_ERR_SPEC_INVALID' });
     }
 
-    // Observe what runs now.
+    // Observe what runs now: decisions (startupOrder, restartPolicy) and status both come from this one reading.
     const selector = { [Labels.managedBy]: MANAGED_BY, [Labels.deployment]: toLabelValue(key.name) };
     const deployments = new Map<string, V1Deployment>();
     for (const d of (await view.list('apps/v1', 'Deployment', key.namespace, selector)) as V1Deployment[]) {
       if (isOwnedBy(d, owner.uid) && d.metadata?.name) deployments.set(d.metadata.name, d);
     }
-    const pods = await this.#pods(key);
+    const pods = new Map<string, V1Pod[]>();
+    for (const p of (await view.list('v1', 'Pod', key.namespace, selector)) as V1Pod[]) {
+      const m = p.metadata?.labels?.[Labels.module];
+      if (m) pods.set(m, [...(pods.get(m) ?? []), p]);
+    }
     const available = new Set<string>();
     const parked = new Map<string, number | undefined>();
     const deviceId = this.#deps.deviceIdOf?.(ed) ?? parsed.value.spec.deviceId ?? key.namespace;
-    // A first render only learns module → object names and spec digests; availability and exits need them.
-    const names = render({ owner, deviceId, parsed: parsed.value, policy: this.#deps.policy });
-    for (const m of names.modules) {
+    for (const m of moduleEntries(parsed.value, this.#deps.policy)) {
       if (isAvailable(deployments.get(m.objectName))) available.add(m.name);
       const prev = ed.status?.modules?.[m.name];
       const memo = `${owner.uid}/${m.name}`;
       const remembered = this.#parked.get(memo);
-      const exit = m.desiredStatus === 'running' ? exitWithoutRestart(m, pods.get(m.objectName) ?? []) : undefined;
+      const exit = m.spec.status === 'running' ? exitWithoutRestart(m.spec, pods.get(m.objectName) ?? []) : undefined;
       if (prev?.parkedSpec === m.specDigest) parked.set(m.name, prev.exitCode);
       else if (remembered?.digest === m.specDigest) parked.set(m.name, remembered.exitCode);
       else if (exit !== undefined) {
         parked.set(m.name, exit);
-        ctx.log.info({ module: m.name, restartPolicy: m.restartPolicy, exitCode: exit }, 'Stopped module that exited (restartPolicy)');
+        ctx.log.info({ module: m.name, restartPolicy: m.spec.restartPolicy, exitCode: exit }, 'Stopped module that exited (restartPolicy)');
       }
       if (parked.has(m.name)) this.#parked.set(memo, { digest: m.specDigest, exitCode: parked.get(m.name) });
       else this.#parked.delete(memo);
@@ -175,18 +177,23 @@ export class EdgeDeploymentReconciler {
     }
 
     const applyErrors = await this.#apply(ctx, result, key.namespace, owner.uid);
-    if (applyErrors.transient) {
-      await this.#writeStatus(ed, this.#status(generation, ed, now, result, parsed.value.spec.routes, deployments, key, applyErrors.message));
-      throw applyErrors.transient;
-    }
-    await this.#prune(ctx, key, owner.uid, result);
-    // Status from observed children: re-read the Deployments we just applied (the cache may lag; the next event fixes it).
-    const observed = new Map<string, V1Deployment>();
-    for (const d of (await view.list('apps/v1', 'Deployment', key.namespace, selector)) as V1Deployment[]) {
-      if (isOwnedBy(d, owner.uid) && d.metadata?.name) observed.set(d.metadata.name, d);
-    }
-    const status = await this.#statusWithPods(generation, ed, now, result, parsed.value.spec.routes, observed, key, applyErrors.message);
-    await this.#writeStatus(ed, status);
+    if (!applyErrors.transient) await this.#prune(ctx, key, owner.uid, result);
+    // Status from what was observed above, never from "we sent the request": what the apply changes shows up as
+    // events on the owned objects, which bring the key back.
+    await this.#writeStatus(
+      ed,
+      computeStatus({
+        generation,
+        previous: ed.status,
+        now,
+        modules: result.modules,
+        deployments,
+        pods,
+        routes: Object.keys(parsed.value.spec.routes).length,
+        ...(applyErrors.message ? { applyError: applyErrors.message } : {}),
+      }),
+    );
+    if (applyErrors.transient) throw applyErrors.transient;
     if (applyErrors.message) throw new TerminalError(applyErrors.message, { code: 'EDGE_ERR_APPLY_REJECTED' });
     return {};
   }
@@ -257,25 +264,11 @@ export class EdgeDeploymentReconciler {
     }
   }
 
-  #status(generation: number, ed: EdgeDeploymentObject, now: string, result: RenderResult, routes: Record<string, unknown>, deployments: ReadonlyMap<string, V1Deployment>, _key: ObjectKey, applyError?: string): EdgeDeploymentStatus {
-    return computeStatus({ generation, previous: ed.status, now, modules: result.modules, deployments, routes: Object.keys(routes).length, ...(applyError ? { applyError } : {}) });
-  }
 
-  /** Pods of an EdgeDeployment's modules, by module object name. */
-  async #pods(key: ObjectKey): Promise<Map<string, V1Pod[]>> {
-    const pods = new Map<string, V1Pod[]>();
-    const all = (await this.#deps.view.list('v1', 'Pod', key.namespace, { [Labels.managedBy]: MANAGED_BY, [Labels.deployment]: toLabelValue(key.name) })) as V1Pod[];
-    for (const p of all) {
-      const m = p.metadata?.labels?.[Labels.module];
-      if (m) pods.set(m, [...(pods.get(m) ?? []), p]);
-    }
-    return pods;
-  }
 
-  async #statusWithPods(generation: number, ed: EdgeDeploymentObject, now: string, result: RenderResult, routes: Record<string, unknown>, deployments: ReadonlyMap<string, V1Deployment>, key: ObjectKey, applyError?: string): Promise<EdgeDeploymentStatus> {
-    const pods = await this.#pods(key);
-    return computeStatus({ generation, previous: ed.status, now, modules: result.modules, deployments, pods, routes: Object.keys(routes).length, ...(applyError ? { applyError } : {}) });
-  }
+
+
+
 
   /** Writes status through the subresource, once, and only when it changed. */
   async #writeStatus(ed: EdgeDeploymentObject, status: EdgeDeploymentStatus): Promise<void> {

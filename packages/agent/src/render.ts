@@ -112,6 +112,42 @@ const ownerRef = (o: OwnerMeta) => [
   { apiVersion: EdgeDeploymentResource.apiVersion, kind: EdgeDeploymentResource.kind, name: o.name, uid: o.uid, controller: true, blockOwnerDeletion: true },
 ];
 
+/** One module the renderer turns into objects, with the names and digest that do not depend on observed state. */
+export interface ModuleEntry {
+  readonly name: string;
+  /** The DNS label of its Deployment, Service and ServiceAccount. */
+  readonly objectName: string;
+  readonly spec: ModuleSpec;
+  readonly system: boolean;
+  /** Its path in the EdgeDeployment, for messages. */
+  readonly path: string;
+  readonly specDigest: string;
+}
+
+/**
+ * The modules of a spec that a device runs, in render order (the edge hub, the edge agent if the policy manages it,
+ * then user modules by name). The controller uses it to match observed objects to modules before rendering.
+ */
+export function moduleEntries(parsed: ParsedSpec, policy: DevicePolicy): ModuleEntry[] {
+  const spec = parsed.spec;
+  const entry = (name: string, m: ModuleSpec, system: boolean, path: string): ModuleEntry => ({
+    name,
+    objectName: system ? (SYSTEM_OBJECT_NAMES[name] ?? toDnsLabel(name)) : toDnsLabel(name),
+    spec: m,
+    system,
+    path,
+    specDigest: moduleDigest(m),
+  });
+  const entries: ModuleEntry[] = [];
+  if (spec.systemModules.edgeHub) entries.push(entry('edgeHub', spec.systemModules.edgeHub, true, 'spec.systemModules.edgeHub'));
+  if (spec.systemModules.edgeAgent && policy.manageEdgeAgent) entries.push(entry('edgeAgent', spec.systemModules.edgeAgent, true, 'spec.systemModules.edgeAgent'));
+  for (const name of Object.keys(spec.modules).sort()) {
+    const m = spec.modules[name];
+    if (m) entries.push(entry(name, m, false, `spec.modules.${name}`));
+  }
+  return entries;
+}
+
 /**
  * Renders the Kubernetes objects for one EdgeDeployment. Pure and deterministic: the same input always gives the
  * same output (no clocks, no randomness), so applying it twice changes nothing and the CLI's `manifest render`
@@ -124,19 +160,12 @@ export function render(input: RenderInput): RenderResult {
   const errors: RenderError[] = [];
   const ctx = { owner, policy, deviceId: input.deviceId, warnings, errors };
 
-  const entries: { name: string; spec: ModuleSpec; system: boolean; path: string }[] = [];
-  if (spec.systemModules.edgeHub) entries.push({ name: 'edgeHub', spec: spec.systemModules.edgeHub, system: true, path: 'spec.systemModules.edgeHub' });
-  if (spec.systemModules.edgeAgent && policy.manageEdgeAgent) entries.push({ name: 'edgeAgent', spec: spec.systemModules.edgeAgent, system: true, path: 'spec.systemModules.edgeAgent' });
-  for (const name of Object.keys(spec.modules).sort()) {
-    const m = spec.modules[name];
-    if (m) entries.push({ name, spec: m, system: false, path: `spec.modules.${name}` });
-  }
+  const entries = moduleEntries(parsed, policy);
 
   // Names: stable, valid, and never two modules on one object.
   const byObject = new Map<string, string>();
-  const objectName = (name: string, system: boolean) => (system ? (SYSTEM_OBJECT_NAMES[name] ?? toDnsLabel(name)) : toDnsLabel(name));
   for (const e of entries) {
-    const n = objectName(e.name, e.system);
+    const n = e.objectName;
     const other = byObject.get(n);
     if (other !== undefined) errors.push({ path: e.path, reason: RenderErrorReason.NameCollision, message: `maps to the Kubernetes name "${n}", which module "${other}" already uses; rename one of them` });
     byObject.set(n, e.name);
@@ -162,7 +191,7 @@ export function render(input: RenderInput): RenderResult {
   const modules: RenderedModule[] = [];
 
   for (const e of entries) {
-    const name = objectName(e.name, e.system);
+    const name = e.objectName;
     const co = parsed.createOptions[e.name] ?? {};
     const held = waiting.get(e.name);
     const parked = input.parked?.has(e.name) === true;
@@ -177,7 +206,7 @@ export function render(input: RenderInput): RenderResult {
       ...(held ? { waitingFor: held } : {}),
       ...(parked ? { parked: true } : {}),
       ...(parked && input.parked?.get(e.name) !== undefined ? { parkedExitCode: input.parked.get(e.name) } : {}),
-      specDigest: moduleDigest(e.spec),
+      specDigest: e.specDigest,
       image: e.spec.settings.image,
       ...(e.spec.version !== undefined ? { version: e.spec.version } : {}),
       restartPolicy: e.spec.restartPolicy,
@@ -683,7 +712,3 @@ export function moduleDigest(spec: ModuleSpec): string {
   return createHash('sha256').update(JSON.stringify(spec)).digest('hex').slice(0, 16);
 }
 
-/** A short, stable digest of rendered objects, for logs and change detection. */
-export function digestObjects(objects: readonly KubernetesObject[]): string {
-  return createHash('sha256').update(JSON.stringify(objects)).digest('hex').slice(0, 12);
-}

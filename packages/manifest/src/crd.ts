@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { EdgeDeploymentSpecSchema, ModuleSpecSchema } from './schema.js';
+import { EdgeDeploymentSpecSchema } from './schema.js';
 
 /** API group, version and names of Kedge's custom resources. */
 export const EdgeDeploymentResource = {
@@ -160,6 +160,3 @@ export function edgeDeploymentCrd(): Record<string, unknown> {
     },
   };
 }
-
-/** Re-exported so the agent can validate a single module of a CR with the same schema. */
-export { ModuleSpecSchema };

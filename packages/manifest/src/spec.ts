@@ -3,7 +3,7 @@ import { compileRoute } from '@kedge/routing';
 import { parseCreateOptions, type CreateOptions } from './create-options.js';
 import { IssueCollector } from './issues.js';
 import { EdgeDeploymentSpecSchema, type EdgeDeploymentSpec } from './schema.js';
-import { checkModuleName } from './validate.js';
+import { ROUTE_NAME, ROUTE_NAME_MESSAGE, checkModuleName } from './validate.js';
 import { zodIssues } from './zod-issues.js';
 
 /** A validated EdgeDeployment spec with each module's createOptions parsed. */
@@ -39,7 +39,7 @@ export function parseEdgeDeploymentSpec(input: unknown): { ok: true; value: Pars
     if (co) createOptions[name] = co.options;
   }
   for (const [name, route] of Object.entries(spec.routes)) {
-    if (!/^[^.$# ]+$/.test(name)) issues.error(['spec', 'routes', name], 'route names must be non-empty and contain no ".", "$", "#" or space');
+    if (!ROUTE_NAME.test(name)) issues.error(['spec', 'routes', name], ROUTE_NAME_MESSAGE);
     const c = compileRoute(route.route);
     if (!c.ok) issues.error(['spec', 'routes', name, 'route'], `${c.error.message} (line ${c.error.line}, column ${c.error.column})`);
   }

@@ -379,7 +379,9 @@ interface HubPart {
 }
 
 /** Route names: non-empty, none of `.`, `$`, `#` or space (edgeHub's JSON schema). */
-const ROUTE_NAME = /^[^.$# ]+$/;
+export const ROUTE_NAME = /^[^.$# ]+$/;
+/** The message for a route name that does not match {@link ROUTE_NAME}. */
+export const ROUTE_NAME_MESSAGE = 'route names must be non-empty and contain no ".", "$", "#" or space';
 
 function checkHub(d: Record<string, unknown>, path: readonly PathSegment[], issues: IssueCollector): HubPart | undefined {
   const before = issues.errors.length;
@@ -396,7 +398,7 @@ function checkHub(d: Record<string, unknown>, path: readonly PathSegment[], issu
   else {
     for (const [name, value] of Object.entries(r)) {
       const p = [...path, 'routes', name];
-      if (!ROUTE_NAME.test(name)) issues.error(p, 'route names must be non-empty and contain no ".", "$", "#" or space');
+      if (!ROUTE_NAME.test(name)) issues.error(p, ROUTE_NAME_MESSAGE);
       let spec: RouteSpec | undefined;
       if (typeof value === 'string') {
         if (value.trim() === '') continue; // edgeHub skips empty route strings
