@@ -318,7 +318,7 @@ async function runEngine(name, db, peer) {
 
 await runEngine('SQLite', undefined, () => sqlitePeer(mkdtempSync(join(tmpdir(), 'kedge-bench-sqlite-'))));
 
-const { postgresAvailable, startTestPostgres } = await import(join(hubDist, 'test-support/postgres.js'));
+const { PG_BIN, postgresAvailable, startTestPostgres } = await import(join(hubDist, 'test-support/postgres.js'));
 if (postgresAvailable()) {
   const pg = await startTestPostgres();
   try {
@@ -327,7 +327,7 @@ if (postgresAvailable()) {
     await pg.stop();
   }
 } else {
-  console.log('PostgreSQL: skipped (no binaries in /usr/lib/postgresql/15/bin)');
+  console.log(`PostgreSQL: skipped (no binaries in ${PG_BIN})`);
 }
 
 const peer = results.find((r) => r.name === 'peer');

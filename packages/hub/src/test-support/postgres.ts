@@ -1,12 +1,24 @@
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { chownSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-/** Where the PostgreSQL 15 server binaries live on the development and CI machines. */
-export const PG_BIN = '/usr/lib/postgresql/15/bin';
+/**
+ * Where the PostgreSQL server binaries live: `$KEDGE_PG_BIN`, else the newest Debian `/usr/lib/postgresql/<major>/bin`
+ * that has `initdb` (15 on the development machine; `.ci/run` accepts whatever major Debian's apt installs).
+ */
+export const PG_BIN = process.env['KEDGE_PG_BIN'] ?? newestDebianPostgresBin() ?? '/usr/lib/postgresql/15/bin';
+
+function newestDebianPostgresBin(): string | undefined {
+  const root = '/usr/lib/postgresql';
+  if (!existsSync(root)) return undefined;
+  return readdirSync(root)
+    .filter((v) => /^\d+$/.test(v) && existsSync(join(root, v, 'bin', 'initdb')))
+    .sort((a, b) => Number(b) - Number(a))
+    .map((v) => join(root, v, 'bin'))[0];
+}
 
 /** A throwaway PostgreSQL server for one test file. */
 export interface TestPostgres {
@@ -88,7 +100,7 @@ export async function startTestPostgres(): Promise<TestPostgres> {
 export async function maybeStartTestPostgres(): Promise<TestPostgres | undefined> {
   if (!postgresAvailable()) {
     if (process.env['KEDGE_REQUIRE_POSTGRES'] === '1') throw new Error(`KEDGE_REQUIRE_POSTGRES=1 but PostgreSQL binaries are missing in ${PG_BIN}`);
-    console.warn(`\n*** SKIPPING PostgreSQL tests: no PostgreSQL 15 binaries in ${PG_BIN} ***\n`);
+    console.warn(`\n*** SKIPPING PostgreSQL tests: no PostgreSQL server binaries in ${PG_BIN} (apt install postgresql, or set KEDGE_PG_BIN) ***\n`);
     return undefined;
   }
   return startTestPostgres();
