@@ -13,7 +13,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { performance } from 'node:perf_hooks';
 import { CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
 import { applyCrds, startControlPlane } from '../packages/testing/dist/index.js';
-import { createKubeClient } from '../packages/kube/dist/index.js';
+import { ClusterConfig, createKubeClient } from '../packages/kube/dist/index.js';
 import { parseEdgeDeploymentSpec } from '../packages/manifest/dist/index.js';
 import { defaultPolicy, render } from '../packages/agent/dist/index.js';
 
@@ -85,7 +85,7 @@ try {
   const kc = cp.kubeConfig;
   const core = kc.makeApiClient(CoreV1Api);
   const custom = kc.makeApiClient(CustomObjectsApi);
-  const kube = createKubeClient(kc);
+  const kube = createKubeClient(ClusterConfig.fromFiles([cp.kubeconfigPath]));
   // Warm-up: the apiserver takes a moment before watches of a just-created CRD deliver events; time the controller,
   // not that. An empty EdgeDeployment whose status the agent writes proves the whole pipeline is live.
   await createNamespaces(core, 'warmup-', 1);

@@ -2,9 +2,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AppsV1Api, CoreV1Api, CustomObjectsApi, type KubeConfig, type V1Deployment } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
-import { createKubeClient } from '@kedge/kube';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ClusterConfig, createKubeClient } from '@kedge/kube';
 import type { EdgeDeploymentStatus } from '@kedge/manifest';
-import { createTestNamespace, eventually, kubeConfigForTests, type TestNamespace } from '@kedge/testing';
+import { createTestNamespace, eventually, kubeConfigForTests, kubeconfigPathForTests, type TestNamespace } from '@kedge/testing';
 import { startEdgeDeploymentController, type RunningController } from './controller.js';
 import { defaultPolicy } from './policy.js';
 
@@ -14,6 +17,7 @@ const PLURAL = 'edgedeployments';
 const log = pino({ level: process.env.KEDGE_TEST_LOG ?? 'silent' });
 
 let kc: KubeConfig;
+let config: ClusterConfig;
 let apps: AppsV1Api;
 let core: CoreV1Api;
 let custom: CustomObjectsApi;
@@ -22,6 +26,7 @@ const controllers: RunningController[] = [];
 
 beforeAll(() => {
   kc = kubeConfigForTests();
+  config = ClusterConfig.fromFiles([kubeconfigPathForTests()]);
   apps = kc.makeApiClient(AppsV1Api);
   core = kc.makeApiClient(CoreV1Api);
   custom = kc.makeApiClient(CustomObjectsApi);
@@ -38,7 +43,7 @@ async function namespace(prefix: string): Promise<string> {
 }
 
 async function start(ns: string, extra: Partial<Parameters<typeof startEdgeDeploymentController>[0]> = {}): Promise<RunningController> {
-  const c = await startEdgeDeploymentController({ kubeConfig: kc, namespace: ns, policy: defaultPolicy(), log, registry: new Registry(), workers: 2, ...extra });
+  const c = await startEdgeDeploymentController({ config, namespace: ns, policy: defaultPolicy(), log, registry: new Registry(), workers: 2, ...extra });
   controllers.push(c);
   return c;
 }
@@ -345,27 +350,29 @@ describe('EdgeDeployment controller against a real control plane', () => {
   it('works with nothing but the namespaced Role it ships', async () => {
     const ns = await namespace('rbac');
     const { agentRbac } = await import('./rbac.js');
-    const admin = createKubeClient(kc);
+    const admin = createKubeClient(config);
     for (const o of agentRbac(ns)) await admin.apply(o);
-    // client-node has no impersonation setting: the admin identity impersonates the agent's ServiceAccount.
-    await start(ns, { kubeConfig: impersonating(kubeConfigForTests(), `system:serviceaccount:${ns}:kedge-agent`) });
+    // Authenticate exactly as the agent does in its pod: a ServiceAccount token (TokenRequest API), mounted as
+    // files and read by ClusterConfig.inCluster() — no admin certificate, no impersonation.
+    const tokenRequest = await core.createNamespacedServiceAccountToken({
+      name: 'kedge-agent',
+      namespace: ns,
+      body: { spec: { audiences: [], expirationSeconds: 3600 } },
+    });
+    const dir = await mkdtemp(join(tmpdir(), 'kedge-sa-'));
+    try {
+      await writeFile(join(dir, 'token'), tokenRequest.status?.token ?? '');
+      await writeFile(join(dir, 'ca.crt'), config.ca ?? '');
+      await writeFile(join(dir, 'namespace'), ns);
+      const url = new URL(config.server);
+      const inCluster = ClusterConfig.inCluster({ dir, env: { KUBERNETES_SERVICE_HOST: url.hostname, KUBERNETES_SERVICE_PORT: url.port } });
+      expect(inCluster).toMatchObject({ namespace: ns, cert: undefined, impersonate: undefined });
+      await start(ns, { config: inCluster });
     await putEdgeDeployment(ns, { modules: { a: mod('a:1', {}, { ExposedPorts: { '80/tcp': {} }, HostConfig: { Binds: ['v:/v'] } }) } });
-    await eventually(async () => expect((await statusOf(ns)).phase).toBe('Ready'), { timeoutMs: 60_000 });
+      await eventually(async () => expect((await statusOf(ns)).phase).toBe('Ready'), { timeoutMs: 60_000 });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 
-/** A KubeConfig whose requests carry `Impersonate-User` (the admin identity impersonates a ServiceAccount). */
-function impersonating(base: KubeConfig, user: string): KubeConfig {
-  const kc = Object.create(base) as KubeConfig;
-  const applyToFetchOptions = base.applyToFetchOptions.bind(base);
-  kc.applyToFetchOptions = async (opts) => {
-    const o = await applyToFetchOptions(opts);
-    return { ...o, headers: { ...(o.headers as Record<string, string> | undefined), 'Impersonate-User': user } };
-  };
-  const applySecurityAuthentication = base.applySecurityAuthentication.bind(base);
-  kc.applySecurityAuthentication = async (ctx) => {
-    await applySecurityAuthentication(ctx);
-    ctx.setHeaderParam('Impersonate-User', user);
-  };
-  return kc;
-}

@@ -1,14 +1,14 @@
-import type { KubeConfig, KubernetesObject } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { EdgeDeploymentResource } from '@kedge/manifest';
-import { Controller, Informer, KubeMetrics, createKubeClient, type KubeClient, type ObjectKey } from '@kedge/kube';
+import { Controller, Informer, KubeMetrics, createKubeClient, type ClusterConfig, type KubeClient, type KubernetesObject, type ObjectKey, type ObjectMeta } from '@kedge/kube';
 import { Labels, MANAGED_BY } from './names.js';
 import type { DevicePolicy } from './policy.js';
 import { EdgeDeploymentReconciler, OwnedKinds, type ClusterView, type EdgeDeploymentObject } from './reconciler.js';
 
 export interface AgentControllerOptions {
-  readonly kubeConfig: KubeConfig;
+  /** The cluster to reconcile in (`ClusterConfig.load()`: kubeconfig or in-cluster ServiceAccount). */
+  readonly config: ClusterConfig;
   /** Watch only this namespace (one device); all namespaces when undefined. */
   readonly namespace?: string;
   readonly policy: DevicePolicy;
@@ -23,7 +23,7 @@ export interface AgentControllerOptions {
   /** Ask the apiserver to end each watch after this many seconds (informers reconnect). */
   readonly watchTimeoutSeconds?: number;
   readonly prunePersistentVolumeClaims?: boolean;
-  /** Test hook: a KubeClient to use instead of one made from kubeConfig. */
+  /** Test hook: a KubeClient to use instead of one made from `config`. */
   readonly kube?: KubeClient;
 }
 
@@ -43,7 +43,7 @@ const MANAGED_SELECTOR = `${Labels.managedBy}=${MANAGED_BY}`;
  * registry passwords in memory is a bonus.
  */
 export function slimObject(o: KubernetesObject): KubernetesObject {
-  const { managedFields: _managed, ...metadata } = o.metadata ?? {};
+  const { managedFields: _managed, ...metadata } = (o.metadata ?? {}) as ObjectMeta & { managedFields?: unknown };
   const status = (o as { status?: unknown }).status;
   return { apiVersion: o.apiVersion, kind: o.kind, metadata, ...(status !== undefined ? { status } : {}) };
 }
@@ -54,16 +54,16 @@ export function slimObject(o: KubernetesObject): KubernetesObject {
  * caches have synced and the workers run.
  */
 export async function startEdgeDeploymentController(opts: AgentControllerOptions): Promise<RunningController> {
-  const { kubeConfig, log } = opts;
+  const { config, log } = opts;
   const metrics = opts.registry ? KubeMetrics.forRegistry(opts.registry) : undefined;
-  const kube = opts.kube ?? createKubeClient(kubeConfig);
+  const kube = opts.kube ?? createKubeClient(config);
   const common = {
     ...(opts.namespace !== undefined ? { namespace: opts.namespace } : {}),
     ...(opts.resyncPeriodMs !== undefined ? { resyncPeriodMs: opts.resyncPeriodMs } : {}),
     ...(opts.staleAfterMs !== undefined ? { staleAfterMs: opts.staleAfterMs } : {}),
     ...(opts.watchTimeoutSeconds !== undefined ? { watchTimeoutSeconds: opts.watchTimeoutSeconds } : {}),
   };
-  const deps = { kubeConfig, log, ...(metrics ? { metrics } : {}) };
+  const deps = { config, log, ...(metrics ? { metrics } : {}) };
   const edInformer = new Informer<EdgeDeploymentObject>({ apiVersion: EdgeDeploymentResource.apiVersion, kind: EdgeDeploymentResource.kind, ...common }, deps);
   const hardening = opts.policy.hardening;
   const kinds = OwnedKinds.filter((k) => {

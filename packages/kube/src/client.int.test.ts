@@ -1,9 +1,10 @@
-import type { KubernetesObject, V1ConfigMap } from '@kubernetes/client-node';
+import type { V1ConfigMap } from '@kubernetes/client-node';
+import type { KubernetesObject } from './types.js';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { FIELD_MANAGER, createKubeClient } from './client.js';
 import type { KubeClient } from './client.js';
 import { KubeApiError, KubeErrorCode, isConflict, isForbidden, isInvalid, isNoKindMatch, isNotFound, isTransient } from './errors.js';
-import { WIDGET, createNamespace, deriveKubeConfig, ensureWidgetCrd, testKubeConfig } from './test-helpers.js';
+import { WIDGET, createNamespace, ensureWidgetCrd, testClusterConfig } from './test-helpers.js';
 
 type Widget = KubernetesObject & {
   spec?: { size?: number; color?: string; [k: string]: unknown };
@@ -20,7 +21,7 @@ const cm = (ns: string, name: string, data: Record<string, string>, extra: Parti
 let client: KubeClient;
 
 beforeAll(async () => {
-  client = createKubeClient(testKubeConfig());
+  client = createKubeClient(testClusterConfig());
   await ensureWidgetCrd(client);
 });
 
@@ -91,7 +92,8 @@ describe('KubeClient.applyStatus', () => {
     expect(withStatus.status).toEqual({ phase: 'Ready', observedGeneration: 1 });
     expect(withStatus.spec).toEqual({ size: 1 });
     expect(withStatus.metadata?.generation).toBe(1); // status writes do not bump generation
-    const managers = withStatus.metadata?.managedFields?.map((f) => [f.manager, f.operation, f.subresource ?? '']);
+    const managedFields = (withStatus.metadata as { managedFields?: { manager: string; operation: string; subresource?: string }[] }).managedFields;
+    const managers = managedFields?.map((f) => [f.manager, f.operation, f.subresource ?? '']);
     expect(managers).toEqual(expect.arrayContaining([[FIELD_MANAGER, 'Apply', ''], [FIELD_MANAGER, 'Apply', 'status']]));
 
     // A later spec apply (without status) keeps the status: the two are owned separately.
@@ -147,7 +149,7 @@ describe('KubeClient errors are classified', () => {
 
   it('403 Forbidden for a ServiceAccount without RBAC (user impersonation)', async () => {
     const ns = await createNamespace(client, 'forbidden');
-    const sa = createKubeClient(deriveKubeConfig(testKubeConfig(), { impersonate: `system:serviceaccount:${ns}:nobody` }));
+    const sa = createKubeClient(testClusterConfig().with({ impersonate: { user: `system:serviceaccount:${ns}:nobody` } }));
     const getErr = await sa.get('v1', 'ConfigMap', ns, 'c1').catch((e: unknown) => e);
     expect(isForbidden(getErr)).toBe(true);
     expect(isNotFound(getErr)).toBe(false); // the create-storm bug: a 403 must never look like "not there"
@@ -156,7 +158,7 @@ describe('KubeClient errors are classified', () => {
   });
 
   it('a connection refused is a transient network error', async () => {
-    const dead = createKubeClient(deriveKubeConfig(testKubeConfig(), { server: 'https://127.0.0.1:1' }), { requestTimeoutMs: 5000 });
+    const dead = createKubeClient(testClusterConfig().with({ server: 'https://127.0.0.1:1' }), { requestTimeoutMs: 5000 });
     const err = await dead.get('v1', 'ConfigMap', 'default', 'x').catch((e: unknown) => e);
     expect(err).toMatchObject({ code: KubeErrorCode.Network, status: 0 });
     expect(isTransient(err)).toBe(true);

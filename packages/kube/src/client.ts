@@ -1,8 +1,8 @@
-import { PatchStrategy } from '@kubernetes/client-node';
-import type { KubeConfig, KubernetesObject } from '@kubernetes/client-node';
-import { DynamicApi, HttpMethod } from './dynamic-api.js';
+import type { ClusterConfig } from './config.js';
 import { isNotFound, toKubeApiError } from './errors.js';
 import type { KubeErrorContext } from './errors.js';
+import { KubeTransport } from './transport.js';
+import type { KubernetesList, KubernetesObject } from './types.js';
 
 /**
  * The one field manager Kedge applies with (docs/adr/0003-server-side-apply.md). A constant, never a library's
@@ -46,7 +46,7 @@ export interface DeleteOptions {
  * The Kubernetes API port. Every method throws only {@link KubeApiError} (see the `is*` classifiers). Objects are
  * plain JSON as the apiserver sent it: timestamps are strings, list items carry `apiVersion` and `kind`.
  *
- * The type parameters of `get`/`list` are unchecked casts for the caller's convenience, like client-node's.
+ * The type parameters of `get`/`list` are unchecked casts for the caller's convenience.
  */
 export interface KubeClient {
   /**
@@ -96,15 +96,13 @@ export interface KubeClientDeps {
 /** Page size of {@link KubeClient.list} and of informer lists. */
 export const LIST_PAGE_SIZE = 500;
 
-type ListPage = { metadata?: { resourceVersion?: string; continue?: string }; items?: KubernetesObject[] };
-
 /**
  * Lists every page. Items get `apiVersion`/`kind` filled in: the apiserver omits them inside typed lists, while
  * watch events and single GETs carry them.
  * @internal shared with the informer
  */
 export async function listAll(
-  api: DynamicApi,
+  api: KubeTransport,
   apiVersion: string,
   kind: string,
   namespace: string | undefined,
@@ -116,10 +114,10 @@ export async function listAll(
   let resourceVersion = '';
   let cont: string | undefined;
   do {
-    const page = (await api.raw(HttpMethod.GET, path, {
+    const page = (await api.request('GET', path, {
       query: { labelSelector, limit: String(LIST_PAGE_SIZE), continue: cont },
       timeoutMs,
-    })) as ListPage;
+    })) as Partial<KubernetesList>;
     for (const item of page.items ?? []) items.push({ ...item, apiVersion, kind });
     // Every page of one paginated list is served from the same snapshot; the last page's RV is that snapshot's.
     resourceVersion = page.metadata?.resourceVersion ?? resourceVersion;
@@ -138,10 +136,10 @@ function identify(obj: KubernetesObject): Required<Pick<KubeErrorContext, 'apiVe
 }
 
 class ApiKubeClient implements KubeClient {
-  readonly #api: DynamicApi;
+  readonly #api: KubeTransport;
   readonly #timeoutMs: number;
 
-  constructor(api: DynamicApi, timeoutMs: number) {
+  constructor(api: KubeTransport, timeoutMs: number) {
     this.#api = api;
     this.#timeoutMs = timeoutMs;
   }
@@ -160,14 +158,14 @@ class ApiKubeClient implements KubeClient {
       const id = identify(obj);
       ctx = { ...ctx, ...id };
       const path = await this.#api.path(id.apiVersion, id.kind, id.namespace, id.name, subresource);
-      return (await this.#api.raw(HttpMethod.PATCH, path, {
+      return (await this.#api.request('PATCH', path, {
         query: {
           fieldManager: opts.fieldManager ?? FIELD_MANAGER,
           force: String(opts.force ?? true),
           dryRun: opts.dryRun ? 'All' : undefined,
         },
         // JSON is YAML, and the apiserver accepts it under the apply content type.
-        contentType: PatchStrategy.ServerSideApply,
+        contentType: 'application/apply-patch+yaml',
         body: obj,
         timeoutMs: this.#timeoutMs,
       })) as T;
@@ -185,7 +183,7 @@ class ApiKubeClient implements KubeClient {
     const ctx = { verb: 'get', apiVersion, kind, namespace, name };
     try {
       const path = await this.#api.path(apiVersion, kind, namespace, name);
-      return (await this.#api.raw(HttpMethod.GET, path, { timeoutMs: this.#timeoutMs })) as T;
+      return (await this.#api.request('GET', path, { timeoutMs: this.#timeoutMs })) as T;
     } catch (e) {
       const k = toKubeApiError(e, ctx);
       if (isNotFound(k)) return undefined;
@@ -221,7 +219,7 @@ class ApiKubeClient implements KubeClient {
         opts.uid !== undefined || opts.resourceVersion !== undefined
           ? { uid: opts.uid, resourceVersion: opts.resourceVersion }
           : undefined;
-      await this.#api.raw(HttpMethod.DELETE, path, {
+      await this.#api.request('DELETE', path, {
         body: { apiVersion: 'v1', kind: 'DeleteOptions', preconditions, propagationPolicy: opts.propagationPolicy },
         timeoutMs: this.#timeoutMs,
       });
@@ -234,7 +232,7 @@ class ApiKubeClient implements KubeClient {
   }
 }
 
-/** A {@link KubeClient} over client-node's `KubernetesObjectApi` for the cluster and credentials of `kc`. */
-export function createKubeClient(kc: KubeConfig, deps: KubeClientDeps = {}): KubeClient {
-  return new ApiKubeClient(DynamicApi.create(kc), deps.requestTimeoutMs ?? 30_000);
+/** A {@link KubeClient} for the cluster and credentials of `config`. */
+export function createKubeClient(config: ClusterConfig, deps: KubeClientDeps = {}): KubeClient {
+  return new ApiKubeClient(KubeTransport.for(config), deps.requestTimeoutMs ?? 30_000);
 }

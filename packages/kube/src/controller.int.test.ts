@@ -1,4 +1,5 @@
-import type { KubeConfig, V1ConfigMap } from '@kubernetes/client-node';
+import type { V1ConfigMap } from '@kubernetes/client-node';
+import type { ClusterConfig } from './config.js';
 import { Registry } from 'prom-client';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createKubeClient } from './client.js';
@@ -9,7 +10,7 @@ import { Informer } from './informer.js';
 import type { InformerOptions } from './informer.js';
 import type { ObjectKey } from './keys.js';
 import { KubeMetrics } from './metrics.js';
-import { TcpProxy, createNamespace, deriveKubeConfig, eventually, testKubeConfig, testLogger } from './test-helpers.js';
+import { TcpProxy, createNamespace, eventually, testClusterConfig, testLogger } from './test-helpers.js';
 
 /**
  * The toy controller: every ConfigMap labelled `role=source` gets a child ConfigMap `<name>-copy` (label
@@ -45,20 +46,20 @@ class CopyReconciler implements Reconciler {
 let kube: KubeClient;
 const cleanups: (() => Promise<void>)[] = [];
 beforeAll(() => {
-  kube = createKubeClient(testKubeConfig());
+  kube = createKubeClient(testClusterConfig());
 });
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-function startCopyController(ns: string, opts: { kubeConfig?: KubeConfig; owns?: boolean; informer?: Partial<InformerOptions> } = {}) {
-  const kubeConfig = opts.kubeConfig ?? testKubeConfig();
+function startCopyController(ns: string, opts: { config?: ClusterConfig; owns?: boolean; informer?: Partial<InformerOptions> } = {}) {
+  const config = opts.config ?? testClusterConfig();
   const registry = new Registry();
   const metrics = KubeMetrics.forRegistry(registry);
   const log = testLogger();
   const base = { apiVersion: 'v1', kind: 'ConfigMap', namespace: ns, backoff: { initialMs: 50, maxMs: 200 }, ...opts.informer };
-  const sources = new Informer<V1ConfigMap>({ ...base, labelSelector: 'role=source' }, { kubeConfig, log, metrics });
-  const copies = new Informer<V1ConfigMap>({ ...base, labelSelector: 'role=copy' }, { kubeConfig, log, metrics });
+  const sources = new Informer<V1ConfigMap>({ ...base, labelSelector: 'role=source' }, { config, log, metrics });
+  const copies = new Informer<V1ConfigMap>({ ...base, labelSelector: 'role=copy' }, { config, log, metrics });
   const reconciler = new CopyReconciler({ sources, kube });
   const controller = new Controller({ name: 'copy', reconciler, workers: 2, log, metrics });
   controller.for(sources);
@@ -110,10 +111,10 @@ describe('Controller end to end (toy copy controller)', () => {
 
   it('keeps working after its watch connections are reset', async () => {
     const ns = await createNamespace(kube, 'ctlbreak');
-    const kc = testKubeConfig();
-    const proxy = await TcpProxy.start(kc.getCurrentCluster()?.server ?? '');
+    const kc = testClusterConfig();
+    const proxy = await TcpProxy.start(kc.server);
     cleanups.push(() => proxy.close());
-    const { start, registry } = startCopyController(ns, { kubeConfig: deriveKubeConfig(kc, { server: proxy.url }) });
+    const { start, registry } = startCopyController(ns, { config: kc.with({ server: proxy.url }) });
     await start();
     await kube.apply(source(ns, 's', { v: '1' }));
     await expectCopy(ns, 's', { v: '1' }); // the watches stream through the proxy

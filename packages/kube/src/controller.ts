@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { KubernetesObject } from '@kubernetes/client-node';
+import type { KubernetesObject } from './types.js';
 import type { Logger } from 'pino';
 import { systemClock } from './clock.js';
 import type { Clock } from './clock.js';

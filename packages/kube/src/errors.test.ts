@@ -1,4 +1,3 @@
-import { ApiException, FetchError } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
 import {
   KubeApiError,
@@ -15,13 +14,14 @@ import {
   toKubeApiError,
 } from './errors.js';
 import { formatKey, objectKey, parseKey } from './keys.js';
+import { HttpStatusError } from './transport.js';
 
 const status = (code: number, reason: string, message = 'm') =>
   JSON.stringify({ kind: 'Status', apiVersion: 'v1', status: 'Failure', code, reason, message, details: { name: 'cm1', kind: 'configmaps' } });
 
 describe('toKubeApiError', () => {
-  it('reads code, reason and message from an ApiException carrying a Status body', () => {
-    const e = toKubeApiError(new ApiException(404, 'Unsuccessful HTTP Request', status(404, 'NotFound', 'configmaps "cm1" not found'), {}), {
+  it('reads code, reason and message from an HTTP error carrying a Status body', () => {
+    const e = toKubeApiError(new HttpStatusError(404, status(404, 'NotFound', 'configmaps "cm1" not found'), {}), {
       verb: 'get',
       apiVersion: 'v1',
       kind: 'ConfigMap',
@@ -32,12 +32,12 @@ describe('toKubeApiError', () => {
     expect(e).toMatchObject({ code: KubeErrorCode.Api, status: 404, reason: 'NotFound', kind: 'ConfigMap', namespace: 'ns', objectName: 'cm1' });
     expect(e.message).toBe('configmaps "cm1" not found');
     expect(e.name).toBe('KubeApiError');
-    expect(e.cause).toBeInstanceOf(ApiException);
+    expect(e.cause).toBeInstanceOf(HttpStatusError);
     expect(toKubeApiError(e)).toBe(e);
   });
 
   it('classifies on reason first, HTTP code only when the reason is unknown, and never on the message', () => {
-    const mk = (code: number, reason: string, msg = 'not found') => new ApiException(code, 'x', status(code, reason, msg), {});
+    const mk = (code: number, reason: string, msg = 'not found') => new HttpStatusError(code, status(code, reason, msg), {});
     expect(isNotFound(mk(404, 'NotFound'))).toBe(true);
     expect(isNotFound(mk(404, ''))).toBe(true);
     expect(isNotFound(mk(500, 'InternalError', 'not found'))).toBe(false);
@@ -58,22 +58,20 @@ describe('toKubeApiError', () => {
   });
 
   it('accepts a non-JSON body and a watch error with statusCode', () => {
-    const html = toKubeApiError(new ApiException(502, 'x', '<html>bad gateway</html>', {}));
-    expect(html).toMatchObject({ status: 502, reason: '' });
+    const html = toKubeApiError(new HttpStatusError(502, '<html>bad gateway</html>', {}));
+    expect(html).toMatchObject({ status: 502, reason: '', message: 'HTTP 502: <html>bad gateway</html>' });
     expect(isTransient(html)).toBe(true);
     const watchErr = Object.assign(new Error('Gone'), { statusCode: 410 });
     expect(isGone(watchErr)).toBe(true);
   });
 
   it('reads Retry-After', () => {
-    const e = toKubeApiError(new ApiException(429, 'x', '{}', { 'retry-after': '3' }));
+    const e = toKubeApiError(new HttpStatusError(429, '{}', { 'retry-after': '3' }));
     expect(e.retryAfterSeconds).toBe(3);
   });
 
   it('treats network failures and timeouts as transient and everything else as not', () => {
-    const refused = new FetchError('request to https://127.0.0.1:1/ failed, reason: connect ECONNREFUSED', 'system', {
-      code: 'ECONNREFUSED',
-    } as NodeJS.ErrnoException);
+    const refused = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), { code: 'ECONNREFUSED', errno: -111, syscall: 'connect' });
     expect(toKubeApiError(refused).code).toBe(KubeErrorCode.Network);
     expect(isTransient(refused)).toBe(true);
     const timeout = new DOMException('The operation was aborted due to timeout', 'TimeoutError');

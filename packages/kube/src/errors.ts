@@ -134,7 +134,7 @@ function headerRetryAfter(headers: unknown): number | undefined {
   return Number.isFinite(n) ? n : undefined;
 }
 
-/** Node and node-fetch error codes that mean "no usable connection": always worth retrying. */
+/** Node error codes that mean "no usable connection": always worth retrying. */
 const NETWORK_CODES: ReadonlySet<string> = new Set([
   'ECONNREFUSED',
   'ECONNRESET',
@@ -150,21 +150,16 @@ const NETWORK_CODES: ReadonlySet<string> = new Set([
 ]);
 
 /**
- * Converts anything a client-node call can throw into a {@link KubeApiError}: `ApiException` (`code` + Status body),
- * a watch error (`statusCode`), node-fetch `FetchError`/`AbortError`, or a plain error. Idempotent.
+ * Converts anything a request can throw into a {@link KubeApiError}: an `HttpStatusError` (`statusCode` + the
+ * Status body), an `AbortError`/`TimeoutError`, a Node network error (`code` such as `ECONNRESET`), or anything
+ * else. Idempotent.
  */
 export function toKubeApiError(e: unknown, ctx: KubeErrorContext = {}): KubeApiError {
   if (e instanceof KubeApiError) return e;
   const base = { ...ctx, cause: e };
   if (isRecord(e)) {
-    // client-node `ApiException` has a numeric `code` and a `body`; `Watch` errors carry `statusCode`. (A
-    // DOMException also has a numeric `code`, which is not an HTTP status.)
-    const httpCode =
-      typeof e['code'] === 'number' && 'body' in e
-        ? e['code']
-        : typeof e['statusCode'] === 'number'
-          ? e['statusCode']
-          : undefined;
+    // A DOMException (AbortError) has a numeric `code` too, which is not an HTTP status: only `statusCode` counts.
+    const httpCode = typeof e['statusCode'] === 'number' ? e['statusCode'] : undefined;
     if (httpCode !== undefined && httpCode >= 100 && httpCode < 600) {
       const body = parseBody(e['body']);
       const status = body?.kind === 'Status' ? body : undefined;
@@ -174,7 +169,8 @@ export function toKubeApiError(e: unknown, ctx: KubeErrorContext = {}): KubeApiE
         code: KubeErrorCode.Api,
         status: httpCode,
         reason: str(status?.reason) ?? StatusReason.Unknown,
-        message: str(status?.message) ?? (e instanceof Error && !('body' in e) ? e.message : `HTTP ${httpCode}`),
+        // Without a Status (a proxy's HTML error page) the start of the body says more than the bare code.
+        message: str(status?.message) ?? (typeof e['body'] === 'string' && e['body'].trim() ? `HTTP ${httpCode}: ${e['body'].trim().slice(0, 200)}` : `HTTP ${httpCode}`),
         kind: ctx.kind ?? str(status?.details?.kind),
         name: ctx.name ?? str(status?.details?.name),
         retryAfterSeconds: typeof retry === 'number' ? retry : headerRetryAfter(e['headers']),
@@ -186,7 +182,7 @@ export function toKubeApiError(e: unknown, ctx: KubeErrorContext = {}): KubeApiE
       return new KubeApiError({ ...base, code: KubeErrorCode.Timeout, status: 0, reason: StatusReason.Timeout, message });
     }
     const sysCode = str(e['code']) ?? (isRecord(e['cause']) ? str(e['cause']['code']) : undefined);
-    if (name === 'FetchError' || e['type'] === 'system' || (sysCode !== undefined && NETWORK_CODES.has(sysCode))) {
+    if ((sysCode !== undefined && NETWORK_CODES.has(sysCode))) {
       return new KubeApiError({ ...base, code: KubeErrorCode.Network, status: 0, reason: StatusReason.Unknown, message });
     }
     return new KubeApiError({ ...base, code: KubeErrorCode.Unknown, status: 0, reason: StatusReason.Unknown, message });

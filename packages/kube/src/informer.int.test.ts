@@ -1,19 +1,22 @@
-import { Watch } from '@kubernetes/client-node';
-import type { KubernetesObject, V1ConfigMap } from '@kubernetes/client-node';
+import type { V1ConfigMap } from '@kubernetes/client-node';
+import type { KubernetesObject } from './types.js';
 import { Registry } from 'prom-client';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createKubeClient } from './client.js';
 import type { KubeClient } from './client.js';
 import { Informer } from './informer.js';
-import type { InformerEvent, InformerOptions, WatchLike } from './informer.js';
+import type { InformerEvent, InformerOptions } from './informer.js';
+import { KubeTransport } from './transport.js';
+import type { WatchLike } from './transport.js';
+import type { ClusterConfig } from './config.js';
 import { KubeMetrics } from './metrics.js';
-import { TcpProxy, WIDGET, createNamespace, deriveKubeConfig, ensureWidgetCrd, eventually, testKubeConfig, testLogger } from './test-helpers.js';
+import { TcpProxy, WIDGET, createNamespace, ensureWidgetCrd, eventually, testClusterConfig, testLogger } from './test-helpers.js';
 
 let client: KubeClient;
 const cleanups: (() => Promise<void>)[] = [];
 
 beforeAll(async () => {
-  client = createKubeClient(testKubeConfig());
+  client = createKubeClient(testClusterConfig());
   await ensureWidgetCrd(client);
 });
 
@@ -31,13 +34,13 @@ const cm = (ns: string, name: string, data: Record<string, string> = {}, labels?
 /** Starts an informer that records every event; stopped after the test. */
 function startInformer<T extends KubernetesObject = KubernetesObject>(
   opts: Partial<InformerOptions> & Pick<InformerOptions, 'namespace'>,
-  deps: { kubeConfig?: ReturnType<typeof testKubeConfig>; watch?: WatchLike } = {},
+  deps: { config?: ClusterConfig; watch?: WatchLike } = {},
 ) {
   const registry = new Registry();
   const metrics = KubeMetrics.forRegistry(registry);
   const inf = new Informer<T>(
     { apiVersion: 'v1', kind: 'ConfigMap', ...opts },
-    { kubeConfig: deps.kubeConfig ?? testKubeConfig(), log: testLogger(), metrics, ...(deps.watch ? { watch: deps.watch } : {}) },
+    { config: deps.config ?? testClusterConfig(), log: testLogger(), metrics, ...(deps.watch ? { watch: deps.watch } : {}) },
   );
   const events: [InformerEvent, string][] = [];
   for (const ev of ['add', 'update', 'delete'] as const) inf.on(ev, (o) => events.push([ev, o.metadata?.name ?? '']));
@@ -97,12 +100,12 @@ describe('Informer', () => {
   it('restarts with backoff after its connection is reset and resumes without losing events', async () => {
     const ns = await createNamespace(client, 'break');
     await client.apply(cm(ns, 'a'));
-    const kc = testKubeConfig();
-    const proxy = await TcpProxy.start(kc.getCurrentCluster()?.server ?? '');
+    const kc = testClusterConfig();
+    const proxy = await TcpProxy.start(kc.server);
     cleanups.push(() => proxy.close());
     const { inf, events, counter } = startInformer(
       { namespace: ns, backoff: { initialMs: 50, maxMs: 200 } },
-      { kubeConfig: deriveKubeConfig(kc, { server: proxy.url }) },
+      { config: kc.with({ server: proxy.url }) },
     );
     await inf.waitForSync();
     await watchIsLive(inf, ns);
@@ -125,17 +128,17 @@ describe('Informer', () => {
   it('forces a relist when the watch goes silent (half-open connection) and catches a missed delete', async () => {
     const ns = await createNamespace(client, 'stall');
     await client.apply(cm(ns, 'a'));
-    const kc = testKubeConfig();
-    const proxy = await TcpProxy.start(kc.getCurrentCluster()?.server ?? '');
+    const kc = testClusterConfig();
+    const proxy = await TcpProxy.start(kc.server);
     cleanups.push(() => proxy.close());
     const { inf, events, counter } = startInformer(
       { namespace: ns, staleAfterMs: 1500 },
-      { kubeConfig: deriveKubeConfig(kc, { server: proxy.url }) },
+      { config: kc.with({ server: proxy.url }) },
     );
     await inf.waitForSync();
     await watchIsLive(inf, ns);
 
-    // 1. The connection stays open but nothing arrives any more: no error, no close; client-node would wait forever.
+    // 1. The connection stays open but nothing arrives any more: no error, no close; a client without a health check waits forever.
     proxy.freeze();
     await client.delete('v1', 'ConfigMap', ns, 'a');
     await client.apply(cm(ns, 'b'));
@@ -153,19 +156,19 @@ describe('Informer', () => {
 
     // The first watch asks for resourceVersion 1. The Widget watch cache was initialised when the CRD was
     // established, long after revision 1, so the apiserver rejects it: "too old resource version" (410 Expired).
-    const real = new Watch(testKubeConfig());
+    const real = KubeTransport.for(testClusterConfig());
     const errorEvents: unknown[] = [];
     let calls = 0;
     const rewinding: WatchLike = {
-      watch: (path, params, cb, done) =>
+      watch: (path, params, cb, signal) =>
         real.watch(
           path,
           calls++ === 0 ? { ...params, resourceVersion: '1' } : params,
-          (phase, obj, raw) => {
-            if (phase === 'ERROR') errorEvents.push(obj);
-            cb(phase, obj, raw);
+          (type, obj) => {
+            if (type === 'ERROR') errorEvents.push(obj);
+            cb(type, obj);
           },
-          done,
+          signal,
         ),
     };
     const { inf, counter } = startInformer({ apiVersion: WIDGET.apiVersion, kind: WIDGET.kind, namespace: ns }, { watch: rewinding });

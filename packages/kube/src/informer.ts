@@ -1,21 +1,19 @@
-import { ListWatch, Watch } from '@kubernetes/client-node';
-import type { KubeConfig, KubernetesListObject, KubernetesObject } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { listAll } from './client.js';
 import { systemClock } from './clock.js';
 import type { Clock, TimerHandle } from './clock.js';
-import { DynamicApi } from './dynamic-api.js';
-import { toKubeApiError } from './errors.js';
+import type { ClusterConfig } from './config.js';
+import { KubeApiError, KubeErrorCode, isGone, toKubeApiError } from './errors.js';
 import type { KubeMetrics } from './metrics.js';
+import { KubeTransport } from './transport.js';
+import type { WatchLike } from './transport.js';
+import type { KubernetesObject } from './types.js';
 
 /** Informer event names. Handlers must only map the object to work-queue keys (never branch on the event). */
 export const InformerEvent = { Add: 'add', Update: 'update', Delete: 'delete' } as const;
 export type InformerEvent = (typeof InformerEvent)[keyof typeof InformerEvent];
 
 export type InformerHandler<T extends KubernetesObject> = (obj: T) => void;
-
-/** The subset of client-node's `Watch` the informer uses; inject a wrapper in tests to break or rewind watches. */
-export type WatchLike = Pick<Watch, 'watch'>;
 
 export interface InformerOptions {
   readonly apiVersion: string;
@@ -54,141 +52,48 @@ export interface InformerOptions {
 
 /** Drops `metadata.managedFields` (in place) and returns the object. */
 export function stripManagedFields<T extends KubernetesObject>(obj: T): T {
-  if (obj.metadata?.managedFields) delete obj.metadata.managedFields;
+  const meta = obj.metadata as { managedFields?: unknown } | undefined;
+  if (meta?.managedFields) delete meta.managedFields;
   return obj;
 }
 
 export interface InformerDeps {
-  readonly kubeConfig: KubeConfig;
+  readonly config: ClusterConfig;
   readonly log: Logger;
   readonly metrics?: KubeMetrics;
   /** Drives the resync and watch-health timers. @default systemClock */
   readonly clock?: Clock;
-  /** Waits before a restart (client-node's `delayFn` idea). @default a `clock` timer */
-  readonly delay?: (ms: number) => Promise<void>;
-  /** @default new Watch(kubeConfig) */
+  /** Waits before a restart; resolves early when `signal` aborts. @default a `clock` timer */
+  readonly delay?: (ms: number, signal: AbortSignal) => Promise<void>;
+  /** @default the config's shared transport */
   readonly watch?: WatchLike;
 }
 
-/**
- * Marks a forced relist. client-node's `ListWatch.doneHandler` clears its resourceVersion, and so relists, when
- * the error has `code` or `statusCode` 410; anything else stops it. The informer hands this error to the
- * `done` callback of a watch it decided to abandon, which makes the cache diff against a fresh list (firing
- * `delete` for objects that vanished meanwhile) instead of starting from scratch.
- */
-class ForcedRelist extends Error {
-  readonly code = 410;
-  constructor(reason: string) {
-    super(`forced relist: ${reason}`);
-    this.name = 'ForcedRelist';
+/** Why the informer ended a watch itself: to relist (a silent connection), or to stop. */
+class WatchAbandoned extends Error {
+  constructor(
+    readonly relist: boolean,
+    reason: string,
+  ) {
+    super(reason);
+    this.name = 'WatchAbandoned';
   }
 }
 
-interface WatchHooks {
-  /** A watch request was made (ListWatch only watches after it processed a list or to resume one). */
-  onWatchStart(): void;
-  /** The watch connected, or an event (bookmarks and errors included) arrived. */
-  onActivity(): void;
-  /** A watch `ERROR` event. */
-  onErrorEvent(obj: unknown): void;
-  timeoutSeconds(): number;
-  /** Applied to each object of an ADDED/MODIFIED/DELETED event before ListWatch caches it. */
-  transform(obj: unknown): unknown;
-}
+type WatchStatus = { code?: unknown; reason?: unknown; message?: unknown };
 
 /**
- * The `Watch` given to `ListWatch`. It delegates to the real (or injected) watch and adds what a long-running
- * controller needs: bookmarks and a server-side timeout on every watch, activity tracking for the health check, an
- * abort that never leaks a spurious `done(error)` into ListWatch, and {@link HealthWatch.forceRelist}.
- */
-class HealthWatch extends Watch {
-  readonly #inner: WatchLike;
-  readonly #hooks: WatchHooks;
-  #active: { readonly finish: (err: unknown) => void } | undefined;
-
-  constructor(kc: KubeConfig, inner: WatchLike, hooks: WatchHooks) {
-    super(kc);
-    this.#inner = inner;
-    this.#hooks = hooks;
-  }
-
-  /** True while a watch request is open (connecting or streaming). */
-  get active(): boolean {
-    return this.#active !== undefined;
-  }
-
-  /** Ends the open watch as if the apiserver had answered 410 Gone; returns false if none is open. */
-  forceRelist(reason: string): boolean {
-    const active = this.#active;
-    if (!active) return false;
-    active.finish(new ForcedRelist(reason));
-    return true;
-  }
-
-  override watch(
-    path: string,
-    queryParams: Record<string, string | number | boolean | undefined>,
-    callback: (phase: string, apiObj: unknown, watchObj?: unknown) => void,
-    done: (err: unknown) => void,
-  ): Promise<AbortController> {
-    const outer = new AbortController();
-    let finished = false;
-    let inner: AbortController | undefined;
-    const entry = {
-      finish: (err: unknown): void => {
-        if (finished) return;
-        finished = true;
-        if (this.#active === entry) this.#active = undefined;
-        inner?.abort();
-        done(err);
-      },
-    };
-    this.#active = entry;
-    // ListWatch aborts the request it holds when it stops or moves on: it expects no callback for it after that.
-    outer.signal.addEventListener(
-      'abort',
-      () => {
-        finished = true;
-        if (this.#active === entry) this.#active = undefined;
-        inner?.abort();
-      },
-      { once: true },
-    );
-    this.#hooks.onWatchStart();
-    const params = { ...queryParams, allowWatchBookmarks: true, timeoutSeconds: this.#hooks.timeoutSeconds() };
-    this.#inner
-      .watch(
-        path,
-        params,
-        (phase, obj, raw) => {
-          if (finished) return;
-          this.#hooks.onActivity();
-          if (phase === 'ERROR') this.#hooks.onErrorEvent(obj);
-          callback(phase, phase === 'ERROR' || phase === 'BOOKMARK' ? obj : this.#hooks.transform(obj), raw);
-        },
-        (err) => entry.finish(err),
-      )
-      .then(
-        (c) => {
-          inner = c;
-          if (finished) c.abort();
-          else this.#hooks.onActivity();
-        },
-        (err: unknown) => entry.finish(err),
-      );
-    // Returned at once so the health check can abandon a watch whose connection hangs before any response.
-    return Promise.resolve(outer);
-  }
-}
-
-/**
- * A shared informer over client-node's `ListWatch`: a cache of one kind (optionally one namespace and a label
- * selector) and `add`/`update`/`delete` events. What it adds to ListWatch:
+ * A shared informer: a cache of one kind (optionally one namespace and a label selector) kept current by list +
+ * watch, and `add`/`update`/`delete` events (client-go's reflector + store, for one consumer).
  *
- * - **Restart on error.** ListWatch stops for good on any error but 410; this restarts it with exponential backoff
- *   (1 s → 30 s), resuming from the last resourceVersion. A 410 relists (ListWatch does that itself).
- * - **Watch health.** No event, bookmark, watch connection or list for `staleAfterMs` forces a full relist, so a
- *   silently dead connection cannot freeze the cache.
+ * - **List, then watch** from the list's resourceVersion, with bookmarks and a server-side `timeoutSeconds`; when
+ *   the apiserver ends a watch, re-watch from the last resourceVersion seen.
+ * - **410 Gone** (the resourceVersion was compacted away) **relists** at once; the fresh list is diffed against the
+ *   cache, so an object deleted meanwhile fires `delete`.
+ * - **Any other error** (network, 5xx, the kind not served yet) retries with exponential backoff (1 s → 30 s),
+ *   re-watching from the last resourceVersion when there is one.
+ * - **Watch health.** No event, bookmark, watch connection or list for `staleAfterMs` abandons the watch and
+ *   relists, so a silently dead (half-open) connection cannot freeze the cache.
  * - **Resync.** Every `resyncPeriodMs`, every cached object is re-emitted as `update`.
  * - Plain JSON objects everywhere (list items get `apiVersion`/`kind`), the same as watch events.
  *
@@ -200,10 +105,12 @@ export class Informer<T extends KubernetesObject = KubernetesObject> {
   readonly kind: string;
   readonly namespace: string | undefined;
   readonly labelSelector: string | undefined;
-  readonly #deps: InformerDeps;
   readonly #log: Logger;
+  readonly #metrics: KubeMetrics | undefined;
   readonly #clock: Clock;
-  readonly #api: DynamicApi;
+  readonly #api: KubeTransport;
+  readonly #watcher: WatchLike;
+  readonly #delayFn: ((ms: number, signal: AbortSignal) => Promise<void>) | undefined;
   readonly #resyncMs: number;
   readonly #staleMs: number;
   readonly #backoffInitial: number;
@@ -212,17 +119,19 @@ export class Informer<T extends KubernetesObject = KubernetesObject> {
   readonly #transform: ((obj: KubernetesObject) => KubernetesObject) | undefined;
   readonly #watchTimeoutSeconds: number | undefined;
   readonly #handlers: Record<InformerEvent, InformerHandler<T>[]> = { add: [], update: [], delete: [] };
-  #lw: ListWatch<T> | undefined;
-  #watch: HealthWatch | undefined;
+  /** namespace ('' for cluster-scoped) → name → object */
+  readonly #cache = new Map<string, Map<string, T>>();
+  readonly #stop = new AbortController();
+  #resourceVersion = '';
   #started = false;
-  #stopped = false;
   #synced = false;
   #syncWaiters: (() => void)[] = [];
   #lists = 0;
   #listing = false;
-  #restartPending = false;
   #failures = 0;
   #lastActivity = 0;
+  #watchAbort: AbortController | undefined;
+  #loop: Promise<void> | undefined;
   #resyncTimer: TimerHandle | undefined;
   #healthTimer: TimerHandle | undefined;
 
@@ -231,10 +140,12 @@ export class Informer<T extends KubernetesObject = KubernetesObject> {
     this.kind = opts.kind;
     this.namespace = opts.namespace;
     this.labelSelector = opts.labelSelector;
-    this.#deps = deps;
+    this.#metrics = deps.metrics;
     this.#clock = deps.clock ?? systemClock;
     this.#log = deps.log.child({ informer: opts.kind, ...(opts.namespace ? { namespace: opts.namespace } : {}) });
-    this.#api = DynamicApi.create(deps.kubeConfig);
+    this.#api = KubeTransport.for(deps.config);
+    this.#watcher = deps.watch ?? this.#api;
+    this.#delayFn = deps.delay;
     this.#resyncMs = opts.resyncPeriodMs ?? 300_000;
     this.#staleMs = opts.staleAfterMs ?? 900_000;
     this.#backoffInitial = opts.backoff?.initialMs ?? 1000;
@@ -251,12 +162,15 @@ export class Informer<T extends KubernetesObject = KubernetesObject> {
 
   /** The cached object, or undefined. `namespace` is required for namespaced kinds. */
   get(name: string, namespace?: string): T | undefined {
-    return this.#lw?.get(name, namespace);
+    return this.#cache.get(namespace ?? '')?.get(name);
   }
 
   /** Cached objects, in one namespace or all. */
   list(namespace?: string): readonly T[] {
-    return this.#lw?.list(namespace) ?? [];
+    if (namespace !== undefined) return [...(this.#cache.get(namespace)?.values() ?? [])];
+    const out: T[] = [];
+    for (const byName of this.#cache.values()) out.push(...byName.values());
+    return out;
   }
 
   /** True once {@link start} was called. */
@@ -272,7 +186,7 @@ export class Informer<T extends KubernetesObject = KubernetesObject> {
   /** Resolves true once synced, false if `signal` aborts or the informer stops first. */
   waitForSync(signal?: AbortSignal): Promise<boolean> {
     if (this.#synced) return Promise.resolve(true);
-    if (this.#stopped || signal?.aborted) return Promise.resolve(false);
+    if (this.#stop.signal.aborted || signal?.aborted) return Promise.resolve(false);
     return new Promise((resolve) => {
       const onAbort = (): void => resolve(false);
       signal?.addEventListener('abort', onAbort, { once: true });
@@ -292,116 +206,212 @@ export class Informer<T extends KubernetesObject = KubernetesObject> {
     this.#started = true;
     this.#lastActivity = this.#clock.now();
     this.#scheduleHealth();
-    void this.#init();
+    this.#loop = this.#run();
   }
 
   /** Stops watching and the timers. The cache keeps its last content. Idempotent. */
   async stop(): Promise<void> {
-    if (this.#stopped) return;
-    this.#stopped = true;
-    if (this.#resyncTimer) this.#clock.clearTimeout(this.#resyncTimer);
-    if (this.#healthTimer) this.#clock.clearTimeout(this.#healthTimer);
-    const waiters = this.#syncWaiters;
-    this.#syncWaiters = [];
-    for (const w of waiters) w();
-    await this.#lw?.stop();
-  }
-
-  async #init(): Promise<void> {
-    let path: string;
-    try {
-      path = await this.#api.path(this.apiVersion, this.kind, this.namespace);
-    } catch (e) {
-      this.#onError(e);
-      return;
+    if (!this.#stop.signal.aborted) {
+      this.#stop.abort();
+      this.#watchAbort?.abort(new WatchAbandoned(false, 'informer stopped'));
+      if (this.#resyncTimer) this.#clock.clearTimeout(this.#resyncTimer);
+      if (this.#healthTimer) this.#clock.clearTimeout(this.#healthTimer);
+      this.#wakeSyncWaiters();
     }
-    if (this.#stopped) return;
-    const hooks: WatchHooks = {
-      onWatchStart: () => this.#onWatchStart(),
-      onActivity: () => this.#onActivity(),
-      onErrorEvent: (obj) => this.#log.debug({ status: obj }, 'Received watch error event'),
-      timeoutSeconds: () => this.#watchTimeoutSeconds ?? 300 + Math.floor(Math.random() * 300),
-      transform: (obj) => (this.#transform && typeof obj === 'object' && obj !== null ? this.#transform(obj) : obj),
-    };
-    this.#watch = new HealthWatch(this.#deps.kubeConfig, this.#deps.watch ?? new Watch(this.#deps.kubeConfig), hooks);
-    const lw = new ListWatch<T>(path, this.#watch, () => this.#list(), false, this.labelSelector);
-    lw.on('add', (o) => this.#emit('add', o));
-    lw.on('update', (o) => this.#emit('update', o));
-    lw.on('delete', (o) => this.#emit('delete', o));
-    lw.on('error', (e: unknown) => this.#onError(e));
-    this.#lw = lw;
-    await this.#startListWatch();
+    await this.#loop;
   }
 
-  async #startListWatch(): Promise<void> {
-    try {
-      await this.#lw?.start();
-    } catch (e) {
-      this.#onError(e);
+  async #run(): Promise<void> {
+    let needList = true;
+    while (!this.#stop.signal.aborted) {
+      try {
+        if (needList) {
+          await this.#relist();
+          needList = false;
+        }
+        needList = await this.#watchOnce();
+      } catch (e) {
+        if (this.#stop.signal.aborted) return;
+        if (isGone(e)) {
+          // The resourceVersion is too old (compacted): the watch cannot resume, only a fresh list can. Not an error.
+          this.#log.info({ resourceVersion: this.#resourceVersion }, 'Watch expired (410); relisting');
+          needList = true;
+          continue;
+        }
+        const delayMs = Math.min(this.#backoffInitial * 2 ** this.#failures, this.#backoffMax);
+        this.#failures++;
+        this.#metrics?.informerRestarts.inc({ kind: this.kind });
+        const err = toKubeApiError(e, { verb: needList ? 'list' : 'watch', apiVersion: this.apiVersion, kind: this.kind, namespace: this.namespace });
+        this.#log.warn({ err, delayMs, failures: this.#failures }, 'Informer list/watch failed; restarting');
+        // Resume from the last resourceVersion when there is one; a 410 on that watch then relists.
+        needList ||= this.#resourceVersion === '';
+        await this.#delay(delayMs);
+      }
     }
   }
 
-  async #list(): Promise<KubernetesListObject<T>> {
+  /** Lists every page, replaces the cache and emits the difference. */
+  async #relist(): Promise<void> {
     this.#listing = true;
     try {
-      const { items, resourceVersion } = await listAll(
-        this.#api,
-        this.apiVersion,
-        this.kind,
-        this.namespace,
-        this.labelSelector,
-        this.#listTimeoutMs,
-      );
+      const { items, resourceVersion } = await listAll(this.#api, this.apiVersion, this.kind, this.namespace, this.labelSelector, this.#listTimeoutMs);
+      if (this.#stop.signal.aborted) return;
       this.#onActivity();
       if (this.#lists++ > 0) {
-        this.#deps.metrics?.informerRelists.inc({ kind: this.kind });
+        this.#metrics?.informerRelists.inc({ kind: this.kind });
         this.#log.info({ objects: items.length, resourceVersion }, 'Relisted');
       }
-      const t = this.#transform;
-      return { metadata: { resourceVersion }, items: (t ? items.map((i) => t(i)) : items) as T[] };
-    } catch (e) {
-      throw toKubeApiError(e, { verb: 'list', apiVersion: this.apiVersion, kind: this.kind, namespace: this.namespace });
+      const previous = new Map<string, Map<string, T>>();
+      for (const [ns, byName] of this.#cache) previous.set(ns, new Map(byName));
+      for (const raw of items) {
+        const obj = this.#prepare(raw);
+        const ns = obj.metadata?.namespace ?? '';
+        const name = obj.metadata?.name ?? '';
+        const old = previous.get(ns)?.get(name);
+        previous.get(ns)?.delete(name);
+        this.#put(ns, name, obj);
+        if (!old) this.#emit('add', obj);
+        else if (old.metadata?.resourceVersion !== obj.metadata?.resourceVersion) this.#emit('update', obj);
+      }
+      for (const [ns, byName] of previous) {
+        for (const [name, obj] of byName) {
+          this.#remove(ns, name);
+          this.#emit('delete', obj);
+        }
+      }
+      this.#resourceVersion = resourceVersion;
+      if (!this.#synced) {
+        this.#synced = true;
+        this.#log.debug({ objects: items.length }, 'Synced');
+        this.#scheduleResync();
+        this.#wakeSyncWaiters();
+      }
     } finally {
       this.#listing = false;
     }
   }
 
-  #onWatchStart(): void {
-    if (!this.#synced && this.#lists > 0) {
-      // ListWatch processes a list synchronously and then watches: the cache is complete now.
-      this.#synced = true;
-      this.#log.debug({ objects: this.list().length }, 'Synced');
-      this.#scheduleResync();
-      const waiters = this.#syncWaiters;
-      this.#syncWaiters = [];
-      for (const w of waiters) w();
+  /** One watch from the current resourceVersion. Resolves true when the cache must be relisted. */
+  async #watchOnce(): Promise<boolean> {
+    const abort = new AbortController();
+    this.#watchAbort = abort;
+    const path = await this.#api.path(this.apiVersion, this.kind, this.namespace);
+    this.#lastActivity = this.#clock.now();
+    try {
+      await this.#watcher.watch(
+        path,
+        {
+          resourceVersion: this.#resourceVersion,
+          allowWatchBookmarks: 'true',
+          timeoutSeconds: String(this.#watchTimeoutSeconds ?? 300 + Math.floor(Math.random() * 300)),
+          labelSelector: this.labelSelector,
+        },
+        (type, obj) => this.#onEvent(type, obj),
+        abort.signal,
+      );
+      this.#onActivity();
+      return false;
+    } catch (e) {
+      const reason: unknown = abort.signal.reason;
+      if (abort.signal.aborted && reason instanceof WatchAbandoned) {
+        if (reason.relist) return true;
+        throw reason;
+      }
+      throw e;
+    } finally {
+      if (this.#watchAbort === abort) this.#watchAbort = undefined;
     }
   }
 
+  #onEvent(type: string, raw: unknown): void {
+    this.#onActivity();
+    if (type === 'ERROR') {
+      const s = (raw ?? {}) as WatchStatus;
+      this.#log.debug({ status: raw }, 'Received watch error event');
+      const code = typeof s.code === 'number' ? s.code : 0;
+      throw new KubeApiError({
+        code: KubeErrorCode.Api,
+        status: code,
+        reason: typeof s.reason === 'string' ? s.reason : '',
+        message: typeof s.message === 'string' ? s.message : `watch error ${code}`,
+        verb: 'watch',
+        apiVersion: this.apiVersion,
+        kind: this.kind,
+        ...(this.namespace ? { namespace: this.namespace } : {}),
+      });
+    }
+    if (typeof raw !== 'object' || raw === null) throw new Error(`watch ${type} event without an object`);
+    const rv = (raw as KubernetesObject).metadata?.resourceVersion;
+    if (type === 'BOOKMARK') {
+      if (rv) this.#resourceVersion = rv;
+      return;
+    }
+    const obj = this.#prepare(raw as KubernetesObject);
+    const ns = obj.metadata?.namespace ?? '';
+    const name = obj.metadata?.name ?? '';
+    switch (type) {
+      case 'ADDED':
+      case 'MODIFIED': {
+        const existed = this.#cache.get(ns)?.has(name) ?? false;
+        this.#put(ns, name, obj);
+        this.#emit(existed ? 'update' : 'add', obj);
+        break;
+      }
+      case 'DELETED':
+        this.#remove(ns, name);
+        this.#emit('delete', obj);
+        break;
+      default:
+        throw new Error(`unknown watch event type ${type}`);
+    }
+    if (rv) this.#resourceVersion = rv;
+  }
+
+  #prepare(obj: KubernetesObject): T {
+    const withKind = obj.apiVersion && obj.kind ? obj : { ...obj, apiVersion: this.apiVersion, kind: this.kind };
+    return (this.#transform ? this.#transform(withKind) : withKind) as T;
+  }
+
+  #put(ns: string, name: string, obj: T): void {
+    let byName = this.#cache.get(ns);
+    if (!byName) {
+      byName = new Map();
+      this.#cache.set(ns, byName);
+    }
+    byName.set(name, obj);
+  }
+
+  #remove(ns: string, name: string): void {
+    const byName = this.#cache.get(ns);
+    if (!byName) return;
+    byName.delete(name);
+    if (byName.size === 0) this.#cache.delete(ns);
+  }
+
+  /** A list, a watch connection or a watch event: the apiserver is reachable, so the backoff starts over. */
   #onActivity(): void {
     this.#lastActivity = this.#clock.now();
     this.#failures = 0;
   }
 
-  #onError(e: unknown): void {
-    if (this.#stopped || this.#restartPending) return;
-    this.#restartPending = true;
-    const delayMs = Math.min(this.#backoffInitial * 2 ** this.#failures, this.#backoffMax);
-    this.#failures++;
-    this.#deps.metrics?.informerRestarts.inc({ kind: this.kind });
-    const err = toKubeApiError(e, { verb: 'watch', apiVersion: this.apiVersion, kind: this.kind, namespace: this.namespace });
-    this.#log.warn({ err, delayMs, failures: this.#failures }, 'Informer list/watch failed; restarting');
-    void this.#delay(delayMs).then(() => {
-      this.#restartPending = false;
-      if (this.#stopped) return;
-      if (this.#lw) void this.#startListWatch();
-      else void this.#init();
-    });
+  #wakeSyncWaiters(): void {
+    const waiters = this.#syncWaiters;
+    this.#syncWaiters = [];
+    for (const w of waiters) w();
   }
 
   #delay(ms: number): Promise<void> {
-    if (this.#deps.delay) return this.#deps.delay(ms);
-    return new Promise((resolve) => this.#clock.setTimeout(resolve, ms));
+    const signal = this.#stop.signal;
+    if (this.#delayFn) return this.#delayFn(ms, signal);
+    return new Promise((resolve) => {
+      const finish = (): void => {
+        signal.removeEventListener('abort', finish);
+        this.#clock.clearTimeout(timer);
+        resolve();
+      };
+      const timer = this.#clock.setTimeout(finish, ms);
+      signal.addEventListener('abort', finish, { once: true });
+    });
   }
 
   #emit(event: InformerEvent, obj: T): void {
@@ -409,14 +419,14 @@ export class Informer<T extends KubernetesObject = KubernetesObject> {
       try {
         h(obj);
       } catch (err) {
-        // A throwing handler must not break ListWatch's loop (it calls handlers synchronously).
+        // A throwing handler must not break the watch loop (handlers run synchronously inside it).
         this.#log.error({ err, event, name: obj.metadata?.name }, 'Informer event handler threw');
       }
     }
   }
 
   #scheduleResync(): void {
-    if (this.#resyncMs <= 0 || this.#stopped) return;
+    if (this.#resyncMs <= 0 || this.#stop.signal.aborted) return;
     this.#resyncTimer = this.#clock.setTimeout(() => {
       for (const obj of this.list()) this.#emit('update', obj);
       this.#scheduleResync();
@@ -424,7 +434,7 @@ export class Informer<T extends KubernetesObject = KubernetesObject> {
   }
 
   #scheduleHealth(): void {
-    if (this.#staleMs <= 0 || this.#stopped) return;
+    if (this.#staleMs <= 0 || this.#stop.signal.aborted) return;
     this.#healthTimer = this.#clock.setTimeout(
       () => {
         this.#checkHealth();
@@ -436,12 +446,10 @@ export class Informer<T extends KubernetesObject = KubernetesObject> {
 
   #checkHealth(): void {
     const idleMs = this.#clock.now() - this.#lastActivity;
-    if (idleMs < this.#staleMs || this.#restartPending || this.#listing) return;
+    // Listing has its own timeout; a backoff wait is not a stall.
+    if (idleMs < this.#staleMs || !this.#watchAbort) return;
     this.#log.warn({ idleMs }, 'Watch showed no sign of life; forcing a relist');
     this.#lastActivity = this.#clock.now();
-    if (!this.#watch?.forceRelist(`no watch activity for ${idleMs} ms`)) {
-      // Neither watching, listing nor waiting to restart: ListWatch is wedged; restart it.
-      this.#onError(new Error(`informer idle for ${idleMs} ms with no open watch`));
-    }
+    this.#watchAbort.abort(new WatchAbandoned(true, `no watch activity for ${idleMs} ms`));
   }
 }

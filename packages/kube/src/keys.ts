@@ -1,4 +1,4 @@
-import type { KubernetesObject } from '@kubernetes/client-node';
+import type { KubernetesObject } from './types.js';
 
 /**
  * What a reconcile is about: only a namespaced name, never the object (controller-runtime `reconcile.Request`).

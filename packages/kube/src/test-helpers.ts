@@ -7,12 +7,12 @@ import { randomBytes } from 'node:crypto';
 import { Socket, createServer } from 'node:net';
 import type { Server } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { KubeConfig } from '@kubernetes/client-node';
-import type { KubernetesObject } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import type { Logger } from 'pino';
 import { inject } from 'vitest';
 import type { KubeClient } from './client.js';
+import { ClusterConfig } from './config.js';
+import type { KubernetesObject } from './types.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -21,26 +21,9 @@ declare module 'vitest' {
   }
 }
 
-/** The test control plane's admin kubeconfig. */
-export function testKubeConfig(): KubeConfig {
-  const kc = new KubeConfig();
-  kc.loadFromFile(inject('kedgeKubeconfig'));
-  return kc;
-}
-
-/** The same credentials, pointed at another server URL (a {@link TcpProxy}) or impersonating `impersonate`. */
-export function deriveKubeConfig(kc: KubeConfig, change: { server?: string; impersonate?: string }): KubeConfig {
-  const cluster = kc.getCurrentCluster();
-  const user = kc.getCurrentUser();
-  if (!cluster || !user) throw new Error('kubeconfig has no current cluster/user');
-  const out = new KubeConfig();
-  out.loadFromOptions({
-    clusters: [{ ...cluster, server: change.server ?? cluster.server }],
-    users: [{ ...user, ...(change.impersonate ? { impersonateUser: change.impersonate } : {}) }],
-    contexts: [{ name: 'test', cluster: cluster.name, user: user.name }],
-    currentContext: 'test',
-  });
-  return out;
+/** The test control plane's admin kubeconfig. A new instance each call: its own connections and discovery. */
+export function testClusterConfig(): ClusterConfig {
+  return ClusterConfig.fromFiles([inject('kedgeKubeconfig')]);
 }
 
 /** A logger for tests: silent unless `KEDGE_TEST_LOG` names a level. */
@@ -180,7 +163,7 @@ export async function ensureWidgetCrd(client: KubeClient): Promise<void> {
                 spec: {
                   type: 'object',
                   properties: { size: { type: 'integer', minimum: 0 }, color: { type: 'string' } },
-                  // A JSON name client-node's model serializer would drop (its TS name is x_kubernetes_...).
+                  // A JSON name a typed client's model serializer can drop (client-node 1.x did).
                   'x-kubernetes-preserve-unknown-fields': true,
                 },
                 status: {

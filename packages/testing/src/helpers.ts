@@ -40,14 +40,24 @@ export const TEST_NAMESPACE_LABEL = 'kedge.io/test-namespace';
  * project's global setup sets (it also provides it as `inject('kedgeKubeconfig')`).
  * @throws if neither is available, i.e. the test is not running under `vitest --project cluster`.
  */
-export function kubeConfigForTests(path: string | undefined = process.env[KUBECONFIG_ENV]): KubeConfig {
+export function kubeConfigForTests(path: string = kubeconfigPathForTests()): KubeConfig {
+  const kc = new KubeConfig();
+  kc.loadFromFile(path);
+  return kc;
+}
+
+/**
+ * The path of the test control plane's admin kubeconfig (`$KEDGE_TEST_KUBECONFIG`), for clients other than
+ * client-node's (Kedge's own `ClusterConfig.fromFiles([path])`).
+ * @throws if it is not set, i.e. the test is not running under `vitest --project cluster`.
+ */
+export function kubeconfigPathForTests(): string {
+  const path = process.env[KUBECONFIG_ENV];
   if (!path) {
     throw new Error(`${KUBECONFIG_ENV} is not set: control-plane tests must run in the vitest \`cluster\` project ` +
       '(`npx vitest run --project cluster`), whose global setup starts the cluster');
   }
-  const kc = new KubeConfig();
-  kc.loadFromFile(path);
-  return kc;
+  return path;
 }
 
 export interface EventuallyOptions {

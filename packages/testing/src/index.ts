@@ -14,7 +14,7 @@ export {
 } from './kwok-config.js';
 export type { SimulateMode } from './kwok-config.js';
 export {
-  kubeConfigForTests, etcdUrlForTests, ETCD_URL_ENV, eventually, apiStatus, createTestNamespace, withNamespace, simulateLabels, simulateAnnotations,
+  kubeConfigForTests, kubeconfigPathForTests, etcdUrlForTests, ETCD_URL_ENV, eventually, apiStatus, createTestNamespace, withNamespace, simulateLabels, simulateAnnotations,
   summarizePod, getPodSummary, listPodSummaries, setFakePodLogs, KUBECONFIG_ENV, CLUSTER_DIR_ENV, TEST_NAMESPACE_LABEL,
 } from './helpers.js';
 export type { EventuallyOptions, TestNamespace, PodSummary, ContainerSummary } from './helpers.js';

@@ -9,6 +9,7 @@ const loadAgent = () => import('@kedge/agent');
 interface RunOptions {
   namespace?: string;
   kubeconfig?: string;
+  context?: string;
   policy?: string;
   workers: string;
   metricsPort: string;
@@ -37,15 +38,16 @@ export function registerClusterCommands(program: Command): void {
     .command('run')
     .description('Run the EdgeDeployment controller until SIGINT/SIGTERM')
     .option('-n, --namespace <ns>', "watch only this device's namespace (default: all namespaces)")
-    .option('--kubeconfig <file>', 'kubeconfig (default: $KUBECONFIG, ~/.kube/config, then in-cluster)')
+    .option('--kubeconfig <file>', 'kubeconfig (default: $KUBECONFIG, else the pod\'s ServiceAccount in a cluster, else ~/.kube/config)')
+    .option('--context <name>', 'kubeconfig context (default: its current-context)')
     .option('--policy <file>', 'device policy (JSON or YAML), see docs/agent.md')
     .option('--workers <n>', 'reconcile workers', '4')
     .option('--metrics-port <port>', 'port for /metrics and /healthz (0: off)', '9600')
     .option('--metrics-host <host>', 'address for /metrics', '127.0.0.1')
     .option('--log-level <level>', 'pino log level', 'info')
     .action(async (opts: RunOptions) => {
-      const [{ KubeConfig }, { pino }, { Registry, collectDefaultMetrics }, { DevicePolicySchema, startEdgeDeploymentController }] = await Promise.all([
-        import('@kubernetes/client-node'),
+      const [{ ClusterConfig, ClusterConfigError }, { pino }, { Registry, collectDefaultMetrics }, { DevicePolicySchema, startEdgeDeploymentController }] = await Promise.all([
+        import('@kedge/kube'),
         import('pino'),
         import('prom-client'),
         loadAgent(),
@@ -63,13 +65,19 @@ export function registerClusterCommands(program: Command): void {
         process.exitCode = 2;
         return;
       }
-      const kc = new KubeConfig();
-      if (opts.kubeconfig) kc.loadFromFile(opts.kubeconfig);
-      else kc.loadFromDefault();
+      let config;
+      try {
+        config = ClusterConfig.load({ ...(opts.kubeconfig ? { kubeconfig: opts.kubeconfig } : {}), ...(opts.context ? { context: opts.context } : {}) });
+      } catch (e) {
+        if (!(e instanceof ClusterConfigError)) throw e;
+        process.stderr.write(`kedge agent: ${e.message}\n`);
+        process.exitCode = 2;
+        return;
+      }
       const registry = new Registry();
       collectDefaultMetrics({ register: registry });
       const running = await startEdgeDeploymentController({
-        kubeConfig: kc,
+        config,
         ...(opts.namespace ? { namespace: opts.namespace } : {}),
         policy: policy.data,
         log,
