@@ -1,5 +1,5 @@
 import type { Issue } from '@kedge/contracts';
-import { compileRoute } from '@kedge/routing';
+import { compileRoute, describeRouteError } from '@kedge/routing';
 import { IssueCollector, isObject, typeName } from './issues.js';
 import { checkModule, type ModulesContent } from './validate.js';
 
@@ -50,7 +50,7 @@ export function validateLayer(input: unknown): { ok: true; value: ModulesContent
         if (text === undefined) issues.error([name, key], 'expected a route string or {"route": …}');
         else {
           const c = compileRoute(text);
-          if (!c.ok) issues.error([name, key], `${c.error.message} (line ${c.error.line}, column ${c.error.column})`);
+          if (!c.ok) issues.error([name, key], describeRouteError(c.error));
         }
       }
     }

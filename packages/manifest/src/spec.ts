@@ -1,9 +1,9 @@
 import type { Issue } from '@kedge/contracts';
-import { compileRoute } from '@kedge/routing';
+import { checkRouteName, compileRoute, describeRouteError } from '@kedge/routing';
 import { parseCreateOptions, type CreateOptions } from './create-options.js';
 import { IssueCollector } from './issues.js';
 import { EdgeDeploymentSpecSchema, type EdgeDeploymentSpec } from './schema.js';
-import { ROUTE_NAME, ROUTE_NAME_MESSAGE, checkModuleName } from './validate.js';
+import { checkModuleName } from './validate.js';
 import { zodIssues } from './zod-issues.js';
 
 /** A validated EdgeDeployment spec with each module's createOptions parsed. */
@@ -39,9 +39,10 @@ export function parseEdgeDeploymentSpec(input: unknown): { ok: true; value: Pars
     if (co) createOptions[name] = co.options;
   }
   for (const [name, route] of Object.entries(spec.routes)) {
-    if (!ROUTE_NAME.test(name)) issues.error(['spec', 'routes', name], ROUTE_NAME_MESSAGE);
+    const nameProblem = checkRouteName(name);
+    if (nameProblem) issues.error(['spec', 'routes', name], nameProblem);
     const c = compileRoute(route.route);
-    if (!c.ok) issues.error(['spec', 'routes', name, 'route'], `${c.error.message} (line ${c.error.line}, column ${c.error.column})`);
+    if (!c.ok) issues.error(['spec', 'routes', name, 'route'], describeRouteError(c.error));
   }
   for (const [name, cred] of Object.entries(spec.registryCredentials)) {
     if (cred.password === undefined && cred.passwordSecretRef === undefined) issues.error(['spec', 'registryCredentials', name], 'needs password or passwordSecretRef');

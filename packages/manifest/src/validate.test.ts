@@ -140,6 +140,25 @@ describe('validateManifest: accepted manifests', () => {
     expect(w.join('\n')).toContain('$edgeHub.properties.desired.mqttBroker');
   });
 
+  it('keeps routes as written and accepts the limits of priority and timeToLiveSecs', () => {
+    const r = validateManifest(manifest(({ hub }) => {
+      hub.routes.hi = { route: 'FROM /* INTO $upstream', priority: 0, timeToLiveSecs: 4294967295 };
+      hub.routes.lo = { route: 'FROM /* INTO $upstream', priority: 9, timeToLiveSecs: 0, note: 'x' };
+    }));
+    expect(r.ok && r.manifest.spec.routes).toEqual({
+      upstream: { route: 'FROM /messages/* INTO $upstream' },
+      hi: { route: 'FROM /* INTO $upstream', priority: 0, timeToLiveSecs: 4294967295 },
+      lo: { route: 'FROM /* INTO $upstream', priority: 9, timeToLiveSecs: 0 },
+    });
+    expect(r.warnings.map((i) => `${i.path}: ${i.message}`)).toEqual(['$edgeHub.properties.desired.routes.lo.note: unknown route property; ignored']);
+  });
+
+  it('reads $edgeHub desired properties as they are, not what a nested "properties" key holds', () => {
+    const input = manifest(({ hub }) => { hub.properties = { desired: { schemaVersion: '9.9', routes: 5 } }; });
+    expect(errorsOf(input)).toEqual([]);
+    expect(warningsOf(input)).toContain('$edgeHub.properties.desired.properties: unknown $edgeHub property; ignored');
+  });
+
   it('skips empty route strings as edgeHub does', () => {
     const r = validateManifest(manifest(({ hub }) => { hub.routes.empty = ''; }));
     expect(r.ok && Object.keys(r.manifest.spec.routes)).toEqual(['upstream']);
@@ -182,8 +201,15 @@ describe('validateManifest: rejected manifests name the path', () => {
     ['hub schemaVersion missing', ({ hub }) => { delete hub.schemaVersion; }, '$edgeHub.properties.desired.schemaVersion: required'],
     ['route object on 1.0', ({ hub }) => { hub.schemaVersion = '1.0'; hub.routes.upstream = { route: 'FROM /* INTO $upstream' }; }, '$edgeHub.properties.desired.routes.upstream: route objects need $edgeHub schemaVersion 1.1 or later (this is 1.0)'],
     ['route priority 10', ({ hub }) => { hub.routes.upstream = { route: 'FROM /* INTO $upstream', priority: 10 }; }, '$edgeHub.properties.desired.routes.upstream.priority: must be an integer from 0 (highest) to 9, got 10'],
-    ['route TTL negative', ({ hub }) => { hub.routes.upstream = { route: 'FROM /* INTO $upstream', timeToLiveSecs: -5 }; }, '$edgeHub.properties.desired.routes.upstream.timeToLiveSecs: must be a non-negative integer, got -5'],
-    ['route name with a dot', ({ hub }) => { hub.routes['a.b'] = 'FROM /* INTO $upstream'; }, '$edgeHub.properties.desired.routes.a.b: route names must be non-empty and contain no ".", "$", "#" or space'],
+    ['route TTL over 2^32-1', ({ hub }) => { hub.routes.upstream = { route: 'FROM /* INTO $upstream', timeToLiveSecs: 4294967296 }; }, '$edgeHub.properties.desired.routes.upstream.timeToLiveSecs: must be an integer from 0 to 4294967295, got 4294967296'],
+    ['blank route in a route object', ({ hub }) => { hub.routes.upstream = { route: ' ', priority: 1 }; }, '$edgeHub.properties.desired.routes.upstream.route: expected a non-empty route string, got " "'],
+    ['route a number', ({ hub }) => { hub.routes.upstream = 5; }, '$edgeHub.properties.desired.routes.upstream: expected a route string or {"route", "priority", "timeToLiveSecs"}, got number'],
+    ['routes an array', ({ hub }) => { hub.routes = []; }, '$edgeHub.properties.desired.routes: expected an object of named routes, got array'],
+    ['hub schemaVersion a number', ({ hub }) => { hub.schemaVersion = 1.1; }, '$edgeHub.properties.desired.schemaVersion: must be a version such as "1.1", got 1.1'],
+    ['store-and-forward not an object', ({ hub }) => { hub.storeAndForwardConfiguration = 'forever'; }, '$edgeHub.properties.desired.storeAndForwardConfiguration: expected an object, got string'],
+    ['store limit not positive', ({ hub }) => { hub.storeAndForwardConfiguration.storeLimits = { maxSizeBytes: 0 }; }, '$edgeHub.properties.desired.storeAndForwardConfiguration.storeLimits.maxSizeBytes: expected a positive integer, got 0'],
+    ['route TTL negative', ({ hub }) => { hub.routes.upstream = { route: 'FROM /* INTO $upstream', timeToLiveSecs: -5 }; }, '$edgeHub.properties.desired.routes.upstream.timeToLiveSecs: must be an integer from 0 to 4294967295, got -5'],
+    ['route name with a dot', ({ hub }) => { hub.routes['a.b'] = 'FROM /* INTO $upstream'; }, '$edgeHub.properties.desired.routes.a.b: route name "a.b" contains "."; route names must not contain ".", "$", "#" or space'],
     ['registry address empty', ({ agent }) => { agent.runtime.settings.registryCredentials.acr = { address: '', username: 'u', password: 'p' }; }, '$edgeAgent.properties.desired.runtime.settings.registryCredentials.acr.address: must not be empty or whitespace'],
     ['registry username a number', ({ agent }) => { agent.runtime.settings.registryCredentials.acr = { address: 'a.io', username: 1, password: 'p' }; }, '$edgeAgent.properties.desired.runtime.settings.registryCredentials.acr.username: expected a string, got number'],
     ['registry password missing', ({ agent }) => { agent.runtime.settings.registryCredentials.acr = { address: 'a.io', username: 'u' }; }, '$edgeAgent.properties.desired.runtime.settings.registryCredentials.acr.password: required'],
@@ -209,9 +235,14 @@ describe('validateManifest: rejected manifests name the path', () => {
   });
 
   it('rejects a bad route with line and column', () => {
-    const errs = errorsOf(manifest(({ hub }) => { hub.routes.upstream = 'FROM * INTO $upstream'; }));
-    expect(errs).toHaveLength(1);
-    expect(errs[0]).toMatch(/^\$edgeHub\.properties\.desired\.routes\.upstream: .*\(line 1, column \d+\)$/);
+    const errs = errorsOf(manifest(({ hub }) => {
+      hub.routes.upstream = 'FROM * INTO $upstream';
+      hub.routes.alerts = { route: 'FROM /* INTO nowhere', priority: 0 };
+    }));
+    expect(errs).toEqual([
+      "$edgeHub.properties.desired.routes.upstream: line 1, column 6: Syntax error: expected a source path starting with '/'",
+      "$edgeHub.properties.desired.routes.alerts.route: line 1, column 21: Syntax error: expected '(' after nowhere",
+    ]);
   });
 
   it('reports every error at once, not just the first', () => {

@@ -1,7 +1,7 @@
 import type { Issue } from '@kedge/contracts';
-import { compileRoute } from '@kedge/routing';
+import { DEFAULT_TIME_TO_LIVE_SECS, parseEdgeHubDesired, type CompiledRoute, type RouteSpec as CompiledRouteSpec } from '@kedge/routing';
 import { joinCreateOptionsChunks, parseCreateOptions, validateKubernetesOptions, type CreateOptions } from './create-options.js';
-import { IssueCollector, isObject, typeName, type PathSegment } from './issues.js';
+import { IssueCollector, formatPath, isObject, typeName, type PathSegment } from './issues.js';
 import {
   DEFAULT_STARTUP_ORDER,
   ImagePullPolicies,
@@ -93,9 +93,9 @@ export function validateManifest(input: unknown): ManifestResult {
 
   if (agentPart && hubPart) {
     const known = new Set(Object.keys(agentPart.modules).map((m) => m.toLowerCase()));
-    for (const [name, r] of Object.entries(hubPart.compiled)) {
-      for (const m of r.modules) {
-        if (!known.has(m.toLowerCase())) issues.warn([HUB, DESIRED, 'routes', name], `refers to module "${m}", which this deployment does not run`);
+    for (const r of hubPart.compiled) {
+      for (const m of routeModules(r.route)) {
+        if (!known.has(m.toLowerCase())) issues.warn([HUB, DESIRED, 'routes', r.name], `refers to module "${m}", which this deployment does not run`);
       }
     }
     for (const name of Object.keys(moduleTwins)) {
@@ -375,101 +375,64 @@ interface HubPart {
   schemaVersion: string;
   routes: Record<string, RouteSpec>;
   storeAndForward: { timeToLiveSecs: number; maxSizeBytes?: number };
-  compiled: Record<string, { modules: string[] }>;
+  compiled: readonly CompiledRouteSpec[];
 }
 
-/** Route names: non-empty, none of `.`, `$`, `#` or space (edgeHub's JSON schema). */
-export const ROUTE_NAME = /^[^.$# ]+$/;
-/** The message for a route name that does not match {@link ROUTE_NAME}. */
-export const ROUTE_NAME_MESSAGE = 'route names must be non-empty and contain no ".", "$", "#" or space';
+const HUB_KEYS = ['schemaVersion', 'routes', 'storeAndForwardConfiguration', 'mqttBroker', 'integrity', '$version', '$metadata'];
+const ROUTE_KEYS = ['route', 'priority', 'timeToLiveSecs'];
 
+/**
+ * `$edgeHub` desired properties. Routes, `schemaVersion` and the store-and-forward TTL are edgeHub's rules, checked
+ * by `@kedge/routing`; what is left here is the store limits and warnings about what edgeHub ignores.
+ */
 function checkHub(d: Record<string, unknown>, path: readonly PathSegment[], issues: IssueCollector): HubPart | undefined {
   const before = issues.errors.length;
-  const sv = parseVersion(d.schemaVersion);
-  if (d.schemaVersion === undefined) issues.error([...path, 'schemaVersion'], 'required');
-  else if (!sv) issues.error([...path, 'schemaVersion'], `must be a version such as "1.1", got ${JSON.stringify(d.schemaVersion)}`);
-  else if (sv[0] !== 1 || sv[1] > 3) issues.error([...path, 'schemaVersion'], `unsupported version "${JSON.stringify(d.schemaVersion).replace(/^"|"$/g, "")}": edgeHub accepts 1.0 to 1.3`);
-  const minor = sv?.[1] ?? 1;
-  const routes: Record<string, RouteSpec> = {};
-  const compiled: Record<string, { modules: string[] }> = {};
-  const r = d.routes;
-  if (r === undefined) issues.error([...path, 'routes'], 'required');
-  else if (!isObject(r)) issues.error([...path, 'routes'], `expected an object of named routes, got ${typeName(r)}`);
-  else {
-    for (const [name, value] of Object.entries(r)) {
-      const p = [...path, 'routes', name];
-      if (!ROUTE_NAME.test(name)) issues.error(p, ROUTE_NAME_MESSAGE);
-      let spec: RouteSpec | undefined;
-      if (typeof value === 'string') {
-        if (value.trim() === '') continue; // edgeHub skips empty route strings
-        spec = { route: value };
-      } else if (isObject(value)) {
-        if (minor < 1) {
-          issues.error(p, `route objects need $edgeHub schemaVersion 1.1 or later (this is ${String(d.schemaVersion)})`);
-          continue;
-        }
-        spec = checkRouteObject(value, p, issues);
-      } else issues.error(p, `expected a route string or {"route", "priority", "timeToLiveSecs"}, got ${typeName(value)}`);
-      if (!spec) continue;
-      const c = compileRoute(spec.route);
-      if (!c.ok) {
-        issues.error(typeof value === 'string' ? p : [...p, 'route'], `${c.error.message} (line ${c.error.line}, column ${c.error.column})`);
-        continue;
-      }
-      routes[name] = spec;
-      compiled[name] = { modules: routeModules(c.value) };
-    }
+  const parsed = parseEdgeHubDesired(d, formatPath(path));
+  if (!parsed.ok) issues.errors.push(...parsed.error);
+  const routes = isObject(d.routes) ? d.routes : {};
+  for (const [name, value] of Object.entries(routes)) {
+    if (!isObject(value)) continue;
+    for (const k of Object.keys(value)) if (!ROUTE_KEYS.includes(k)) issues.warn([...path, 'routes', name, k], 'unknown route property; ignored');
   }
-  let storeAndForward: HubPart['storeAndForward'] = { timeToLiveSecs: 7200 };
-  const sf = d.storeAndForwardConfiguration;
-  if (sf !== undefined) {
-    const p = [...path, 'storeAndForwardConfiguration'];
-    if (!isObject(sf)) issues.error(p, `expected an object, got ${typeName(sf)}`);
-    else {
-      const ttl = sf.timeToLiveSecs;
-      if (ttl !== undefined && (typeof ttl !== 'number' || !Number.isInteger(ttl))) issues.error([...p, 'timeToLiveSecs'], `expected an integer, got ${JSON.stringify(ttl)}`);
-      else if (typeof ttl === 'number') storeAndForward = { timeToLiveSecs: ttl };
-      const limits = sf.storeLimits;
-      if (limits !== undefined) {
-        if (!isObject(limits)) issues.error([...p, 'storeLimits'], `expected an object, got ${typeName(limits)}`);
-        else if (limits.maxSizeBytes !== undefined) {
-          const m = limits.maxSizeBytes;
-          if (typeof m !== 'number' || !Number.isInteger(m) || m <= 0) issues.error([...p, 'storeLimits', 'maxSizeBytes'], `expected a positive integer, got ${JSON.stringify(m)}`);
-          else storeAndForward = { ...storeAndForward, maxSizeBytes: m };
-        }
-      }
+  const sf = isObject(d.storeAndForwardConfiguration) ? d.storeAndForwardConfiguration : {};
+  let maxSizeBytes: number | undefined;
+  const limits = sf.storeLimits;
+  if (limits !== undefined) {
+    const p = [...path, 'storeAndForwardConfiguration', 'storeLimits'];
+    if (!isObject(limits)) issues.error(p, `expected an object, got ${typeName(limits)}`);
+    else if (limits.maxSizeBytes !== undefined) {
+      const m = limits.maxSizeBytes;
+      if (typeof m !== 'number' || !Number.isInteger(m) || m <= 0) issues.error([...p, 'maxSizeBytes'], `expected a positive integer, got ${JSON.stringify(m)}`);
+      else maxSizeBytes = m;
     }
   }
   if (d.mqttBroker !== undefined) {
-    if (minor < 2) issues.warn([...path, 'mqttBroker'], 'needs $edgeHub schemaVersion 1.2; ignored');
+    if ((parseVersion(d.schemaVersion)?.[1] ?? 1) < 2) issues.warn([...path, 'mqttBroker'], 'needs $edgeHub schemaVersion 1.2; ignored');
     else issues.warn([...path, 'mqttBroker'], "IoT Edge's experimental MQTT broker configuration is not supported by Kedge's edge hub; ignored");
   }
-  for (const k of Object.keys(d)) {
-    if (!['schemaVersion', 'routes', 'storeAndForwardConfiguration', 'mqttBroker', 'integrity', '$version', '$metadata'].includes(k)) issues.warn([...path, k], 'unknown $edgeHub property; ignored');
-  }
-  if (issues.errors.length > before) return undefined;
-  return { schemaVersion: String(d.schemaVersion).trim(), routes, storeAndForward, compiled };
+  for (const k of Object.keys(d)) if (!HUB_KEYS.includes(k)) issues.warn([...path, k], 'unknown $edgeHub property; ignored');
+  if (!parsed.ok || issues.errors.length > before) return undefined;
+  const ttl = sf.timeToLiveSecs;
+  return {
+    schemaVersion: String(d.schemaVersion).trim(),
+    routes: Object.fromEntries(parsed.value.map((r) => [r.name, asWritten(routes[r.name], r.text)])),
+    storeAndForward: { timeToLiveSecs: typeof ttl === 'number' ? ttl : DEFAULT_TIME_TO_LIVE_SECS, ...(maxSizeBytes !== undefined ? { maxSizeBytes } : {}) },
+    compiled: parsed.value,
+  };
 }
 
-function checkRouteObject(v: Record<string, unknown>, p: readonly PathSegment[], issues: IssueCollector): RouteSpec | undefined {
-  const before = issues.errors.length;
-  if (v.route === undefined) issues.error([...p, 'route'], 'required');
-  else if (typeof v.route !== 'string' || v.route.trim() === '') issues.error([...p, 'route'], `expected a non-empty route string, got ${JSON.stringify(v.route)}`);
-  const pr = v.priority;
-  if (pr !== undefined && (typeof pr !== 'number' || !Number.isInteger(pr) || pr < 0 || pr > 9)) issues.error([...p, 'priority'], `must be an integer from 0 (highest) to 9, got ${JSON.stringify(pr)}`);
-  const ttl = v.timeToLiveSecs;
-  if (ttl !== undefined && (typeof ttl !== 'number' || !Number.isInteger(ttl) || ttl < 0)) issues.error([...p, 'timeToLiveSecs'], `must be a non-negative integer, got ${JSON.stringify(ttl)}`);
-  for (const k of Object.keys(v)) if (!['route', 'priority', 'timeToLiveSecs'].includes(k)) issues.warn([...p, k], 'unknown route property; ignored');
-  if (issues.errors.length > before) return undefined;
-  return { route: String(v.route), ...(typeof pr === 'number' ? { priority: pr } : {}), ...(typeof ttl === 'number' ? { timeToLiveSecs: ttl } : {}) };
+/** A route as the manifest states it (already checked): priority and TTL only where they are set. */
+function asWritten(value: unknown, route: string): RouteSpec {
+  if (!isObject(value)) return { route };
+  const { priority, timeToLiveSecs } = value;
+  return { route, ...(typeof priority === 'number' ? { priority } : {}), ...(typeof timeToLiveSecs === 'number' ? { timeToLiveSecs } : {}) };
 }
 
-/** Modules a compiled route names: the module of a `/messages/modules/<m>/…` source and of a BrokeredEndpoint sink. */
-function routeModules(route: { readonly text: string; readonly sink: { readonly kind: string } }): string[] {
+/** Modules a route names: the module of a `/messages/modules/<m>/…` source and of a BrokeredEndpoint sink. */
+function routeModules(route: CompiledRoute): string[] {
   const out: string[] = [];
-  const src = /\bfrom\s+\/messages\/modules\/([^/\s*]+)/i.exec(route.text);
+  const src = /^\/messages\/modules\/([^/\s*]+)/i.exec(route.source.path);
   if (src?.[1]) out.push(src[1]);
-  const sink = route.sink as { kind: string; module?: unknown };
-  if (sink.kind === 'module' && typeof sink.module === 'string') out.push(sink.module);
+  if (route.sink.kind === 'module') out.push(route.sink.module);
   return out;
 }

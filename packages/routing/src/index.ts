@@ -12,7 +12,18 @@ export type { RouteCompileError } from './errors.js';
 export { messageSourcePath } from './message.js';
 export type { RouteMessage, MessageSource, JsonValue } from './message.js';
 export { messageFromJson } from './message-json.js';
-export { parseRoutes, parseRouteLines, unwrapEdgeHubDesired, DEFAULT_PRIORITY, DEFAULT_TIME_TO_LIVE_SECS } from './routes-config.js';
+export {
+  parseRoutes,
+  parseEdgeHubDesired,
+  parseRouteLines,
+  unwrapEdgeHubDesired,
+  checkRouteName,
+  describeRouteError,
+  ROUTE_NAME,
+  EDGE_HUB_DESIRED_PATH,
+  DEFAULT_PRIORITY,
+  DEFAULT_TIME_TO_LIVE_SECS,
+} from './routes-config.js';
 export type { RouteSpec } from './routes-config.js';
 export { Evaluator } from './evaluator.js';
 export type { MatchedRoute } from './evaluator.js';

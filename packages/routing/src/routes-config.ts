@@ -1,4 +1,5 @@
 import { err, ok, type Issue, type Result } from '@kedge/contracts';
+import type { RouteCompileError } from './errors.js';
 import { compileRoute, type CompiledRoute } from './route.js';
 
 /** edgeHub's priority for routes that set none (`RouteFactory.DefaultPriority`): below every explicit 0..9. */
@@ -19,12 +20,29 @@ export interface RouteSpec {
   readonly timeToLiveSecs: number;
 }
 
-const ROOT = '$edgeHub.properties.desired';
-// [IE doc/Route_priority_and_TTL.md] route names: non-empty, no '.', '$', '#' or blank.
-const ROUTE_NAME = /^[^.$# ]+$/;
+/** Where {@link parseRoutes} reports its issues: the `$edgeHub` desired properties in a deployment manifest. */
+export const EDGE_HUB_DESIRED_PATH = '$edgeHub.properties.desired';
+
+/** Route names: non-empty, none of `.`, `$`, `#` or space (edgeHub's JSON schema, [IE doc/Route_priority_and_TTL.md]). */
+export const ROUTE_NAME = /^[^.$# ]+$/;
 const MAX_UINT32 = 4_294_967_295;
 
 const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+
+const typeName = (v: unknown): string => (v === null ? 'null' : Array.isArray(v) ? 'array' : typeof v);
+
+/** What is wrong with a route name under {@link ROUTE_NAME}, naming the offending characters; undefined if nothing. */
+export function checkRouteName(name: string): string | undefined {
+  if (name === '') return 'route names must not be empty';
+  if (ROUTE_NAME.test(name)) return undefined;
+  const bad = [...new Set(name.match(/[.$# ]/g))].map((c) => (c === ' ' ? 'a space' : `"${c}"`));
+  return `route name ${JSON.stringify(name)} contains ${bad.join(' and ')}; route names must not contain ".", "$", "#" or space`;
+}
+
+/** The message of a route compile error, located inside the route text: `line L, column C: …`. */
+export function describeRouteError(e: RouteCompileError): string {
+  return `line ${e.line}, column ${e.column}: ${e.message}`;
+}
 
 /**
  * Unwraps what users pass as "the routes": the `$edgeHub` desired properties themselves, `{properties: {desired}}`,
@@ -41,9 +59,9 @@ export function unwrapEdgeHubDesired(input: unknown): unknown {
   return v;
 }
 
+/** `schemaVersion` as .NET's `Version` reads it: 2 to 4 numeric components. */
 function parseSchemaVersion(v: unknown): { major: number; minor: number } | undefined {
   if (typeof v !== 'string') return undefined;
-  // .NET Version.Parse: 2 to 4 numeric components.
   const m = /^\s*(\d+)\.(\d+)(\.\d+){0,2}\s*$/.exec(v);
   return m === null ? undefined : { major: Number(m[1]), minor: Number(m[2]) };
 }
@@ -52,82 +70,89 @@ const isUint = (v: unknown, max: number): v is number => typeof v === 'number' &
 
 /**
  * Validates `$edgeHub` desired properties and compiles every route, the way edgeHub's `EdgeHubConfigParser` and
- * `RouteFactory` do: `schemaVersion` 1.0–1.3 (1.0 allows only string routes), route names matching `^[^.$# ]+$`,
- * `priority` 0..9, `timeToLiveSecs` unsigned (0 or absent means the store-and-forward TTL), empty route strings
- * skipped. Every problem is reported, each with a path like `$edgeHub.properties.desired.routes.<name>`; compile
- * errors include the line and column inside the route text. Also accepts the wrappers of
- * {@link unwrapEdgeHubDesired}.
+ * `RouteFactory` do: `schemaVersion` 1.0–1.3 (1.0 allows only string routes), route names matching {@link ROUTE_NAME},
+ * `priority` 0..9, `timeToLiveSecs` a uint32 (0 or absent means the store-and-forward TTL), a route object's `route`
+ * non-blank, empty route strings skipped. Every problem is reported, each with a path like
+ * `$edgeHub.properties.desired.routes.<name>`; compile errors give the line and column inside the route text. Also
+ * accepts the wrappers of {@link unwrapEdgeHubDesired}.
  */
 export function parseRoutes(input: unknown): Result<RouteSpec[], Issue[]> {
-  const desired = unwrapEdgeHubDesired(input);
+  return parseEdgeHubDesired(unwrapEdgeHubDesired(input));
+}
+
+/**
+ * {@link parseRoutes} on the `$edgeHub` desired properties as given, without unwrapping. Issue paths start with
+ * `root`, so a caller that holds the desired properties at another path reports its own (the manifest validator does).
+ */
+export function parseEdgeHubDesired(desired: unknown, root: string = EDGE_HUB_DESIRED_PATH): Result<RouteSpec[], Issue[]> {
   const issues: Issue[] = [];
-  if (!isObject(desired)) return err([{ path: ROOT, message: 'must be an object' }]);
-  const version = parseSchemaVersion(desired['schemaVersion']);
-  if (desired['schemaVersion'] === undefined) issues.push({ path: `${ROOT}.schemaVersion`, message: 'is required' });
-  else if (version === undefined || version.major !== 1 || version.minor > 3) {
-    issues.push({ path: `${ROOT}.schemaVersion`, message: `unsupported schema version ${JSON.stringify(desired['schemaVersion'])} (expected 1.0 to 1.3)` });
-  }
+  if (!isObject(desired)) return err([{ path: root, message: `expected an object, got ${typeName(desired)}` }]);
+  const sv = desired['schemaVersion'];
+  const version = parseSchemaVersion(sv);
+  if (sv === undefined) issues.push({ path: `${root}.schemaVersion`, message: 'required' });
+  else if (version === undefined) issues.push({ path: `${root}.schemaVersion`, message: `must be a version such as "1.1", got ${JSON.stringify(sv)}` });
+  else if (version.major !== 1 || version.minor > 3) issues.push({ path: `${root}.schemaVersion`, message: `unsupported version ${JSON.stringify(sv)}: edgeHub accepts 1.0 to 1.3` });
   let ttl = DEFAULT_TIME_TO_LIVE_SECS;
   const saf = desired['storeAndForwardConfiguration'];
   if (saf !== undefined) {
-    if (!isObject(saf)) issues.push({ path: `${ROOT}.storeAndForwardConfiguration`, message: 'must be an object' });
+    if (!isObject(saf)) issues.push({ path: `${root}.storeAndForwardConfiguration`, message: `expected an object, got ${typeName(saf)}` });
     else if (saf['timeToLiveSecs'] !== undefined) {
       const t = saf['timeToLiveSecs'];
-      if (typeof t !== 'number' || !Number.isInteger(t)) issues.push({ path: `${ROOT}.storeAndForwardConfiguration.timeToLiveSecs`, message: 'must be an integer' });
+      if (typeof t !== 'number' || !Number.isInteger(t)) issues.push({ path: `${root}.storeAndForwardConfiguration.timeToLiveSecs`, message: `expected an integer, got ${JSON.stringify(t)}` });
       else ttl = t;
     }
   }
   const routes = desired['routes'];
   const specs: RouteSpec[] = [];
-  if (routes === undefined) issues.push({ path: `${ROOT}.routes`, message: 'is required' });
-  else if (!isObject(routes)) issues.push({ path: `${ROOT}.routes`, message: 'must be an object of named routes' });
+  if (routes === undefined) issues.push({ path: `${root}.routes`, message: 'required' });
+  else if (!isObject(routes)) issues.push({ path: `${root}.routes`, message: `expected an object of named routes, got ${typeName(routes)}` });
   else {
-    const objectsAllowed = version === undefined || version.minor >= 1;
+    // Only a supported 1.0 forbids route objects; any other version is reported above already.
+    const stringsOnly = version?.major === 1 && version.minor === 0 ? String(sv) : undefined;
     for (const [name, value] of Object.entries(routes)) {
-      const path = `${ROOT}.routes.${name}`;
-      const spec = parseOne(name, value, path, objectsAllowed, ttl, issues);
+      const spec = parseOne(name, value, `${root}.routes.${name}`, stringsOnly, ttl, issues);
       if (spec !== undefined) specs.push(spec);
     }
   }
   return issues.length > 0 ? err(issues) : ok(specs);
 }
 
-function parseOne(name: string, value: unknown, path: string, objectsAllowed: boolean, defaultTtl: number, issues: Issue[]): RouteSpec | undefined {
-  if (!ROUTE_NAME.test(name)) {
-    issues.push({ path, message: "route name must be non-empty and contain no '.', '$', '#' or blank" });
+/** One route; `stringsOnly` is the schemaVersion as written when it allows only route strings. */
+function parseOne(name: string, value: unknown, path: string, stringsOnly: string | undefined, defaultTtl: number, issues: Issue[]): RouteSpec | undefined {
+  const nameProblem = checkRouteName(name);
+  if (nameProblem !== undefined) {
+    issues.push({ path, message: nameProblem });
     return undefined;
   }
-  let text: unknown = value;
-  let priority = DEFAULT_PRIORITY;
-  let ttl = 0;
-  if (isObject(value)) {
-    if (!objectsAllowed) {
-      issues.push({ path, message: 'schemaVersion 1.0 allows only string routes; use 1.1 or later for priority and timeToLiveSecs' });
-      return undefined;
-    }
-    text = value['route'];
-    if (value['priority'] !== undefined) {
-      if (!isUint(value['priority'], 9)) issues.push({ path: `${path}.priority`, message: 'must be an integer from 0 to 9' });
-      else priority = value['priority'];
-    }
-    if (value['timeToLiveSecs'] !== undefined) {
-      if (!isUint(value['timeToLiveSecs'], MAX_UINT32)) issues.push({ path: `${path}.timeToLiveSecs`, message: 'must be a non-negative integer' });
-      else ttl = value['timeToLiveSecs'];
-    }
-    if (text === undefined) {
-      issues.push({ path: `${path}.route`, message: 'is required' });
-      return undefined;
-    }
+  if (typeof value === 'string') {
+    // edgeHub 1.0 skips empty route strings; from 1.1 its RouteSpec rejects them. Kedge skips them in every version.
+    if (value.trim() === '') return undefined;
+    return compileOne(name, value, path, DEFAULT_PRIORITY, 0, defaultTtl, issues);
   }
-  if (typeof text !== 'string') {
-    issues.push({ path, message: objectsAllowed ? 'must be a route string or {route, priority, timeToLiveSecs}' : 'must be a route string' });
+  if (!isObject(value)) {
+    const expected = stringsOnly !== undefined ? 'a route string' : 'a route string or {"route", "priority", "timeToLiveSecs"}';
+    issues.push({ path, message: `expected ${expected}, got ${typeName(value)}` });
     return undefined;
   }
-  if (text.trim() === '') return undefined; // edgeHub skips empty routes
+  if (stringsOnly !== undefined) {
+    issues.push({ path, message: `route objects need $edgeHub schemaVersion 1.1 or later (this is ${stringsOnly})` });
+    return undefined;
+  }
+  const before = issues.length;
+  const { route: text, priority, timeToLiveSecs: ttl } = value;
+  // edgeHub's RouteSpec constructor rejects a blank route (Preconditions.CheckNonWhiteSpace).
+  if (text === undefined) issues.push({ path: `${path}.route`, message: 'required' });
+  else if (typeof text !== 'string' || text.trim() === '') issues.push({ path: `${path}.route`, message: `expected a non-empty route string, got ${JSON.stringify(text)}` });
+  if (priority !== undefined && !isUint(priority, 9)) issues.push({ path: `${path}.priority`, message: `must be an integer from 0 (highest) to 9, got ${JSON.stringify(priority)}` });
+  if (ttl !== undefined && !isUint(ttl, MAX_UINT32)) issues.push({ path: `${path}.timeToLiveSecs`, message: `must be an integer from 0 to ${MAX_UINT32}, got ${JSON.stringify(ttl)}` });
+  if (issues.length > before || typeof text !== 'string') return undefined;
+  return compileOne(name, text, `${path}.route`, isUint(priority, 9) ? priority : DEFAULT_PRIORITY, isUint(ttl, MAX_UINT32) ? ttl : 0, defaultTtl, issues);
+}
+
+function compileOne(name: string, text: string, path: string, priority: number, ttl: number, defaultTtl: number, issues: Issue[]): RouteSpec | undefined {
   const compiled = compileRoute(text);
   if (!compiled.ok) {
-    const e = compiled.error;
-    issues.push({ path: isObject(value) ? `${path}.route` : path, message: `line ${e.line}, column ${e.column}: ${e.message}` });
+    issues.push({ path, message: describeRouteError(compiled.error) });
     return undefined;
   }
   return Object.freeze({ name, text, route: compiled.value, priority, timeToLiveSecs: ttl === 0 ? defaultTtl : ttl });
