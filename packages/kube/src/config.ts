@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { delimiter, dirname, isAbsolute, join, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
@@ -103,15 +103,20 @@ export class ClusterConfig implements ClusterConfigInit {
   }
 
   /**
-   * kubectl's rules: an explicit kubeconfig path; else `$KUBECONFIG` (a `:`-separated list, merged); else, inside a
-   * pod, its ServiceAccount; else `~/.kube/config`.
+   * kubectl's rules: an explicit kubeconfig path; else `$KUBECONFIG` (a `:`-separated list, merged, missing files
+   * skipped); else, inside a pod, its ServiceAccount; else `~/.kube/config`.
    */
   static load(opts: { readonly kubeconfig?: string; readonly context?: string; readonly env?: NodeJS.ProcessEnv } = {}): ClusterConfig {
     const env = opts.env ?? process.env;
     const ctx = opts.context !== undefined ? { context: opts.context } : {};
     if (opts.kubeconfig) return ClusterConfig.fromFiles([opts.kubeconfig], ctx);
     const fromEnv = (env['KUBECONFIG'] ?? '').split(delimiter).filter(Boolean);
-    if (fromEnv.length > 0) return ClusterConfig.fromFiles(fromEnv, ctx);
+    if (fromEnv.length > 0) {
+      // kubectl skips listed files that do not exist; it is an error only when none does.
+      const existing = fromEnv.filter((p) => existsSync(p));
+      if (existing.length === 0) throw new ClusterConfigError(`$KUBECONFIG names no existing file (${fromEnv.join(delimiter)})`);
+      return ClusterConfig.fromFiles(existing, ctx);
+    }
     if (env['KUBERNETES_SERVICE_HOST'] && opts.context === undefined) return ClusterConfig.inCluster({ env });
     return ClusterConfig.fromFiles([join(homedir(), '.kube', 'config')], ctx);
   }

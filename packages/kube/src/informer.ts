@@ -127,7 +127,6 @@ export class Informer<T extends KubernetesObject = KubernetesObject> {
   #synced = false;
   #syncWaiters: (() => void)[] = [];
   #lists = 0;
-  #listing = false;
   #failures = 0;
   #lastActivity = 0;
   #watchAbort: AbortController | undefined;
@@ -252,42 +251,37 @@ export class Informer<T extends KubernetesObject = KubernetesObject> {
 
   /** Lists every page, replaces the cache and emits the difference. */
   async #relist(): Promise<void> {
-    this.#listing = true;
-    try {
-      const { items, resourceVersion } = await listAll(this.#api, this.apiVersion, this.kind, this.namespace, this.labelSelector, this.#listTimeoutMs);
-      if (this.#stop.signal.aborted) return;
-      this.#onActivity();
-      if (this.#lists++ > 0) {
-        this.#metrics?.informerRelists.inc({ kind: this.kind });
-        this.#log.info({ objects: items.length, resourceVersion }, 'Relisted');
+    const { items, resourceVersion } = await listAll(this.#api, this.apiVersion, this.kind, this.namespace, this.labelSelector, this.#listTimeoutMs);
+    if (this.#stop.signal.aborted) return;
+    this.#onActivity();
+    if (this.#lists++ > 0) {
+      this.#metrics?.informerRelists.inc({ kind: this.kind });
+      this.#log.info({ objects: items.length, resourceVersion }, 'Relisted');
+    }
+    const previous = new Map<string, Map<string, T>>();
+    for (const [ns, byName] of this.#cache) previous.set(ns, new Map(byName));
+    for (const raw of items) {
+      const obj = this.#prepare(raw);
+      const ns = obj.metadata?.namespace ?? '';
+      const name = obj.metadata?.name ?? '';
+      const old = previous.get(ns)?.get(name);
+      previous.get(ns)?.delete(name);
+      this.#put(ns, name, obj);
+      if (!old) this.#emit('add', obj);
+      else if (old.metadata?.resourceVersion !== obj.metadata?.resourceVersion) this.#emit('update', obj);
+    }
+    for (const [ns, byName] of previous) {
+      for (const [name, obj] of byName) {
+        this.#remove(ns, name);
+        this.#emit('delete', obj);
       }
-      const previous = new Map<string, Map<string, T>>();
-      for (const [ns, byName] of this.#cache) previous.set(ns, new Map(byName));
-      for (const raw of items) {
-        const obj = this.#prepare(raw);
-        const ns = obj.metadata?.namespace ?? '';
-        const name = obj.metadata?.name ?? '';
-        const old = previous.get(ns)?.get(name);
-        previous.get(ns)?.delete(name);
-        this.#put(ns, name, obj);
-        if (!old) this.#emit('add', obj);
-        else if (old.metadata?.resourceVersion !== obj.metadata?.resourceVersion) this.#emit('update', obj);
-      }
-      for (const [ns, byName] of previous) {
-        for (const [name, obj] of byName) {
-          this.#remove(ns, name);
-          this.#emit('delete', obj);
-        }
-      }
-      this.#resourceVersion = resourceVersion;
-      if (!this.#synced) {
-        this.#synced = true;
-        this.#log.debug({ objects: items.length }, 'Synced');
-        this.#scheduleResync();
-        this.#wakeSyncWaiters();
-      }
-    } finally {
-      this.#listing = false;
+    }
+    this.#resourceVersion = resourceVersion;
+    if (!this.#synced) {
+      this.#synced = true;
+      this.#log.debug({ objects: items.length }, 'Synced');
+      this.#scheduleResync();
+      this.#wakeSyncWaiters();
     }
   }
 
@@ -346,7 +340,7 @@ export class Informer<T extends KubernetesObject = KubernetesObject> {
       if (rv) this.#resourceVersion = rv;
       return;
     }
-    const obj = this.#prepare(raw as KubernetesObject);
+    const obj = this.#prepare(raw);
     const ns = obj.metadata?.namespace ?? '';
     const name = obj.metadata?.name ?? '';
     switch (type) {

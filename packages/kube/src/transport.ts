@@ -155,13 +155,13 @@ export class KubeTransport implements WatchLike {
     const idleMs = timeoutSeconds > 0 ? (timeoutSeconds + 60) * 1000 : 0;
     await new Promise<void>((resolve, reject) => {
       let settled = false;
-      const settle = (err?: unknown): void => {
+      const settle = (err?: Error): void => {
         if (settled) return;
         settled = true;
         if (err === undefined) resolve();
         else {
           req.destroy();
-          reject(err instanceof Error ? err : new Error(String(err)));
+          reject(err);
         }
       };
       const req = this.#module.request(this.#url(path, { ...query, watch: 'true' }), { method: 'GET', agent: this.#agent, headers: this.#headers(cred), signal });
@@ -200,7 +200,7 @@ export class KubeTransport implements WatchLike {
             try {
               onEvent(ev.type, ev.object);
             } catch (e) {
-              settle(e);
+              settle(e instanceof Error ? e : new Error(`watch event handler threw ${JSON.stringify(e)}`));
               return;
             }
           }
@@ -372,7 +372,10 @@ async function runExecPlugin(c: ClusterConfig): Promise<Credential> {
   const env = { ...process.env, ...Object.fromEntries(exec.env.map((e) => [e.name, e.value])), KUBERNETES_EXEC_INFO: JSON.stringify(info) };
   const stdout = await new Promise<string>((resolve, reject) => {
     execFile(command, [...exec.args], { env, timeout: EXEC_TIMEOUT_MS, maxBuffer: 1 << 20 }, (err, out, errOut) => {
-      if (err) reject(new Error(`${c.source}: exec credential plugin ${exec.command} failed: ${err.message}${errOut ? `: ${errOut.trim().slice(0, 500)}` : ''}`));
+      if (err) {
+        const why = err.killed ? `timed out after ${EXEC_TIMEOUT_MS / 1000} s` : typeof err.code === 'number' ? `exited with code ${err.code}` : err.message;
+        reject(new Error(`${c.source}: exec credential plugin ${exec.command} failed (${why})${errOut.trim() ? `: ${errOut.trim().slice(0, 500)}` : ''}`));
+      }
       else resolve(out);
     });
   });
