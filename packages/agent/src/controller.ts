@@ -23,6 +23,12 @@ export interface AgentControllerOptions {
   /** Ask the apiserver to end each watch after this many seconds (informers reconnect). */
   readonly watchTimeoutSeconds?: number;
   readonly prunePersistentVolumeClaims?: boolean;
+  /**
+   * Events of owned objects and pods reconcile their EdgeDeployment this long after the first one, so a rollout's
+   * burst of pod and Deployment status changes makes one status write rather than one per event. Spec changes of
+   * the EdgeDeployment itself reconcile at once. @default 100
+   */
+  readonly statusCoalesceMs?: number;
   /** Test hook: a KubeClient to use instead of one made from `config`. */
   readonly kube?: KubeClient;
 }
@@ -86,11 +92,7 @@ export async function startEdgeDeploymentController(opts: AgentControllerOptions
     },
     // Our own objects are in the caches; anything else (a user's object under a name we want) needs the API.
     cached: (kind, namespace, name) => owned.get(kind)?.get(name, namespace),
-    get: async (apiVersion, kind, namespace, name) => {
-      const cached = owned.get(kind)?.get(name, namespace);
-      if (cached) return cached;
-      return kube.get(apiVersion, kind, namespace, name);
-    },
+    existing: (apiVersion, kind, namespace) => kube.list(apiVersion, kind, namespace, { metadataOnly: true }),
   };
   const reconciler = new EdgeDeploymentReconciler({
     kube,
@@ -105,11 +107,25 @@ export async function startEdgeDeploymentController(opts: AgentControllerOptions
     log,
     ...(metrics ? { metrics } : {}),
   });
-  controller.for(edInformer);
-  for (const inf of owned.values()) controller.owns(inf, EdgeDeploymentResource.kind, EdgeDeploymentResource.group);
+  const statusCoalesceMs = opts.statusCoalesceMs ?? 100;
+  // A new generation (spec change, creation) reconciles at once; an event that leaves the generation alone (our own
+  // status write coming back, a resync) joins the coalesced status reconcile.
+  const generations = new Map<string, number | undefined>();
+  controller.for(edInformer, {
+    coalesceMs: (ed) => {
+      const k = `${ed.metadata?.namespace ?? ''}/${ed.metadata?.name ?? ''}`;
+      const seen = generations.has(k);
+      const previous = generations.get(k);
+      generations.set(k, ed.metadata?.generation);
+      return seen && previous === ed.metadata?.generation ? statusCoalesceMs : 0;
+    },
+  });
+  const coalesce = { coalesceMs: statusCoalesceMs };
+  for (const inf of owned.values()) controller.owns(inf, EdgeDeploymentResource.kind, EdgeDeploymentResource.group, coalesce);
   // Pods belong to ReplicaSets, not to us: map them to the EdgeDeployments of their namespace (one per device).
   controller.watchMap(podInformer, (pod) =>
     edInformer.list(pod.metadata?.namespace).map((ed) => ({ namespace: ed.metadata?.namespace ?? '', name: ed.metadata?.name ?? '' })),
+    coalesce,
   );
   const informers: Informer[] = [edInformer, ...owned.values(), podInformer];
   const abort = new AbortController();

@@ -16,7 +16,7 @@ export interface EdgeDeploymentObject extends KubernetesObject {
   status?: EdgeDeploymentStatus;
 }
 
-/** Kinds the controller creates, in apply order; the same list drives pruning. */
+/** Kinds the controller creates; the list drives pruning and the informers the controller runs. */
 export const OwnedKinds = [
   { apiVersion: 'v1', kind: 'Secret' },
   { apiVersion: 'v1', kind: 'ServiceAccount' },
@@ -36,8 +36,8 @@ export interface ClusterView {
   getEdgeDeployment(key: ObjectKey): Promise<EdgeDeploymentObject | undefined>;
   /** Objects of a kind in a namespace carrying `labelSelector` (equality terms only). */
   list(apiVersion: string, kind: string, namespace: string, labelSelector: Record<string, string>): Promise<KubernetesObject[]>;
-  /** One object by name, whoever owns it (to detect name collisions). */
-  get(apiVersion: string, kind: string, namespace: string, name: string): Promise<KubernetesObject | undefined>;
+  /** Every object of a kind in a namespace, whoever owns it; metadata is enough (to detect name collisions). */
+  existing(apiVersion: string, kind: string, namespace: string): Promise<KubernetesObject[]>;
   /**
    * One of the controller's own objects from its cache, without an API call; undefined when not cached. Lets the
    * reconciler skip applying objects that are already as desired. Views without caches leave it out.
@@ -51,7 +51,7 @@ export function apiView(kube: KubeClient): ClusterView {
   return {
     getEdgeDeployment: (key) => kube.get<EdgeDeploymentObject>(EdgeDeploymentResource.apiVersion, EdgeDeploymentResource.kind, key.namespace, key.name),
     list: (apiVersion, kind, namespace, labelSelector) => kube.list(apiVersion, kind, namespace, { labelSelector: sel(labelSelector) }),
-    get: (apiVersion, kind, namespace, name) => kube.get(apiVersion, kind, namespace, name),
+    existing: (apiVersion, kind, namespace) => kube.list(apiVersion, kind, namespace, { metadataOnly: true }),
   };
 }
 
@@ -118,7 +118,7 @@ export class EdgeDeploymentReconciler {
 
     const parsed = parseEdgeDeploymentSpec(ed.spec);
     if (!parsed.ok) {
-      await this.#writeStatus(ed, computeStatus({ generation, previous: ed.status, now, specErrors: parsed.error }));
+      await this.#writeStatus(ctx.log, ed, computeStatus({ generation, previous: ed.status, now, specErrors: parsed.error }));
       ctx.log.warn({ errors: parsed.error.length }, 'Rejected invalid EdgeDeployment spec');
       throw new TerminalError(`Invalid spec: ${parsed.error.map((i) => `${i.path}: ${i.message}`).join('; ')}`, { code: 'EDGE_ERR_SPEC_INVALID' });
     }
@@ -155,23 +155,30 @@ export class EdgeDeploymentReconciler {
     const result = render({ owner, deviceId, parsed: parsed.value, policy: this.#deps.policy, available, parked });
     if (result.errors.length > 0) {
       const reason = result.errors.some((e) => e.reason === RenderErrorReason.NameCollision) ? Reasons.NameCollision : Reasons.PolicyViolation;
-      await this.#writeStatus(ed, computeStatus({ generation, previous: ed.status, now, specErrors: result.errors, specErrorReason: reason }));
+      await this.#writeStatus(ctx.log, ed, computeStatus({ generation, previous: ed.status, now, specErrors: result.errors, specErrorReason: reason }));
       throw new TerminalError(result.errors.map((i) => `${i.path}: ${i.message}`).join('; '), { code: 'EDGE_ERR_SPEC_REJECTED' });
     }
 
     // Never take over an object someone else created under a name we want.
     const collisionCheck = performance.now();
     const collisions: Issue[] = [];
-    const existing = await inBatches(result.objects, 16, (obj) => view.get(obj.apiVersion ?? '', obj.kind ?? '', key.namespace, obj.metadata?.name ?? ''));
-    result.objects.forEach((obj, i) => {
-      const e = existing[i];
+    // Our own objects are in the cache; for the others (new ones, or someone else's under our name) one
+    // metadata-only list per kind tells which names are taken, instead of a GET per object.
+    const cached = (o: KubernetesObject) => view.cached?.(o.kind ?? '', key.namespace, o.metadata?.name ?? '');
+    const uncachedKinds = new Map<string, string>();
+    for (const o of result.objects) if (!cached(o)) uncachedKinds.set(o.kind ?? '', o.apiVersion ?? '');
+    const taken = new Map<string, KubernetesObject>();
+    const lists = await Promise.all([...uncachedKinds].map(([kind, apiVersion]) => view.existing(apiVersion, kind, key.namespace)));
+    for (const o of lists.flat()) taken.set(`${o.kind ?? ''}/${o.metadata?.name ?? ''}`, o);
+    result.objects.forEach((obj) => {
+      const e = cached(obj) ?? taken.get(`${obj.kind ?? ''}/${obj.metadata?.name ?? ''}`);
       if (e && !isOwnedBy(e, owner.uid)) {
         collisions.push({ path: objectId(obj), message: `${objectId(obj)} already exists and is not managed by this EdgeDeployment; it was left untouched` });
       }
     });
     ctx.log.debug({ ms: Math.round(performance.now() - collisionCheck) }, 'Checked names');
     if (collisions.length > 0) {
-      await this.#writeStatus(ed, computeStatus({ generation, previous: ed.status, now, specErrors: collisions, specErrorReason: Reasons.NameCollision }));
+      await this.#writeStatus(ctx.log, ed, computeStatus({ generation, previous: ed.status, now, specErrors: collisions, specErrorReason: Reasons.NameCollision }));
       ctx.log.warn({ collisions: collisions.map((c) => c.path) }, 'Refused to overwrite objects not owned by this EdgeDeployment');
       return { requeueAfterMs: 60_000 };
     }
@@ -181,6 +188,7 @@ export class EdgeDeploymentReconciler {
     // Status from what was observed above, never from "we sent the request": what the apply changes shows up as
     // events on the owned objects, which bring the key back.
     await this.#writeStatus(
+      ctx.log,
       ed,
       computeStatus({
         generation,
@@ -211,9 +219,9 @@ export class EdgeDeploymentReconciler {
     const started = performance.now();
     let applied = 0;
     const period = this.#deps.fullApplyPeriodMs ?? 300_000;
-    // Kinds in order (Secrets and ServiceAccounts before the pods that need them), objects of one kind in parallel.
-    for (const group of groupByKind(result.objects)) {
-      await inBatches(group, 8, async (obj) => {
+    // Two waves, each in parallel: what pods need or must be subject to, then the Deployments and Services.
+    for (const wave of applyWaves(result.objects)) {
+      await forEachLimited(wave, APPLY_CONCURRENCY, async (obj) => {
         const id = `${uid}/${objectId(obj)}`;
         const digest = createHash('sha256').update(JSON.stringify(obj)).digest('base64');
         const last = this.#applied.get(id);
@@ -271,8 +279,9 @@ export class EdgeDeploymentReconciler {
 
 
   /** Writes status through the subresource, once, and only when it changed. */
-  async #writeStatus(ed: EdgeDeploymentObject, status: EdgeDeploymentStatus): Promise<void> {
+  async #writeStatus(log: Logger, ed: EdgeDeploymentObject, status: EdgeDeploymentStatus): Promise<void> {
     if (isDeepStrictEqual(stripUndefined(ed.status ?? {}), stripUndefined(status))) return;
+    log.debug({ phase: status.phase }, 'Writing status');
     await this.#deps.kube.applyStatus({
       apiVersion: EdgeDeploymentResource.apiVersion,
       kind: EdgeDeploymentResource.kind,
@@ -286,20 +295,37 @@ function stripUndefined(v: unknown): unknown {
   return JSON.parse(JSON.stringify(v)) as unknown;
 }
 
-/** Runs `fn` over `items`, at most `width` at a time; results in input order. */
-async function inBatches<T, R>(items: readonly T[], width: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out: R[] = [];
-  for (let i = 0; i < items.length; i += width) out.push(...(await Promise.all(items.slice(i, i + width).map(fn))));
-  return out;
+/** Runs `fn` over `items` with at most `limit` calls in flight (a pool: a slow call does not hold up a batch). */
+async function forEachLimited<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const item = items[next++] as T;
+      await fn(item);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }
 
-/** Consecutive runs of objects of the same kind, in order. */
-function groupByKind(objects: readonly KubernetesObject[]): KubernetesObject[][] {
-  const groups: KubernetesObject[][] = [];
-  for (const o of objects) {
-    const last = groups[groups.length - 1];
-    if (last && last[0]?.kind === o.kind) last.push(o);
-    else groups.push([o]);
-  }
-  return groups;
+/**
+ * Applies one reconcile keeps in flight. Measured on the 2-core test machine, 30 objects apply fastest 4 at a time
+ * (sequential: 120–180 ms; 4: 67–88 ms; 16: 109–183 ms): more parallel requests only contend for the apiserver.
+ */
+const APPLY_CONCURRENCY = 4;
+
+/**
+ * Kinds that must exist before a module's pods are created: what the pods reference (Secrets for image pulls, the
+ * ServiceAccount, whose absence makes pod admission fail, claims) and what must already govern them when they start
+ * (the namespace's NetworkPolicy, ResourceQuota and LimitRange defaults).
+ */
+const PREREQUISITE_KINDS: ReadonlySet<string> = new Set(['Secret', 'ServiceAccount', 'PersistentVolumeClaim', 'NetworkPolicy', 'ResourceQuota', 'LimitRange']);
+
+/**
+ * The apply order: prerequisites first, then Deployments and Services together. A Service need not precede its
+ * Deployment: modules find each other by DNS name, which resolves as soon as the Service exists.
+ */
+function applyWaves(objects: readonly KubernetesObject[]): KubernetesObject[][] {
+  const first = objects.filter((o) => PREREQUISITE_KINDS.has(o.kind ?? ''));
+  const second = objects.filter((o) => !PREREQUISITE_KINDS.has(o.kind ?? ''));
+  return [first, second].filter((w) => w.length > 0);
 }

@@ -175,6 +175,16 @@ describe('KubeClient.list and delete', () => {
     expect((await client.list('v1', 'ConfigMap', ns)).length).toBeGreaterThanOrEqual(2);
   });
 
+  it('lists metadata only when asked: names, labels and owners, no data', async () => {
+    const ns = await createNamespace(client, 'meta');
+    await client.apply(cm(ns, 'a', { secret: 'value' }, { labels: { team: 'x' } }));
+    const [full] = await client.list<V1ConfigMap>('v1', 'ConfigMap', ns, { labelSelector: 'team=x' });
+    const [meta] = await client.list<V1ConfigMap>('v1', 'ConfigMap', ns, { labelSelector: 'team=x', metadataOnly: true });
+    expect(full?.data).toEqual({ secret: 'value' });
+    expect(meta).toMatchObject({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'a', labels: { team: 'x' }, uid: full?.metadata?.uid } });
+    expect(meta?.data).toBeUndefined();
+  });
+
   it('deletes with a uid precondition: a mismatch is a Conflict, a missing object is fine', async () => {
     const ns = await createNamespace(client, 'delete');
     const c1 = await client.apply(cm(ns, 'c1', {}));

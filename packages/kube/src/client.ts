@@ -23,7 +23,14 @@ export interface ApplyOptions {
 export interface ListOptions {
   /** A label selector such as `app.kubernetes.io/managed-by=kedge-agent,kedge.io/deployment=d1`. */
   readonly labelSelector?: string;
+  /**
+   * Only `metadata` of each object (a `PartialObjectMetadataList`): enough to learn which names exist and who owns
+   * them, at a fraction of the bytes. Items still get the requested `apiVersion`/`kind`. @default false
+   */
+  readonly metadataOnly?: boolean;
 }
+
+const METADATA_ONLY = 'application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json';
 
 /** `DeleteOptions.propagationPolicy`. */
 export const PropagationPolicy = {
@@ -108,6 +115,7 @@ export async function listAll(
   namespace: string | undefined,
   labelSelector: string | undefined,
   timeoutMs: number,
+  metadataOnly = false,
 ): Promise<{ items: KubernetesObject[]; resourceVersion: string }> {
   const path = await api.path(apiVersion, kind, namespace);
   const items: KubernetesObject[] = [];
@@ -117,6 +125,7 @@ export async function listAll(
     const page = (await api.request('GET', path, {
       query: { labelSelector, limit: String(LIST_PAGE_SIZE), continue: cont },
       timeoutMs,
+      ...(metadataOnly ? { accept: METADATA_ONLY } : {}),
     })) as Partial<KubernetesList>;
     for (const item of page.items ?? []) items.push({ ...item, apiVersion, kind });
     // Every page of one paginated list is served from the same snapshot; the last page's RV is that snapshot's.
@@ -198,7 +207,7 @@ class ApiKubeClient implements KubeClient {
     opts: ListOptions = {},
   ): Promise<T[]> {
     try {
-      const { items } = await listAll(this.#api, apiVersion, kind, namespace, opts.labelSelector, this.#timeoutMs);
+      const { items } = await listAll(this.#api, apiVersion, kind, namespace, opts.labelSelector, this.#timeoutMs, opts.metadataOnly);
       return items as T[];
     } catch (e) {
       throw toKubeApiError(e, { verb: 'list', apiVersion, kind, namespace });

@@ -52,7 +52,7 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-function startCopyController(ns: string, opts: { config?: ClusterConfig; owns?: boolean; informer?: Partial<InformerOptions> } = {}) {
+function startCopyController(ns: string, opts: { config?: ClusterConfig; owns?: boolean; coalesceMs?: number; informer?: Partial<InformerOptions> } = {}) {
   const config = opts.config ?? testClusterConfig();
   const registry = new Registry();
   const metrics = KubeMetrics.forRegistry(registry);
@@ -62,7 +62,7 @@ function startCopyController(ns: string, opts: { config?: ClusterConfig; owns?: 
   const copies = new Informer<V1ConfigMap>({ ...base, labelSelector: 'role=copy' }, { config, log, metrics });
   const reconciler = new CopyReconciler({ sources, kube });
   const controller = new Controller({ name: 'copy', reconciler, workers: 2, log, metrics });
-  controller.for(sources);
+  controller.for(sources, opts.coalesceMs !== undefined ? { coalesceMs: opts.coalesceMs } : {});
   if (opts.owns ?? true) controller.owns(copies, 'ConfigMap', '');
   const ac = new AbortController();
   cleanups.push(async () => {
@@ -107,6 +107,18 @@ describe('Controller end to end (toy copy controller)', () => {
     // The copy's delete event maps to its owner through the ownerReference, and the owner is reconciled.
     await kube.delete('v1', 'ConfigMap', ns, 'late-copy');
     await expectCopy(ns, 'late', { b: '1' });
+  });
+
+  it('coalesces a burst of events into one reconcile when asked to', async () => {
+    const ns = await createNamespace(kube, 'burst');
+    const { start, registry } = startCopyController(ns, { owns: false, coalesceMs: 1500 });
+    expect(await start()).toBe(true);
+    // Five changes in quick succession. Without coalescing the first event is reconciled at once and the later
+    // ones again: at least two reconciles. With it, the key is reconciled once, after the burst, with the last data.
+    for (let i = 1; i <= 5; i++) await kube.apply(source(ns, 's', { n: String(i) }));
+    await expectCopy(ns, 's', { n: '5' });
+    const reconciles = async () => (await registry.getSingleMetric('kedge_controller_reconcile_total')?.get())?.values.reduce((a, v) => a + v.value, 0);
+    expect(await reconciles()).toBe(1);
   });
 
   it('keeps working after its watch connections are reset', async () => {

@@ -55,6 +55,16 @@ export interface ControllerOptions {
   readonly clock?: Clock;
 }
 
+/** How the events of one watched informer enqueue keys. */
+export interface WatchOptions<T extends KubernetesObject = KubernetesObject> {
+  /**
+   * Enqueue each key this long after the first event instead of at once; the events of a burst in that window (a
+   * rollout's pods going Pending → ContainerCreating → Running) then make one reconcile instead of one each.
+   * For changes that only feed status. A function decides per event (e.g. 0 when the spec changed). @default 0
+   */
+  readonly coalesceMs?: number | ((obj: T) => number);
+}
+
 /** Maps an event's object to the keys to reconcile. Must be pure and cheap: no I/O, no branching on event type. */
 export type MapFunc<T extends KubernetesObject> = (obj: T) => readonly ObjectKey[];
 
@@ -104,8 +114,8 @@ export class Controller {
   }
 
   /** The primary kind: each event enqueues the object's own key. */
-  for<T extends KubernetesObject>(informer: Informer<T>): this {
-    return this.watchMap(informer, (obj) => [objectKey(obj)]);
+  for<T extends KubernetesObject>(informer: Informer<T>, opts: WatchOptions<T> = {}): this {
+    return this.watchMap(informer, (obj) => [objectKey(obj)], opts);
   }
 
   /**
@@ -113,18 +123,27 @@ export class Controller {
    * `ownerApiGroup`, when given). Objects without such an owner are ignored. Only the new object of an update is
    * seen, so removing an ownerReference notifies the former owner at the next resync, not at once.
    */
-  owns<T extends KubernetesObject>(informer: Informer<T>, ownerKind: string, ownerApiGroup?: string): this {
-    return this.watchMap(informer, (obj) => {
-      const key = controllerOwnerKey(obj, ownerKind, ownerApiGroup);
-      return key ? [key] : [];
-    });
+  owns<T extends KubernetesObject>(informer: Informer<T>, ownerKind: string, ownerApiGroup?: string, opts: WatchOptions<T> = {}): this {
+    return this.watchMap(
+      informer,
+      (obj) => {
+        const key = controllerOwnerKey(obj, ownerKind, ownerApiGroup);
+        return key ? [key] : [];
+      },
+      opts,
+    );
   }
 
   /** Any related kind: each event enqueues the keys `map` returns. */
-  watchMap<T extends KubernetesObject>(informer: Informer<T>, map: MapFunc<T>): this {
+  watchMap<T extends KubernetesObject>(informer: Informer<T>, map: MapFunc<T>, opts: WatchOptions<T> = {}): this {
     if (this.#started) throw new Error(`Controller ${this.name}: add watches before start()`);
+    const coalesce = opts.coalesceMs ?? 0;
     const handler = (obj: T): void => {
-      for (const key of map(obj)) this.#queue.add(formatKey(key));
+      const coalesceMs = typeof coalesce === 'number' ? coalesce : coalesce(obj);
+      for (const key of map(obj)) {
+        if (coalesceMs > 0) this.#queue.addAfter(formatKey(key), coalesceMs);
+        else this.#queue.add(formatKey(key));
+      }
     };
     // The same handler for every event type: what happened is irrelevant, only which keys to look at.
     informer.on('add', handler);

@@ -28,7 +28,7 @@ export type { Clock, TimerHandle } from './clock.js';
 export { stripManagedFields, Informer, InformerEvent } from './informer.js';
 export type { InformerDeps, InformerHandler, InformerOptions } from './informer.js';
 export { Controller, controllerOwnerKey } from './controller.js';
-export type { ControllerOptions, MapFunc, ReconcileContext, ReconcileResult, Reconciler } from './controller.js';
+export type { ControllerOptions, MapFunc, ReconcileContext, ReconcileResult, Reconciler, WatchOptions } from './controller.js';
 export { ClusterConfig, ClusterConfigError, SERVICE_ACCOUNT_DIR } from './config.js';
 export type { ClusterConfigInit, ExecCredentialConfig } from './config.js';
 export { HttpStatusError, KubeTransport } from './transport.js';

@@ -20,6 +20,8 @@ export interface RequestOptions {
   readonly body?: unknown;
   /** @default application/json */
   readonly contentType?: string;
+  /** @default application/json */
+  readonly accept?: string;
   readonly timeoutMs: number;
   readonly signal?: AbortSignal;
 }
@@ -116,6 +118,7 @@ export class KubeTransport implements WatchLike {
           agent: this.#agent,
           headers: {
             ...this.#headers(cred),
+            ...(opts.accept ? { Accept: opts.accept } : {}),
             ...(body !== undefined ? { 'Content-Type': opts.contentType ?? 'application/json', 'Content-Length': Buffer.byteLength(body) } : {}),
           },
           signal,
