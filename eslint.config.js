@@ -20,6 +20,18 @@ export default tseslint.config(
     },
   },
   {
+    // ADR 0007: production code talks to Kubernetes through packages/kube. client-node's models may be used as
+    // types (erased at compile time); loading it would cost the agent ~45 MB.
+    files: ['packages/*/src/**/*.ts'],
+    ignores: ['**/*.test.ts', 'packages/testing/**'],
+    rules: {
+      '@typescript-eslint/no-restricted-imports': [
+        'error',
+        { paths: [{ name: '@kubernetes/client-node', message: 'Use @kedge/kube (ADR 0007); client-node is for types and tests only.', allowTypeImports: true }] },
+      ],
+    },
+  },
+  {
     // Tests poke into untyped JSON documents (manifests, API objects) on purpose; production code may not.
     files: ['**/*.test.ts'],
     rules: {

@@ -291,11 +291,10 @@ function resolveKubeconfig(docs: readonly Doc[], context: string | undefined): C
     return Buffer.from(data, 'base64').toString('utf8');
   };
   if (c['proxy-url']) throw new ClusterConfigError(`${where(cluster, 'cluster.proxy-url')}: proxies are not supported; reach the apiserver directly`);
-  const ca = c['certificate-authority-data']
-    ? b64(cluster, 'cluster.certificate-authority-data', c['certificate-authority-data'])
-    : c['certificate-authority']
-      ? file(cluster, 'cluster.certificate-authority', c['certificate-authority'])
-      : undefined;
+  /** `<field>-data` (base64) wins over `<field>` (a file path), as in kubectl. */
+  const dataOrFile = (e: Entry<unknown>, field: string, data: string | undefined, path: string | undefined): string | undefined =>
+    data ? b64(e, `${field}-data`, data) : path ? file(e, field, path) : undefined;
+  const ca = dataOrFile(cluster, 'cluster.certificate-authority', c['certificate-authority-data'], c['certificate-authority']);
 
   const u = userEntry?.value ?? {};
   const ue = userEntry as Entry<unknown> | undefined;
@@ -305,20 +304,8 @@ function resolveKubeconfig(docs: readonly Doc[], context: string | undefined): C
   if (ue && (u.username !== undefined || u.password !== undefined)) {
     throw new ClusterConfigError(`${where(ue, 'user.username')}: basic authentication was removed from Kubernetes; use a token or a client certificate`);
   }
-  const cert = ue
-    ? u['client-certificate-data']
-      ? b64(ue, 'user.client-certificate-data', u['client-certificate-data'])
-      : u['client-certificate']
-        ? file(ue, 'user.client-certificate', u['client-certificate'])
-        : undefined
-    : undefined;
-  const key = ue
-    ? u['client-key-data']
-      ? b64(ue, 'user.client-key-data', u['client-key-data'])
-      : u['client-key']
-        ? file(ue, 'user.client-key', u['client-key'])
-        : undefined
-    : undefined;
+  const cert = ue && dataOrFile(ue, 'user.client-certificate', u['client-certificate-data'], u['client-certificate']);
+  const key = ue && dataOrFile(ue, 'user.client-key', u['client-key-data'], u['client-key']);
   const exec = u.exec && ue
     ? {
         apiVersion: u.exec.apiVersion,
