@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { stringify } from 'yaml';
 import { edgeDeploymentCrd } from '@kedge/manifest';
-// The agent, client-node, pino and prom-client load when `agent run` runs, not with every `kedge` command.
+// The agent, its Kubernetes access, pino and prom-client load when `agent` commands run, not with every `kedge` command.
 const loadAgent = () => import('@kedge/agent');
 
 interface RunOptions {

@@ -1,0 +1,48 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Command } from 'commander';
+import { afterAll, describe, expect, it } from 'vitest';
+import { parseAllDocuments } from 'yaml';
+import { registerClusterCommands } from './agent.js';
+import { captureOutput } from '../test-support/capture.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'kedge-agent-cli-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const captured = captureOutput();
+
+async function kedge(...args: string[]): Promise<number> {
+  const program = new Command('kedge').exitOverride();
+  registerClusterCommands(program);
+  await program.parseAsync(['node', 'kedge', ...args]);
+  return Number(process.exitCode ?? 0);
+}
+
+describe('kedge agent', () => {
+  it('rbac prints the ServiceAccount, Role and RoleBinding for one namespace, nothing cluster-wide', async () => {
+    expect(await kedge('agent', 'rbac', '-n', 'factory-1')).toBe(0);
+    const docs = parseAllDocuments(captured.out).map((d) => d.toJS() as { kind: string; metadata: { namespace?: string } });
+    expect(docs.map((d) => d.kind).sort()).toEqual(['Role', 'RoleBinding', 'ServiceAccount']);
+    expect(docs.every((d) => d.metadata.namespace === 'factory-1')).toBe(true);
+  });
+
+  it('run refuses an unusable kubeconfig before starting, saying what is wrong and where (exit 2)', async () => {
+    expect(await kedge('agent', 'run', '--kubeconfig', join(dir, 'missing'), '--metrics-port', '0')).toBe(2);
+    expect(captured.err).toMatch(/^kedge agent: kubeconfig .*missing: cannot read it/);
+
+    captured.reset();
+    process.exitCode = undefined;
+    const kc = join(dir, 'kc.yaml');
+    writeFileSync(kc, 'current-context: a\ncontexts: [{name: a, context: {cluster: c, user: u}}]\nclusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]\nusers: [{name: u, user: {token: t}}]\n');
+    expect(await kedge('agent', 'run', '--kubeconfig', kc, '--context', 'prod', '--metrics-port', '0')).toBe(2);
+    expect(captured.err).toMatch(/context "prod" not found \(contexts: a\)/);
+  });
+
+  it('run refuses an invalid device policy (exit 2)', async () => {
+    const policy = join(dir, 'policy.yaml');
+    writeFileSync(policy, 'allowHostPaths: maybe\n');
+    expect(await kedge('agent', 'run', '--policy', policy, '--metrics-port', '0')).toBe(2);
+    expect(captured.err).toMatch(/invalid policy .*policy\.yaml: allowHostPaths/);
+  });
+});
