@@ -236,6 +236,12 @@ describe('EdgeDeployment controller against a real control plane', () => {
       return st;
     }, { timeoutMs: 30_000 });
     expect(condition(p, 'SpecValid')?.message).toContain('host path "/etc" is not allowed');
+    // What `kubectl describe edep` shows: a Warning Event per rejection, with the exact reason, about this resource.
+    await eventually(async () => {
+      const events = (await core.listNamespacedEvent({ namespace: ns })).items.filter((e) => e.involvedObject.kind === 'EdgeDeployment');
+      expect(events.map((e) => [e.type, e.reason])).toEqual(expect.arrayContaining([['Normal', 'Ready'], ['Warning', 'InvalidSpec'], ['Warning', 'PolicyViolation']]));
+      expect(events.find((e) => e.reason === 'InvalidSpec')?.message).toContain('spec.routes.bad.route');
+    });
   });
 
   it('refuses to take over an object it does not own', async () => {
@@ -368,8 +374,13 @@ describe('EdgeDeployment controller against a real control plane', () => {
       const inCluster = ClusterConfig.inCluster({ dir, env: { KUBERNETES_SERVICE_HOST: url.hostname, KUBERNETES_SERVICE_PORT: url.port } });
       expect(inCluster).toMatchObject({ namespace: ns, cert: undefined, impersonate: undefined });
       await start(ns, { config: inCluster });
-    await putEdgeDeployment(ns, { modules: { a: mod('a:1', {}, { ExposedPorts: { '80/tcp': {} }, HostConfig: { Binds: ['v:/v'] } }) } });
+      await putEdgeDeployment(ns, { modules: { a: mod('a:1', {}, { ExposedPorts: { '80/tcp': {} }, HostConfig: { Binds: ['v:/v'] } }) } });
       await eventually(async () => expect((await statusOf(ns)).phase).toBe('Ready'), { timeoutMs: 60_000 });
+      // The Role covers Events too (written in the background, so a missing permission would only be logged).
+      await eventually(async () => {
+        const events = (await core.listNamespacedEvent({ namespace: ns })).items;
+        expect(events.find((e) => e.involvedObject.kind === 'EdgeDeployment' && e.reason === 'Ready')?.source?.component).toBe('kedge-agent');
+      });
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

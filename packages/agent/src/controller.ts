@@ -1,7 +1,8 @@
+import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { EdgeDeploymentResource } from '@kedge/manifest';
-import { Controller, Informer, KubeMetrics, createKubeClient, type ClusterConfig, type KubeClient, type KubernetesObject, type ObjectKey, type ObjectMeta } from '@kedge/kube';
+import { Controller, EventRecorder, Informer, KubeMetrics, createKubeClient, type ClusterConfig, type KubeClient, type KubernetesObject, type ObjectKey, type ObjectMeta } from '@kedge/kube';
 import { Labels, MANAGED_BY } from './names.js';
 import type { DevicePolicy } from './policy.js';
 import { EdgeDeploymentReconciler, OwnedKinds, type ClusterView, type EdgeDeploymentObject } from './reconciler.js';
@@ -94,10 +95,12 @@ export async function startEdgeDeploymentController(opts: AgentControllerOptions
     cached: (kind, namespace, name) => owned.get(kind)?.get(name, namespace),
     existing: (apiVersion, kind, namespace) => kube.list(apiVersion, kind, namespace, { metadataOnly: true }),
   };
+  const events = new EventRecorder(kube, { component: 'kedge-agent', instance: hostname(), log });
   const reconciler = new EdgeDeploymentReconciler({
     kube,
     view,
     policy: opts.policy,
+    events,
     ...(opts.prunePersistentVolumeClaims !== undefined ? { prunePersistentVolumeClaims: opts.prunePersistentVolumeClaims } : {}),
   });
   const controller = new Controller({
@@ -139,6 +142,7 @@ export async function startEdgeDeploymentController(opts: AgentControllerOptions
       abort.abort();
       await controller.stop();
       await Promise.all(informers.map((i) => i.stop()));
+      await events.flush();
     },
   };
 }

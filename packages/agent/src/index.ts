@@ -9,3 +9,4 @@ export { startEdgeDeploymentController, slimObject } from './controller.js';
 export type { AgentControllerOptions, RunningController } from './controller.js';
 export { computeStatus, moduleStatus, isAvailable, ConditionTypes, Reasons, Phases } from './status.js';
 export { agentRbac } from './rbac.js';
+export { statusEvents } from './events.js';

@@ -2,9 +2,10 @@ import { createHash } from 'node:crypto';
 import { isDeepStrictEqual } from 'node:util';
 import type { KubernetesObject, V1Deployment, V1Pod } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
+import { statusEvents } from './events.js';
 import type { Issue } from '@kedge/contracts';
 import { EdgeDeploymentResource, parseEdgeDeploymentSpec, type EdgeDeploymentStatus } from '@kedge/manifest';
-import { TerminalError, isConflict, isForbidden, isInvalid, isNotFound, type KubeApiError, type KubeClient, type ObjectKey } from '@kedge/kube';
+import { TerminalError, isConflict, isForbidden, isInvalid, isNotFound, type EventSink, type KubeApiError, type KubeClient, type ObjectKey } from '@kedge/kube';
 import { Labels, MANAGED_BY, toLabelValue } from './names.js';
 import type { DevicePolicy } from './policy.js';
 import { RenderErrorReason, moduleEntries, render, type RenderResult } from './render.js';
@@ -75,6 +76,8 @@ export interface ReconcilerDeps {
    * show in those fields (e.g. a label edited by hand). @default 300_000 (5 min)
    */
   readonly fullApplyPeriodMs?: number;
+  /** Where status transitions are reported as Kubernetes Events ({@link statusEvents}). @default none */
+  readonly events?: EventSink;
 }
 
 interface AppliedRecord {
@@ -282,12 +285,18 @@ export class EdgeDeploymentReconciler {
   async #writeStatus(log: Logger, ed: EdgeDeploymentObject, status: EdgeDeploymentStatus): Promise<void> {
     if (isDeepStrictEqual(stripUndefined(ed.status ?? {}), stripUndefined(status))) return;
     log.debug({ phase: status.phase }, 'Writing status');
+    const name = ed.metadata?.name ?? '';
+    const namespace = ed.metadata?.namespace ?? '';
     await this.#deps.kube.applyStatus({
       apiVersion: EdgeDeploymentResource.apiVersion,
       kind: EdgeDeploymentResource.kind,
-      metadata: { name: ed.metadata?.name ?? '', namespace: ed.metadata?.namespace ?? '' },
+      metadata: { name, namespace },
       status,
     } as KubernetesObject);
+    const events = this.#deps.events;
+    if (!events) return;
+    const target = { apiVersion: EdgeDeploymentResource.apiVersion, kind: EdgeDeploymentResource.kind, namespace, name, uid: ed.metadata?.uid ?? '' };
+    for (const e of statusEvents(ed.status, status)) events.record(target, e);
   }
 }
 

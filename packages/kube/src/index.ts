@@ -34,3 +34,5 @@ export type { ClusterConfigInit, ExecCredentialConfig } from './config.js';
 export { HttpStatusError, KubeTransport } from './transport.js';
 export type { Query, RequestOptions, ResourceInfo, WatchEventHandler, WatchLike } from './transport.js';
 export type { KubernetesList, KubernetesObject, ListMeta, ObjectMeta, OwnerReference } from './types.js';
+export { EventRecorder, EventType } from './events.js';
+export type { EventRecord, EventRecorderOptions, EventSink, EventTarget } from './events.js';
