@@ -1,23 +1,17 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Command } from 'commander';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { registerClusterCommands } from './agent.js';
-import { captureOutput } from '../test-support/capture.js';
+import { captureOutput, inProcessKedge } from '../test-support/capture.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'kedge-agent-cli-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 const captured = captureOutput();
 
-async function kedge(...args: string[]): Promise<number> {
-  const program = new Command('kedge').exitOverride();
-  registerClusterCommands(program);
-  await program.parseAsync(['node', 'kedge', ...args]);
-  return Number(process.exitCode ?? 0);
-}
+const kedge = inProcessKedge(registerClusterCommands);
 
 describe('kedge agent', () => {
   it('rbac prints the ServiceAccount, Role and RoleBinding for one namespace, nothing cluster-wide', async () => {
@@ -32,7 +26,6 @@ describe('kedge agent', () => {
     expect(captured.err).toMatch(/^kedge agent: kubeconfig .*missing: cannot read it/);
 
     captured.reset();
-    process.exitCode = undefined;
     const kc = join(dir, 'kc.yaml');
     writeFileSync(kc, 'current-context: a\ncontexts: [{name: a, context: {cluster: c, user: u}}]\nclusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]\nusers: [{name: u, user: {token: t}}]\n');
     expect(await kedge('agent', 'run', '--kubeconfig', kc, '--context', 'prod', '--metrics-port', '0')).toBe(2);

@@ -1,10 +1,9 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Command } from 'commander';
 import { parse } from 'yaml';
 import { afterAll, describe, expect, it } from 'vitest';
-import { captureOutput } from '../test-support/capture.js';
+import { captureOutput, inProcessKedge } from '../test-support/capture.js';
 import { registerManifestCommands } from './manifest.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'kedge-manifest-cli-'));
@@ -18,13 +17,7 @@ function file(name: string, content: unknown): string {
   return path;
 }
 
-async function kedge(...args: string[]): Promise<number> {
-  process.exitCode = undefined;
-  const program = new Command('kedge').exitOverride();
-  registerManifestCommands(program);
-  await program.parseAsync(['node', 'kedge', ...args]);
-  return Number(process.exitCode ?? 0);
-}
+const kedge = inProcessKedge(registerManifestCommands);
 
 describe('kedge manifest validate', () => {
   it('prints a one-line summary and exits 0 for a valid manifest, in every wrapping', async () => {

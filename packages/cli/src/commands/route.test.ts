@@ -1,10 +1,9 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Command } from 'commander';
 import { afterAll, describe, expect, it } from 'vitest';
 import { registerRouteCommands } from './route.js';
-import { captureOutput } from '../test-support/capture.js';
+import { captureOutput, inProcessKedge } from '../test-support/capture.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'kedge-route-test-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -17,12 +16,7 @@ function file(name: string, content: unknown): string {
 
 const captured = captureOutput();
 
-async function kedge(...args: string[]): Promise<number> {
-  const program = new Command('kedge').exitOverride();
-  registerRouteCommands(program);
-  await program.parseAsync(['node', 'kedge', ...args]);
-  return Number(process.exitCode ?? 0);
-}
+const kedge = inProcessKedge(registerRouteCommands);
 
 const desired = {
   schemaVersion: '1.1',

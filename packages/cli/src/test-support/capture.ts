@@ -1,3 +1,4 @@
+import { Command } from 'commander';
 import { afterEach, beforeEach, vi } from 'vitest';
 
 /** What a CLI command printed during one test. */
@@ -42,5 +43,19 @@ export function captureOutput(): Captured {
       state.out = '';
       state.err = '';
     },
+  };
+}
+
+/**
+ * A `kedge` that runs in-process with only the commands `register` adds: `await kedge('route', 'test', …)` resolves
+ * to the exit code (`process.exitCode`, reset before each run). Pair it with {@link captureOutput}.
+ */
+export function inProcessKedge(register: (program: Command) => void): (...args: string[]) => Promise<number> {
+  return async (...args) => {
+    process.exitCode = undefined;
+    const program = new Command('kedge').exitOverride();
+    register(program);
+    await program.parseAsync(['node', 'kedge', ...args]);
+    return Number(process.exitCode ?? 0);
   };
 }
