@@ -5,7 +5,7 @@ import { EdgeDeploymentResource } from '@kedge/manifest';
 import { Controller, EventRecorder, Informer, KubeMetrics, createKubeClient, type ClusterConfig, type KubeClient, type KubernetesObject, type ObjectKey, type ObjectMeta } from '@kedge/kube';
 import { Labels, MANAGED_BY } from './names.js';
 import type { DevicePolicy } from './policy.js';
-import { EdgeDeploymentReconciler, OwnedKinds, type ClusterView, type EdgeDeploymentObject } from './reconciler.js';
+import { EdgeDeploymentReconciler, OwnedKinds, apiView, type ClusterView, type EdgeDeploymentObject } from './reconciler.js';
 
 export interface AgentControllerOptions {
   /** The cluster to reconcile in (`ClusterConfig.load()`: kubeconfig or in-cluster ServiceAccount). */
@@ -84,6 +84,7 @@ export async function startEdgeDeploymentController(opts: AgentControllerOptions
   const podInformer = new Informer({ apiVersion: 'v1', kind: 'Pod', labelSelector: MANAGED_SELECTOR, transform: slimObject, ...common }, deps);
 
   const matches = (o: KubernetesObject, selector: Record<string, string>) => Object.entries(selector).every(([k, v]) => o.metadata?.labels?.[k] === v);
+  const api = apiView(kube);
   const view: ClusterView = {
     getEdgeDeployment: (key) => Promise.resolve(edInformer.get(key.name, key.namespace)),
     list: (_apiVersion, kind, namespace, selector) => {
@@ -93,7 +94,7 @@ export async function startEdgeDeploymentController(opts: AgentControllerOptions
     },
     // Our own objects are in the caches; anything else (a user's object under a name we want) needs the API.
     cached: (kind, namespace, name) => owned.get(kind)?.get(name, namespace),
-    existing: (apiVersion, kind, namespace) => kube.list(apiVersion, kind, namespace, { metadataOnly: true }),
+    existing: (apiVersion, kind, namespace) => api.existing(apiVersion, kind, namespace),
   };
   const events = new EventRecorder(kube, { component: 'kedge-agent', instance: hostname(), log });
   const reconciler = new EdgeDeploymentReconciler({

@@ -119,10 +119,10 @@ describe('ClusterConfig.inCluster and load', () => {
 
   it('reads the mounted ServiceAccount; the token stays a file (it rotates)', () => {
     const dir = sa();
-    const c = ClusterConfig.inCluster({ dir, env: { KUBERNETES_SERVICE_HOST: '10.0.0.1', KUBERNETES_SERVICE_PORT: '443' } });
-    expect(c).toMatchObject({ server: 'https://10.0.0.1:443', ca: 'SA-CA', tokenFile: join(dir, 'token'), namespace: 'device-7', source: 'in-cluster' });
+    const c = ClusterConfig.inCluster({ dir, env: { KUBERNETES_SERVICE_HOST: '127.0.0.1', KUBERNETES_SERVICE_PORT: '443' } });
+    expect(c).toMatchObject({ server: 'https://127.0.0.1:443', ca: 'SA-CA', tokenFile: join(dir, 'token'), namespace: 'device-7', source: 'in-cluster' });
     expect(c.token).toBeUndefined();
-    expect(ClusterConfig.inCluster({ dir, env: { KUBERNETES_SERVICE_HOST: 'fd00::1', KUBERNETES_SERVICE_PORT: '443' } }).server).toBe('https://[fd00::1]:443');
+    expect(ClusterConfig.inCluster({ dir, env: { KUBERNETES_SERVICE_HOST: '::1', KUBERNETES_SERVICE_PORT: '443' } }).server).toBe('https://[::1]:443');
   });
 
   it('says why in-cluster configuration is impossible', () => {
@@ -133,7 +133,7 @@ describe('ClusterConfig.inCluster and load', () => {
 
   it('prefers an explicit kubeconfig, then $KUBECONFIG (a list), then the pod', () => {
     const dir = tmp({ explicit: kubeconfig({ current: 'ci' }), listed: kubeconfig() });
-    const inPod = { KUBERNETES_SERVICE_HOST: '10.0.0.1', KUBERNETES_SERVICE_PORT: '443' };
+    const inPod = { KUBERNETES_SERVICE_HOST: '127.0.0.1', KUBERNETES_SERVICE_PORT: '443' };
     expect(ClusterConfig.load({ kubeconfig: join(dir, 'explicit'), env: { ...inPod, KUBECONFIG: join(dir, 'listed') } }).server).toBe('https://127.0.0.2:6443');
     expect(ClusterConfig.load({ env: { ...inPod, KUBECONFIG: `${join(dir, 'missing')}:${join(dir, 'listed')}` } }).namespace).toBe('devns');
     expect(() => ClusterConfig.load({ env: { KUBECONFIG: join(dir, 'missing') } })).toThrow(/\$KUBECONFIG names no existing file/);

@@ -125,10 +125,7 @@ export class KubeTransport implements WatchLike {
         });
         req.on('error', reject);
         req.on('response', (r) => {
-          const chunks: Buffer[] = [];
-          r.on('data', (c: Buffer) => chunks.push(c));
-          r.on('error', reject);
-          r.on('end', () => resolve({ status: r.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8'), headers: r.headers }));
+          readText(r).then((text) => resolve({ status: r.statusCode ?? 0, text, headers: r.headers }), reject);
         });
         req.end(body);
       });
@@ -172,13 +169,10 @@ export class KubeTransport implements WatchLike {
       req.on('error', (e) => settle(e));
       req.on('response', (res) => {
         if (res.statusCode !== 200) {
-          const chunks: Buffer[] = [];
-          res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('end', () => {
+          readText(res).then((text) => {
             if (res.statusCode === 401 && this.#refreshable()) this.#credential = undefined;
-            settle(new HttpStatusError(res.statusCode ?? 0, Buffer.concat(chunks).toString('utf8'), res.headers));
-          });
-          res.on('error', (e) => settle(e));
+            settle(new HttpStatusError(res.statusCode ?? 0, text, res.headers));
+          }, settle);
           return;
         }
         res.setEncoding('utf8');
@@ -335,6 +329,16 @@ export class KubeTransport implements WatchLike {
     }
     return { ...(c.token ? { token: c.token } : {}), expiresAt: Number.POSITIVE_INFINITY };
   }
+}
+
+/** The whole body of a response, as text. */
+function readText(res: http.IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    res.on('data', (c: Buffer) => chunks.push(c));
+    res.on('error', reject);
+    res.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+  });
 }
 
 function noKindMatch(apiVersion: string, kind: string): KubeApiError {
