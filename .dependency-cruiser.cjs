@@ -1,18 +1,10 @@
 /**
- * Layering of the Kedge packages: imports only point down.
- *   L0 contracts · L1 routing, kube, testing · L2 manifest · L3 hub, agent · L4 cli
+ * Layering of the Kedge packages: imports only point down. The packages and layers come from architecture.json.
  * `testing` is for tests only and never a production dependency.
  */
-const layer = {
-  contracts: 0,
-  routing: 1,
-  kube: 1,
-  testing: 1,
-  manifest: 2,
-  hub: 3,
-  agent: 3,
-  cli: 4,
-};
+// eslint-disable-next-line @typescript-eslint/no-require-imports -- dependency-cruiser loads this file as CommonJS
+const { packages } = require('./architecture.json');
+const layer = Object.fromEntries(packages.map((p) => [p.name, p.layer]));
 const names = Object.keys(layer);
 const forbidden = [];
 for (const from of names) {
@@ -42,7 +34,7 @@ forbidden.push(
     name: 'contracts-is-pure',
     comment: 'contracts holds types and schemas only: no I/O modules',
     severity: 'error',
-    from: { path: '^packages/(contracts|routing|manifest)/src/', pathNot: '\\.test\\.ts$' },
+    from: { path: '^packages/(contracts|routing|protocol|manifest)/src/', pathNot: '\\.test\\.ts$' },
     to: { dependencyTypes: ['core'], path: '^(fs|net|http|https|tls|child_process|dgram|node:fs|node:net|node:http|node:https|node:tls|node:child_process)$' },
   },
   {

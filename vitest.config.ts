@@ -1,7 +1,9 @@
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
 
-const packages = ['contracts', 'routing', 'manifest', 'kube', 'testing', 'hub', 'agent', 'cli'];
+const architecture = JSON.parse(readFileSync(new URL('./architecture.json', import.meta.url), 'utf8')) as { packages: { name: string }[] };
+const packages = architecture.packages.map((p) => p.name);
 // Tests import workspace packages from source, so `vitest` never needs a prior build.
 const alias = Object.fromEntries(
   packages.map((p) => [`@kedge/${p}`, fileURLToPath(new URL(`./packages/${p}/src/index.ts`, import.meta.url))]),

@@ -1,7 +1,7 @@
 import { request } from 'node:https';
 import type { IncomingMessage } from 'node:http';
 import { KedgeError } from '@kedge/contracts';
-import { createSasToken, parseConnectionString } from './auth/sas.js';
+import { createSasToken, parseConnectionString } from '@kedge/protocol';
 
 /** Options of {@link HubClient}. The connection string is a secret: it is never included in errors. */
 export interface HubClientOptions {

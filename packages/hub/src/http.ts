@@ -4,8 +4,8 @@ import type { Principal } from './auth/service-auth.js';
 import { hubError } from './errors.js';
 import { parseIfMatch } from './registry/ids.js';
 import type { HubServices } from './services.js';
-import type { JsonObject } from './twins/twin.js';
-import { isObject } from './twins/twin.js';
+import type { JsonObject } from '@kedge/protocol';
+import { isObject } from '@kedge/protocol';
 
 /** Authorizes a request with a policy right (and optionally the device's own token for `deviceScope`). */
 export function authorize(s: HubServices, req: FastifyRequest, need: Right, deviceScope?: string): Promise<Principal> {

@@ -6,7 +6,7 @@ export { HubConfigSchema, parseHubConfig } from './config.js';
 export type { HubConfig, HubConfigInput } from './config.js';
 export { CloudErrors, HubError } from './errors.js';
 export type { CloudErrorCode } from './errors.js';
-export { createSasToken, parseConnectionString } from './auth/sas.js';
+export { createSasToken, parseConnectionString } from '@kedge/protocol';
 export { HubClient, HubClientError } from './client.js';
 export type { HubClientOptions, TelemetryMessage } from './client.js';
 export type { Store } from './storage/store.js';

@@ -21,3 +21,5 @@ export type { EventuallyOptions, TestNamespace, PodSummary, ContainerSummary } f
 export { watchWithRelist } from './watch.js';
 export type { RelistingWatch, RelistingWatchOptions, WatchEventType } from './watch.js';
 export { applyCrd, applyCrds } from './crds.js';
+export { pythonSdk, runPython } from './python.js';
+export type { PythonRun } from './python.js';

@@ -1,4 +1,4 @@
-import { generateKey } from './sas.js';
+import { generateKey } from '@kedge/protocol';
 
 /** Rights of a shared access policy, as IoT Hub names them. */
 export const Right = {

@@ -3,7 +3,7 @@ import { hubError } from '../errors.js';
 import type { Store } from '../storage/store.js';
 import type { AccessPolicy, Right } from './policies.js';
 import { grants } from './policies.js';
-import { parseSasToken, verifySasToken } from './sas.js';
+import { parseSasToken, verifySasToken } from '@kedge/protocol';
 
 /** Who made a service API call. */
 export type Principal =

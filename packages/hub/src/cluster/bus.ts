@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type pg from 'pg';
 import type { Logger } from '../log.js';
-import type { Json, JsonObject } from '../twins/twin.js';
+import type { Json, JsonObject } from '@kedge/protocol';
 
 /** Events replicas exchange. Every replica receives every event, its own included. */
 export type BusEvent =

@@ -4,8 +4,8 @@ import { hubError, isHubError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { HubMetrics } from '../metrics.js';
 import type { Store } from '../storage/store.js';
-import type { Json } from '../twins/twin.js';
-import { isObject } from '../twins/twin.js';
+import type { Json } from '@kedge/protocol';
+import { isObject } from '@kedge/protocol';
 
 /** The part of the device endpoint (MQTT) that methods need. */
 export interface MethodTransport {

@@ -5,7 +5,7 @@ import type { Server as TlsServer } from 'node:tls';
 import { Aedes } from 'aedes';
 import type { Client, PublishPacket, Subscription } from 'aedes';
 import { createWebSocketStream, WebSocketServer } from 'ws';
-import { parseSasToken, verifySasToken } from '../auth/sas.js';
+import { parseSasToken, verifySasToken } from '@kedge/protocol';
 import type { Bus, BusEvent } from '../cluster/bus.js';
 import { isHubError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -13,12 +13,12 @@ import type { HubMetrics } from '../metrics.js';
 import type { Methods, MethodTransport } from '../methods/methods.js';
 import type { Store } from '../storage/store.js';
 import type { Telemetry } from '../telemetry/telemetry.js';
-import { SYSTEM_PROPERTY_NAMES } from '../telemetry/telemetry.js';
+import { SYSTEM_PROPERTY_NAMES } from '@kedge/protocol';
 import type { TlsMaterial } from '../tls/certs.js';
 import type { Twins } from '../twins/twins.js';
-import { userProperties } from '../twins/twin.js';
-import type { Feature, Identity } from './topics.js';
-import { Feature as F, isOutboundFor, parseInbound, parseUsername, splitBag, subscriptionFeature } from './topics.js';
+import { userProperties } from '@kedge/protocol';
+import type { Feature, Identity } from '@kedge/protocol';
+import { Feature as F, isOutboundFor, parseInbound, parseUsername, splitBag, subscriptionFeature } from '@kedge/protocol';
 
 /** MQTT CONNACK return codes (3.1.1): 4 bad user name or password, 5 not authorized. */
 const BAD_CREDENTIALS = 4;

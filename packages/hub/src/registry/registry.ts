@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import { generateKey, isValidKey } from '../auth/sas.js';
+import { generateKey, isValidKey } from '@kedge/protocol';
 import { hubError } from '../errors.js';
 import type { DeviceRecord, IdentityAuth, ModuleRecord, PresenceRecord, Store, TwinRecord } from '../storage/store.js';
-import { emptyProperties, isObject } from '../twins/twin.js';
-import type { JsonObject } from '../twins/twin.js';
+import { emptyProperties, isObject } from '@kedge/protocol';
+import type { JsonObject } from '@kedge/protocol';
 import { assertDeviceId, assertModuleId, etagOf, SYSTEM_MODULES } from './ids.js';
 
 /** Device as served on the IoT Hub REST API (shape of azure-iothub's `Device`). */

@@ -7,7 +7,7 @@ import type { Params, Query } from '../http.js';
 import { authorize, hasIfMatch, ifMatch, objectBody, sendJson } from '../http.js';
 import type { HubServices } from '../services.js';
 import type { TwinRecord } from '../storage/store.js';
-import { isObject } from '../twins/twin.js';
+import { isObject } from '@kedge/protocol';
 import { etagOf } from './ids.js';
 
 /** Device and module identity routes (`/devices…`), statistics and twin queries. */

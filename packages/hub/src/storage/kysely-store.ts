@@ -2,7 +2,7 @@ import type { Kysely, Transaction } from 'kysely';
 import { Migrator, sql } from 'kysely';
 import type { AccessPolicy, Right } from '../auth/policies.js';
 import { hubError } from '../errors.js';
-import type { JsonObject, TwinProperties } from '../twins/twin.js';
+import type { JsonObject, TwinProperties } from '@kedge/protocol';
 import { InCodeMigrations } from './migrations/index.js';
 import type { Database } from './schema.js';
 import type {

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultPolicies } from '../auth/policies.js';
 import { isHubError } from '../errors.js';
 import { newTwin } from '../registry/registry.js';
-import { applyPatch } from '../twins/twin.js';
+import { applyPatch } from '@kedge/protocol';
 import type { DeviceRecord, ModuleRecord, Store } from './store.js';
 
 const NOW = '2026-01-01T00:00:00.000Z';

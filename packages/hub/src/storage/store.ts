@@ -1,5 +1,5 @@
 import type { AccessPolicy } from '../auth/policies.js';
-import type { JsonObject, TwinProperties } from '../twins/twin.js';
+import type { JsonObject, TwinProperties } from '@kedge/protocol';
 
 /** Authentication of a device or module identity. Keys are secrets: never log them. */
 export interface IdentityAuth {

@@ -133,24 +133,6 @@ export class Telemetry {
   }
 }
 
-/** IoT Hub wire names of system properties in a property bag, and the names Kedge stores them under. */
-export const SYSTEM_PROPERTY_NAMES: Readonly<Record<string, string>> = {
-  '$.mid': 'messageId',
-  '$.cid': 'correlationId',
-  '$.uid': 'userId',
-  '$.to': 'to',
-  '$.exp': 'expiryTimeUtc',
-  '$.ct': 'contentType',
-  '$.ce': 'contentEncoding',
-  '$.schema': 'messageSchema',
-  '$.ctime': 'creationTimeUtc',
-  '$.on': 'outputName',
-  '$.ifid': 'interfaceId',
-  '$.sub': 'componentName',
-  'iothub-operation': 'operation',
-  ack: 'ack',
-};
-
 /** The JSON form served by the telemetry API and the monitor stream (body as UTF-8 text when valid, else base64). */
 export function telemetryJson(r: TelemetryRecord): Record<string, unknown> {
   const text = r.body.toString('utf8');

@@ -3,7 +3,7 @@ import type { Twin as DeviceTwin } from 'azure-iot-device';
 import type { Client as ServiceClient, Registry } from 'azure-iothub';
 import mqtt from 'mqtt';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { createSasToken } from '../auth/sas.js';
+import { createSasToken } from '@kedge/protocol';
 import { HubClient } from '../client.js';
 import type { RunningHub } from '../hub.js';
 import { eventually } from './eventually.js';

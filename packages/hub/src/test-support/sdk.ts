@@ -12,7 +12,7 @@ import { Http } from 'azure-iothub/dist/common-http/http.js';
 import { RestApiClient } from 'azure-iothub/dist/common-http/rest_api_client.js';
 import { Client as DeviceClient, ModuleClient } from 'azure-iot-device';
 import { Mqtt, MqttWs } from 'azure-iot-device-mqtt';
-import { parseConnectionString } from '../auth/sas.js';
+import { parseConnectionString } from '@kedge/protocol';
 
 class TrustingHttp extends Http {
   readonly #ca: string;

@@ -3,8 +3,8 @@ import type { Bus } from '../cluster/bus.js';
 import { hubError } from '../errors.js';
 import { etagOf } from '../registry/ids.js';
 import type { DeviceRecord, PresenceRecord, Store, TwinRecord } from '../storage/store.js';
-import type { JsonObject } from './twin.js';
-import { applyPatch, checkPatch, isObject, jsonEqual, mergeTags, replaceProperties, TwinLimits, userBytes, userProperties } from './twin.js';
+import type { JsonObject } from '@kedge/protocol';
+import { applyPatch, checkPatch, isObject, jsonEqual, mergeTags, replaceProperties, TwinLimits, userBytes, userProperties } from '@kedge/protocol';
 
 /** What changed in a twin write; deployments re-evaluate targeting on tag and reported changes. */
 export interface TwinChange {

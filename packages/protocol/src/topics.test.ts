@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { SYSTEM_PROPERTY_NAMES } from '../telemetry/telemetry.js';
+import { SYSTEM_PROPERTY_NAMES } from './system-properties.js';
 import { isOutboundFor, parseInbound, parseUsername, splitBag, subscriptionFeature } from './topics.js';
 
 const dev = { deviceId: 'd1', moduleId: '' };
