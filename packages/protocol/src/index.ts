@@ -7,3 +7,4 @@ export * from './topics.js';
 export * from './sas.js';
 export * from './twin.js';
 export * from './system-properties.js';
+export * from './pki.js';

@@ -1,8 +1,6 @@
-import { generateKeyPairSync, randomBytes, X509Certificate } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { isIP } from 'node:net';
 import { join } from 'node:path';
-import forge from 'node-forge';
+import { certificateCovers, issueCa, issueServerCertificate } from '@kedge/protocol';
 
 /** PEM material for the hub's TLS listeners. `ca` is what clients must trust. */
 export interface TlsMaterial {
@@ -12,65 +10,6 @@ export interface TlsMaterial {
 }
 
 const FILES = { ca: 'ca.pem', caKey: 'ca-key.pem', cert: 'server.pem', key: 'server-key.pem' } as const;
-
-function rsaKeyPair(): { privatePem: string; publicPem: string } {
-  const { privateKey, publicKey } = generateKeyPairSync('rsa', {
-    modulusLength: 2048,
-    privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
-    publicKeyEncoding: { type: 'spki', format: 'pem' },
-  });
-  return { privatePem: privateKey, publicPem: publicKey };
-}
-
-function serial(): string {
-  // Positive 16-byte serial (top bit cleared), as RFC 5280 requires.
-  const b = randomBytes(16);
-  b[0] = (b[0] ?? 0) & 0x7f;
-  return b.toString('hex');
-}
-
-function issue(opts: {
-  subjectCn: string;
-  publicPem: string;
-  signerKeyPem: string;
-  issuer?: forge.pki.Certificate;
-  isCa: boolean;
-  altNames?: readonly string[];
-  years: number;
-}): string {
-  const cert = forge.pki.createCertificate();
-  cert.publicKey = forge.pki.publicKeyFromPem(opts.publicPem);
-  cert.serialNumber = serial();
-  const now = new Date();
-  cert.validity.notBefore = new Date(now.getTime() - 60 * 60 * 1000);
-  cert.validity.notAfter = new Date(now.getTime() + opts.years * 365 * 24 * 3600 * 1000);
-  const subject = [{ name: 'commonName', value: opts.subjectCn }, { name: 'organizationName', value: 'Kedge' }];
-  cert.setSubject(subject);
-  cert.setIssuer(opts.issuer ? opts.issuer.subject.attributes : subject);
-  const ext: object[] = [
-    { name: 'basicConstraints', cA: opts.isCa, critical: true },
-    opts.isCa
-      ? { name: 'keyUsage', keyCertSign: true, cRLSign: true, critical: true }
-      : { name: 'keyUsage', digitalSignature: true, keyEncipherment: true, critical: true },
-    { name: 'subjectKeyIdentifier' },
-  ];
-  if (!opts.isCa) {
-    ext.push({ name: 'extKeyUsage', serverAuth: true });
-    ext.push({
-      name: 'subjectAltName',
-      altNames: (opts.altNames ?? []).map((n) => (isIP(n) ? { type: 7, ip: n } : { type: 2, value: n })),
-    });
-  }
-  cert.setExtensions(ext);
-  cert.sign(forge.pki.privateKeyFromPem(opts.signerKeyPem), forge.md.sha256.create());
-  return forge.pki.certificateToPem(cert);
-}
-
-function covers(certPem: string, names: readonly string[]): boolean {
-  const x = new X509Certificate(certPem);
-  if (new Date(x.validTo).getTime() < Date.now() + 7 * 24 * 3600 * 1000) return false;
-  return names.every((n) => (isIP(n) ? x.checkIP(n) !== undefined : x.checkHost(n) !== undefined));
-}
 
 /**
  * Loads the hub's CA and server certificate from `dir`, generating them on first start: a 10-year RSA-2048 CA
@@ -86,27 +25,18 @@ export function ensureCertificates(dir: string, names: readonly string[]): TlsMa
     ca = readFileSync(path(FILES.ca), 'utf8');
     caKey = readFileSync(path(FILES.caKey), 'utf8');
   } else {
-    const kp = rsaKeyPair();
-    caKey = kp.privatePem;
-    ca = issue({ subjectCn: 'Kedge hub CA', publicPem: kp.publicPem, signerKeyPem: caKey, isCa: true, years: 10 });
+    const issued = issueCa('Kedge hub CA', { years: 10 });
+    ca = issued.cert;
+    caKey = issued.key;
     writeFileSync(path(FILES.caKey), caKey, { mode: 0o600 });
     writeFileSync(path(FILES.ca), ca, { mode: 0o644 });
   }
   if (existsSync(path(FILES.cert)) && existsSync(path(FILES.key))) {
     const cert = readFileSync(path(FILES.cert), 'utf8');
-    if (covers(cert, names)) return { ca, cert, key: readFileSync(path(FILES.key), 'utf8') };
+    if (certificateCovers(cert, names)) return { ca, cert, key: readFileSync(path(FILES.key), 'utf8') };
   }
-  const kp = rsaKeyPair();
-  const cert = issue({
-    subjectCn: names[0] ?? 'localhost',
-    publicPem: kp.publicPem,
-    signerKeyPem: caKey,
-    issuer: forge.pki.certificateFromPem(ca),
-    isCa: false,
-    altNames: names,
-    years: 2,
-  });
-  writeFileSync(path(FILES.key), kp.privatePem, { mode: 0o600 });
+  const { cert, key } = issueServerCertificate({ cert: ca, key: caKey }, names, { years: 2 });
+  writeFileSync(path(FILES.key), key, { mode: 0o600 });
   writeFileSync(path(FILES.cert), cert, { mode: 0o644 });
-  return { ca, cert, key: kp.privatePem };
+  return { ca, cert, key };
 }
