@@ -4,6 +4,8 @@ import { deploymentRoutes } from './deployments/routes.js';
 import type { HubError} from './errors.js';
 import { errorBody, hubError, isHubError } from './errors.js';
 import { methodRoutes } from './methods/routes.js';
+import { queryRoutes } from './query/routes.js';
+import { testQueryRoutes } from './query/test-queries.js';
 import { Registry as IdentityRegistry } from './registry/registry.js';
 import { registryRoutes } from './registry/routes.js';
 import type { HubServices } from './services.js';
@@ -92,6 +94,8 @@ export function build(opts: BuildOptions): FastifyInstance {
   if (opts.opsOnly === true) return app;
 
   registryRoutes(app, s);
+  queryRoutes(app, s);
+  testQueryRoutes(app, s);
   twinRoutes(app, s);
   methodRoutes(app, s);
   deploymentRoutes(app, s);

@@ -3,7 +3,11 @@
  * is visible in one place.
  */
 import { compileDeviceQuery as compileQuery, compileTargetCondition as compileCondition } from '@kedge/routing';
+import type { DeviceQuery } from '@kedge/routing';
 import type { Result } from '@kedge/contracts';
+
+export { QueryShape } from '@kedge/routing';
+export type { DeviceQuery, QueryRow } from '@kedge/routing';
 
 /** The twin view queries evaluate over. */
 export interface QueryTwin {
@@ -31,5 +35,10 @@ export function compileTargetCondition(text: string): Result<TwinPredicate, Quer
 
 /** Compiles a `SELECT … FROM devices[.modules] [WHERE …]` metric query. */
 export function compileDeviceQuery(text: string): Result<TwinPredicate & { readonly collection: 'devices' | 'devices.modules' }, QueryError> {
+  return compileQuery(text);
+}
+
+/** Compiles a full `POST /devices/query` query (projections, aggregates, GROUP BY, TOP) over twin JSON. */
+export function compileTwinQuery(text: string): Result<DeviceQuery, QueryError> {
   return compileQuery(text);
 }

@@ -1,16 +1,13 @@
 import type { FastifyInstance } from 'fastify';
 import { Right } from '../auth/policies.js';
-import { compileDeviceQuery, type QueryTwin } from '../deployments/routing-port.js';
-import { queryView } from '../deployments/deployments.js';
 import { hubError } from '../errors.js';
 import type { Params, Query } from '../http.js';
 import { authorize, hasIfMatch, ifMatch, objectBody, sendJson } from '../http.js';
 import type { HubServices } from '../services.js';
-import type { TwinRecord } from '../storage/store.js';
 import { isObject } from '@kedge/protocol';
 import { etagOf } from './ids.js';
 
-/** Device and module identity routes (`/devices…`), statistics and twin queries. */
+/** Device and module identity routes (`/devices…`); queries and statistics are in `query/routes.ts`. */
 export function registryRoutes(app: FastifyInstance, s: HubServices): void {
   app.get('/devices', async (req, reply) => {
     await authorize(s, req, Right.RegistryRead);
@@ -76,48 +73,6 @@ export function registryRoutes(app: FastifyInstance, s: HubServices): void {
     await authorize(s, req, Right.RegistryWrite, deviceId);
     await s.store.deleteModule(deviceId, moduleId, ifMatch(req));
     return reply.status(204).send();
-  });
-
-  app.get('/statistics/devices', async (req, reply) => {
-    await authorize(s, req, Right.RegistryRead);
-    const c = await s.store.countDevices();
-    return sendJson(reply, 200, { totalDeviceCount: c.total, enabledDeviceCount: c.enabled, disabledDeviceCount: c.total - c.enabled });
-  });
-
-  // Twin queries: `SELECT * FROM devices[.modules] [WHERE …]`, paged with x-ms-max-item-count / x-ms-continuation.
-  app.post('/devices/query', async (req, reply) => {
-    await authorize(s, req, Right.RegistryRead);
-    const body = objectBody(req);
-    const text = body['query'];
-    if (typeof text !== 'string') throw hubError('CLOUD_ERR_BAD_REQUEST', 'query is required');
-    const q = compileDeviceQuery(text);
-    if (!q.ok) throw hubError('CLOUD_ERR_BAD_REQUEST', `query: ${q.error.message} (line ${q.error.line}, column ${q.error.column})`);
-    const max = Math.min(Math.max(Number(req.headers['x-ms-max-item-count'] ?? 100) || 100, 1), 1000);
-    const cont = req.headers['x-ms-continuation'];
-    let after = typeof cont === 'string' && cont !== '' ? Buffer.from(cont, 'base64').toString('utf8') : undefined;
-    const out: unknown[] = [];
-    let next: string | undefined;
-    while (out.length < max) {
-      const page = await s.store.listDeviceTwins({ limit: 200, ...(after === undefined ? {} : { after }) });
-      if (page.length === 0) break;
-      for (const t of page) {
-        const device = await s.store.getDevice(t.deviceId);
-        const iotEdge = device?.iotEdge ?? false;
-        const candidates: TwinRecord[] = q.value.collection === 'devices' ? [t] : await s.store.listModuleTwins(t.deviceId);
-        for (const c of candidates) {
-          const view: QueryTwin = queryView(c, iotEdge);
-          if (q.value(view)) out.push(s.twins.toJson(c, device, await s.store.getPresence(c.deviceId, c.moduleId)));
-        }
-        after = t.deviceId;
-        if (out.length >= max) {
-          next = Buffer.from(after).toString('base64');
-          break;
-        }
-      }
-    }
-    if (next !== undefined) void reply.header('x-ms-continuation', next);
-    void reply.header('x-ms-item-type', 'Twin');
-    return sendJson(reply, 200, out);
   });
 
   // Bulk registry operations (`Registry.addDevices/updateDevices/removeDevices`).

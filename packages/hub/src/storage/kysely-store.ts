@@ -461,6 +461,16 @@ export class KyselyStore implements Store {
     return r && { deviceId: r.device_id, moduleId: r.module_id, replicaId: r.replica_id, connectedAt: Number(r.connected_at) };
   }
 
+  async countConnectedDevices(): Promise<number> {
+    const r = await this.#db
+      .selectFrom('presence')
+      .innerJoin('devices', 'devices.device_id', 'presence.device_id')
+      .where('presence.module_id', '=', '')
+      .select((eb) => eb.fn.countAll().as('n'))
+      .executeTakeFirstOrThrow();
+    return Number(r.n);
+  }
+
   async clearReplicaPresence(replicaId: string): Promise<void> {
     await this.#db.deleteFrom('presence').where('replica_id', '=', replicaId).execute();
   }

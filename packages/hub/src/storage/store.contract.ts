@@ -165,5 +165,18 @@ export function describeStore(name: string, factory: () => Promise<{ store: Stor
       expect(await s.getPresence('p', '')).toBeUndefined();
       await s.ping();
     });
+
+    it('counts connected devices, not modules and not presence left by deleted devices', async (ctx) => {
+      if (skipped) return ctx.skip();
+      await s.createDevice(device('online'), newTwin('online', '', NOW));
+      await s.createDevice(device('offline'), newTwin('offline', '', NOW));
+      const before = await s.countConnectedDevices();
+      await s.setPresence({ deviceId: 'online', moduleId: '', replicaId: 'A', connectedAt: 1 });
+      await s.setPresence({ deviceId: 'online', moduleId: 'mod', replicaId: 'A', connectedAt: 1 });
+      await s.setPresence({ deviceId: 'ghost', moduleId: '', replicaId: 'A', connectedAt: 1 });
+      expect(await s.countConnectedDevices()).toBe(before + 1);
+      await s.clearPresence('online', '', 'A');
+      expect(await s.countConnectedDevices()).toBe(before);
+    });
   });
 }

@@ -139,6 +139,8 @@ export interface Store {
   /** Removes presence only if still owned by `replicaId` (a reconnect elsewhere wins). */
   clearPresence(deviceId: string, moduleId: string, replicaId: string): Promise<void>;
   getPresence(deviceId: string, moduleId: string): Promise<PresenceRecord | undefined>;
+  /** Devices (not modules) with a live connection on any replica (`GET /statistics/service`). */
+  countConnectedDevices(): Promise<number>;
   clearReplicaPresence(replicaId: string): Promise<void>;
 
   /** Liveness of the database (readiness probe). */

@@ -1,6 +1,7 @@
 import { err, ok, type Result } from '@kedge/contracts';
 import { CompileFailure, compileError, fail, MAX_NESTING, RouteErrorCode, type Position, type RouteCompileError } from '../errors.js';
 import { and3, or3, type TriBool } from '../condition/values.js';
+import { AggregateFn, aggregation, lookupPath, projector, type Aggregation, type QueryRow, type SelectItem } from './select.js';
 
 /** A device or module twin as IoT Hub queries see it. Field names are case-sensitive. */
 export interface TwinDocument {
@@ -18,12 +19,37 @@ export interface TwinDocument {
 /** A compiled twin predicate. */
 export type TwinPredicate = (twin: TwinDocument) => boolean;
 
-/** A compiled `SELECT … FROM devices[.modules] [WHERE …]` query: a predicate that also says what it selects from. */
+/**
+ * What a device query returns: whole twins (`SELECT *`), one projected object per twin (`SELECT deviceId,
+ * properties.reported.fw`), or aggregate rows (`SELECT COUNT() AS n … [GROUP BY …]`).
+ */
+export const QueryShape = { Twins: 'twins', Projection: 'projection', Aggregate: 'aggregate' } as const;
+export type QueryShape = (typeof QueryShape)[keyof typeof QueryShape];
+
+/**
+ * A compiled `SELECT [TOP n] … FROM devices[.modules] [WHERE …] [GROUP BY …]` query: a predicate (the WHERE part)
+ * that also says what it selects from and how to build results. Evaluate it over the IoT Hub twin JSON (the document
+ * `GET /twins/{id}` serves), so every twin field (`status`, `connectionState`, …) can be filtered and projected.
+ */
 export interface DeviceQuery extends TwinPredicate {
   readonly collection: 'devices' | 'devices.modules';
-  /** Selected fields (`*` for everything). */
+  /** Selected paths, dotted (`*` for everything; aggregates as `count()`, `sum(path)`, …). */
   readonly select: readonly string[];
+  readonly shape: QueryShape;
+  /** `TOP n`: at most this many results in all. */
+  readonly top: number | undefined;
+  /** The parsed SELECT list (empty for `*`). */
+  readonly items: readonly SelectItem[];
+  /** GROUP BY paths (empty without GROUP BY). */
+  readonly groupBy: readonly (readonly string[])[];
+  /** For {@link QueryShape.Projection}: the projected object of one matching twin. */
+  project(twin: TwinDocument): QueryRow;
+  /** For {@link QueryShape.Aggregate}: a fresh aggregation to feed matching twins into. */
+  aggregate(): Aggregation;
 }
+
+/** Largest `TOP n` (IoT Hub pages hold at most 1000 items; TOP itself is not bounded there, but a number is). */
+export const MAX_TOP = 1_000_000;
 
 const T = {
   Str: 'Str',
@@ -42,7 +68,23 @@ interface QToken extends Position {
   readonly value: string | number | readonly string[];
 }
 
-const KEYWORDS = new Set(['and', 'or', 'not', 'in', 'select', 'from', 'where', 'true', 'false', 'null', 'as']);
+const KEYWORDS = new Set(['and', 'or', 'not', 'in', 'select', 'from', 'where', 'true', 'false', 'null', 'as', 'group', 'by', 'top']);
+
+// Top-level twin fields match case-insensitively, as in IoT Hub (`SELECT DeviceId` yields `deviceId`); nested
+// property names (tags, desired, reported) stay case-sensitive.
+const TWIN_FIELDS: ReadonlyMap<string, string> = new Map(
+  [
+    'deviceId', 'moduleId', 'etag', 'deviceEtag', 'status', 'statusReason', 'statusUpdateTime', 'connectionState', 'lastActivityTime',
+    'cloudToDeviceMessageCount', 'authenticationType', 'x509Thumbprint', 'modelId', 'version', 'tags', 'properties', 'capabilities',
+    'configurations', 'deviceScope', 'parentScopes',
+  ].map((f) => [f.toLowerCase(), f]),
+);
+
+function canonical(path: readonly string[]): readonly string[] {
+  const first = path[0];
+  const c = first === undefined ? undefined : TWIN_FIELDS.get(first.toLowerCase());
+  return c === undefined || c === first ? path : [c, ...path.slice(1)];
+}
 
 function lexQuery(text: string): QToken[] {
   const out: QToken[] = [];
@@ -135,18 +177,6 @@ function lexQuery(text: string): QToken[] {
 
 type Eval = (twin: TwinDocument) => unknown;
 type Pred = (twin: TwinDocument) => TriBool;
-const MISSING = undefined;
-
-function lookup(twin: TwinDocument, path: readonly string[]): unknown {
-  let node: unknown = twin;
-  for (const seg of path) {
-    if (node === null || typeof node !== 'object' || Array.isArray(node)) return MISSING;
-    if (!Object.prototype.hasOwnProperty.call(node, seg)) return MISSING;
-    node = (node as Record<string, unknown>)[seg];
-  }
-  return node;
-}
-
 const scalar = (v: unknown): boolean => v === null || typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean';
 
 function compareValues(op: string, a: unknown, b: unknown): TriBool {
@@ -357,8 +387,8 @@ class QueryParser {
         return () => v;
       }
       case T.Path: {
-        const path = t.value as readonly string[];
-        return (twin) => lookup(twin, path);
+        const path = canonical(t.value as readonly string[]);
+        return (twin) => lookupPath(twin, path);
       }
       case T.Word:
         if (t.value === 'true') return () => true;
@@ -404,40 +434,160 @@ export function compileTargetCondition(text: string): Result<TwinPredicate, Rout
   });
 }
 
+const AGGREGATES: ReadonlyMap<string, AggregateFn> = new Map(Object.values(AggregateFn).map((f) => [f, f]));
+const ALIAS = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+interface Cursor {
+  tok(k?: number): QToken;
+  next(): QToken;
+  word(w: string, k?: number): boolean;
+  punct(p: string, k?: number): boolean;
+  pos: number;
+}
+
+function cursor(tokens: readonly QToken[]): Cursor {
+  const c: Cursor = {
+    pos: 0,
+    tok: (k = 0) => tokens[c.pos + k] ?? (tokens[tokens.length - 1] as QToken),
+    next: () => {
+      const t = c.tok();
+      if (t.kind !== T.Eof) c.pos++;
+      return t;
+    },
+    word: (w, k = 0) => c.tok(k).kind === T.Word && c.tok(k).value === w,
+    punct: (p, k = 0) => c.tok(k).kind === T.Punct && c.tok(k).value === p,
+  };
+  return c;
+}
+
+/** `path` or `AGG([path])`, then an optional `AS alias`; `$n` names unaliased aggregates, as DocumentDB does. */
+function selectItem(c: Cursor, unnamed: { n: number }): SelectItem {
+  const t = c.tok();
+  let item: SelectItem;
+  if (t.kind === T.Word && c.punct('(', 1)) {
+    const fn = AGGREGATES.get(t.value as string);
+    if (fn === undefined) fail(RouteErrorCode.UnknownFunction, `Unsupported function '${t.text}' in SELECT (use COUNT, SUM, AVG, MIN or MAX)`, t);
+    c.next();
+    c.next();
+    let path: readonly string[] | undefined;
+    if (c.tok().kind === T.Path) path = canonical(c.next().value as readonly string[]);
+    if (!c.punct(')')) fail(RouteErrorCode.Syntax, fn === AggregateFn.Count ? "Syntax error: expected ')' (COUNT takes no argument)" : "Syntax error: expected a property and ')'", c.tok());
+    c.next();
+    if (fn === AggregateFn.Count && path !== undefined) fail(RouteErrorCode.Arguments, "Invalid arguments to function 'COUNT': expected 0, got 1", t);
+    if (fn !== AggregateFn.Count && path === undefined) fail(RouteErrorCode.Arguments, `Invalid arguments to function '${t.text}': expected a property`, t);
+    item = { kind: 'aggregate', fn, path, name: `$${++unnamed.n}` };
+  } else if (t.kind === T.Path) {
+    c.next();
+    const path = canonical(t.value as readonly string[]);
+    item = { kind: 'field', path, name: path[path.length - 1] as string };
+  } else {
+    return fail(RouteErrorCode.Syntax, "Syntax error: expected '*', a property or an aggregate (COUNT(), SUM(…), …) to select", t);
+  }
+  if (c.word('as')) {
+    c.next();
+    const a = c.next();
+    const alias = a.kind === T.Path && (a.value as readonly string[]).length === 1 ? ((a.value as readonly string[])[0] as string) : undefined;
+    if (alias === undefined || !ALIAS.test(alias)) fail(RouteErrorCode.Syntax, 'Syntax error: expected a name (letters, digits, _) after AS', a);
+    item = { ...item, name: alias };
+  }
+  return item;
+}
+
+const dotted = (i: SelectItem): string => (i.kind === 'field' ? i.path.join('.') : `${i.fn}(${i.path?.join('.') ?? ''})`);
+
 /**
- * Compiles an IoT Hub query such as `SELECT deviceId FROM devices WHERE tags.env = 'prod'` (or `FROM
- * devices.modules`, as in deployment system metrics) into a predicate over twins, carrying the collection and the
- * selected fields. Without WHERE every twin matches. Never throws.
+ * Compiles an IoT Hub device query, `SELECT [TOP n] <* | item, …> FROM devices[.modules] [WHERE <condition>]
+ * [GROUP BY path, …]`, where an item is a property path or `COUNT()` / `SUM(path)` / `AVG(path)` / `MIN(path)` /
+ * `MAX(path)`, each with an optional `AS alias`. Forms the hub cannot answer are compile errors, never ignored:
+ * mixing `*` with items, aggregates next to properties that are not grouped, GROUP BY without an aggregate, two
+ * items with one output name. Never throws.
  */
 export function compileDeviceQuery(text: string): Result<DeviceQuery, RouteCompileError> {
   return guard(() => {
     const tokens = lexQuery(text);
-    let i = 0;
-    const tok = (k: number): QToken => tokens[k] ?? (tokens[tokens.length - 1] as QToken);
-    const word = (k: number, w: string): boolean => tok(k).kind === T.Word && tok(k).value === w;
-    if (!word(i, 'select')) fail(RouteErrorCode.Syntax, "Syntax error: expected 'SELECT'", tok(i));
-    i++;
-    const select: string[] = [];
-    for (;;) {
-      const t = tok(i);
-      if (t.kind === T.Punct && t.value === '*') select.push('*');
-      else if (t.kind === T.Path) select.push((t.value as readonly string[]).join('.'));
-      else fail(RouteErrorCode.Syntax, "Syntax error: expected '*' or a field to select", t);
-      i++;
-      if (!(tok(i).kind === T.Punct && tok(i).value === ',')) break;
-      i++;
+    const c = cursor(tokens);
+    if (!c.word('select')) fail(RouteErrorCode.Syntax, "Syntax error: expected 'SELECT'", c.tok());
+    c.next();
+    let top: number | undefined;
+    if (c.word('top')) {
+      c.next();
+      const n = c.next();
+      if (n.kind !== T.Num || !Number.isInteger(n.value) || (n.value as number) < 1 || (n.value as number) > MAX_TOP) {
+        fail(RouteErrorCode.Syntax, `Syntax error: TOP expects a whole number from 1 to ${MAX_TOP}`, n);
+      }
+      top = n.value as number;
     }
-    if (!word(i, 'from')) fail(RouteErrorCode.Syntax, "Syntax error: expected 'FROM'", tok(i));
-    i++;
-    const coll = tok(i);
+    const items: SelectItem[] = [];
+    let star = false;
+    const unnamed = { n: 0 };
+    for (;;) {
+      if (c.punct('*')) {
+        if (star || items.length > 0) fail(RouteErrorCode.Syntax, "Syntax error: '*' cannot be combined with other selections", c.tok());
+        star = true;
+        c.next();
+      } else {
+        if (star) fail(RouteErrorCode.Syntax, "Syntax error: '*' cannot be combined with other selections", c.tok());
+        items.push(selectItem(c, unnamed));
+      }
+      if (!c.punct(',')) break;
+      c.next();
+    }
+    if (!c.word('from')) fail(RouteErrorCode.Syntax, "Syntax error: expected 'FROM'", c.tok());
+    c.next();
+    const coll = c.tok();
     const name = coll.kind === T.Path ? (coll.value as readonly string[]).join('.').toLowerCase() : '';
     if (name !== 'devices' && name !== 'devices.modules') fail(RouteErrorCode.Syntax, "Syntax error: expected 'devices' or 'devices.modules'", coll);
     const collection: DeviceQuery['collection'] = name;
-    i++;
+    c.next();
     let pred: Pred = () => true;
-    if (word(i, 'where')) pred = whereClause(tokens, i + 1);
-    else if (tok(i).kind !== T.Eof) fail(RouteErrorCode.Syntax, `Syntax error: unexpected '${tok(i).text}'`, tok(i));
+    if (c.word('where')) {
+      const parser = new QueryParser(tokens, c.pos + 1);
+      pred = parser.or();
+      c.pos = parser.position;
+    }
+    const groupBy: (readonly string[])[] = [];
+    const groupAt = c.tok();
+    if (c.word('group')) {
+      c.next();
+      if (!c.word('by')) fail(RouteErrorCode.Syntax, "Syntax error: expected 'BY' after 'GROUP'", c.tok());
+      c.next();
+      for (;;) {
+        const g = c.next();
+        if (g.kind !== T.Path) fail(RouteErrorCode.Syntax, 'Syntax error: GROUP BY expects property paths', g);
+        groupBy.push(canonical(g.value as readonly string[]));
+        if (!c.punct(',')) break;
+        c.next();
+      }
+    }
+    if (c.tok().kind !== T.Eof) fail(RouteErrorCode.Syntax, `Syntax error: unexpected '${c.tok().text}'`, c.tok());
+
+    const hasAggregate = items.some((i) => i.kind === 'aggregate');
+    if (groupBy.length > 0 && !hasAggregate) fail(RouteErrorCode.Syntax, 'GROUP BY needs an aggregate in SELECT, e.g. COUNT() AS n', groupAt);
+    if (hasAggregate) {
+      const grouped = new Set(groupBy.map((g) => g.join('.')));
+      for (const i of items) {
+        if (i.kind === 'field' && !grouped.has(i.path.join('.'))) {
+          fail(RouteErrorCode.Syntax, `'${i.path.join('.')}' must appear in GROUP BY to be selected next to an aggregate`, tokens[0] as QToken);
+        }
+      }
+    }
+    const names = new Set<string>();
+    for (const i of items) {
+      if (names.has(i.name)) fail(RouteErrorCode.Syntax, `Two selections are named '${i.name}': give one of them another name with AS`, tokens[0] as QToken);
+      names.add(i.name);
+    }
+    const shape: QueryShape = star ? QueryShape.Twins : hasAggregate ? QueryShape.Aggregate : QueryShape.Projection;
+    const project = projector(items);
     const fn = (twin: TwinDocument): boolean => pred(twin) === true;
-    return Object.assign(fn, { collection, select: Object.freeze(select) });
+    return Object.assign(fn, {
+      collection,
+      select: Object.freeze(star ? ['*'] : items.map(dotted)),
+      shape,
+      top,
+      items: Object.freeze(items),
+      groupBy: Object.freeze(groupBy),
+      project: (twin: TwinDocument) => project(twin),
+      aggregate: () => aggregation(items, groupBy),
+    });
   });
 }
