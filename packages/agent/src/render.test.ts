@@ -280,5 +280,28 @@ describe('render', () => {
       'Deployment/' + (r.modules.find((m) => m.name === 'SimulatedTemperatureSensor')?.objectName ?? ''),
       'Deployment/filter',
     ]);
+    // settings.k8sOptions, a JSON string in the manifest, reaches the pod with its dotted keys intact.
+    const filter = find<V1Deployment>(r, 'Deployment', 'filter');
+    expect(filter.spec?.template.spec?.nodeSelector).toEqual({ 'kubernetes.io/os': 'linux' });
+    expect(container(filter)?.resources?.requests).toEqual({ cpu: '50m', memory: '64Mi' });
+  });
+
+  it('renders the stateful example: chunked k8sOptions (persistence, tolerations, affinity) and the preview section', () => {
+    const doc = JSON.parse(readFileSync(new URL('../../../examples/stateful-module.json', import.meta.url), 'utf8')) as unknown;
+    const v = validateManifest(doc);
+    if (!v.ok) throw new Error(JSON.stringify(v.error));
+    const r = renderSpec(v.manifest.spec);
+    expect(r.errors).toEqual([]);
+    const pvc = find<V1PersistentVolumeClaim>(r, 'PersistentVolumeClaim', 'data-historian-data');
+    expect(pvc.spec).toMatchObject({ storageClassName: 'local-path', accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '5Gi' } } });
+    const pod = find<V1Deployment>(r, 'Deployment', 'historian').spec?.template;
+    expect(pod?.spec?.tolerations).toEqual([{ key: 'node-role.kubernetes.io/edge', operator: 'Exists', effect: 'NoSchedule' }]);
+    expect(pod?.spec?.affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.nodeSelectorTerms[0]?.matchExpressions?.[0]?.key).toBe('kubernetes.io/arch');
+    expect(pod?.spec?.priorityClassName).toBe('edge-critical');
+    expect(pod?.spec?.securityContext).toMatchObject({ runAsNonRoot: true, runAsUser: 1000, fsGroup: 1000 });
+    expect(pod?.metadata?.labels?.['contoso.com/team']).toBe('historian');
+    const publisher = find<V1Deployment>(r, 'Deployment', r.modules.find((m) => m.name === 'opcPublisher')?.objectName ?? '');
+    expect(publisher.spec?.template.spec?.nodeSelector).toEqual({ 'kubernetes.io/os': 'linux' });
+    expect(container(publisher)?.resources?.limits).toEqual({ memory: '256Mi' });
   });
 });

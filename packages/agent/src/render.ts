@@ -658,11 +658,11 @@ function warnUnsupported(co: CreateOptions, ctx: Ctx, path: string): void {
   const hc = co.HostConfig ?? {};
   const w = (field: string, why: string) => ctx.warnings.push({ path: `${path}.settings.createOptions.${field}`, message: why });
   if (hc.MemorySwap !== undefined && hc.MemorySwap !== 0) w('HostConfig.MemorySwap', 'swap limits have no Kubernetes equivalent; ignored');
-  if (hc.CpuShares !== undefined) w('HostConfig.CpuShares', 'CPU shares are ignored; set k8s.resources.requests.cpu');
-  if (hc.DeviceRequests?.length) w('HostConfig.DeviceRequests', 'GPU requests are ignored; set k8s.resources.limits (e.g. "nvidia.com/gpu": 1) with a device plugin');
+  if (hc.CpuShares !== undefined) w('HostConfig.CpuShares', 'CPU shares are ignored; set resources.requests.cpu in settings.k8sOptions');
+  if (hc.DeviceRequests?.length) w('HostConfig.DeviceRequests', 'GPU requests are ignored; set resources.limits in settings.k8sOptions (e.g. "nvidia.com/gpu": 1) with a device plugin');
   if (hc.RestartPolicy !== undefined) w('HostConfig.RestartPolicy', "Docker's restart policy is ignored; the module's restartPolicy applies");
   if (hc.LogConfig !== undefined) w('HostConfig.LogConfig', 'log drivers are ignored; the kubelet manages container logs');
-  if (hc.ShmSize !== undefined) w('HostConfig.ShmSize', 'shared-memory size is ignored; mount an emptyDir with medium Memory at /dev/shm via k8s.volumes');
+  if (hc.ShmSize !== undefined) w('HostConfig.ShmSize', 'shared-memory size is ignored; mount an emptyDir with medium Memory at /dev/shm via volumes in settings.k8sOptions');
   if (co.NetworkingConfig !== undefined && hc.NetworkMode !== 'host') w('NetworkingConfig', 'Docker networks are ignored; modules reach each other by module name through Services');
   if (co.StopSignal !== undefined) w('StopSignal', 'stop signals are ignored; Kubernetes sends SIGTERM');
 }

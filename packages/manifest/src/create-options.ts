@@ -1,7 +1,6 @@
-import { KubernetesOptionsSchema, K8S_EXPERIMENTAL_KEYS, type KubernetesOptions } from './k8s-options.js';
+import { K8S_EXPERIMENTAL_KEYS, validateKubernetesOptions, type KubernetesOptions } from './k8s-options.js';
 import type { IssueCollector} from './issues.js';
 import { isObject, typeName, type PathSegment } from './issues.js';
-import { zodIssues } from './zod-issues.js';
 
 /** A port binding of `HostConfig.PortBindings` (`"80/tcp": [{"HostPort": "8080"}]`). */
 export interface PortBinding {
@@ -111,51 +110,6 @@ const lowerIndex = (fields: Readonly<Record<string, Kind>>): Map<string, string>
 const TOP_INDEX = lowerIndex(TOP_FIELDS);
 const HOST_INDEX = lowerIndex(HOST_CONFIG_FIELDS);
 
-/** The key names of a chunked createOptions, in order: `createOptions`, `createOptions01`, … `createOptions99`. */
-export function chunkKey(i: number): string {
-  return i === 0 ? 'createOptions' : `createOptions${String(i).padStart(2, '0')}`;
-}
-
-/**
- * Reassembles `settings.createOptions` from its 512-character chunks (`createOptions`, `createOptions01`, …),
- * exactly as edgeAgent does: keys are matched case-insensitively and must be contiguous; each must be a string.
- * Returns the JSON text (`undefined` when absent) or records an error.
- */
-export function joinCreateOptionsChunks(
-  settings: Record<string, unknown>,
-  path: readonly PathSegment[],
-  issues: IssueCollector,
-): string | undefined {
-  const chunks = new Map<number, { key: string; value: unknown }>();
-  for (const [key, value] of Object.entries(settings)) {
-    const m = /^createoptions(\d*)$/i.exec(key);
-    if (!m) continue;
-    const digits = m[1] ?? '';
-    const n = digits === '' ? 0 : Number(digits);
-    if ((digits !== '' && digits.length !== 2) || n > 99 || (digits !== '' && n === 0)) {
-      issues.error([...path, key], 'createOptions chunk keys are createOptions, createOptions01 … createOptions99');
-      return undefined;
-    }
-    chunks.set(n, { key, value });
-  }
-  if (chunks.size === 0) return undefined;
-  let text = '';
-  for (let i = 0; i < chunks.size; i++) {
-    const c = chunks.get(i);
-    if (!c) {
-      issues.error([...path, chunkKey(i)], `missing: createOptions chunks must be contiguous (found ${[...chunks.values()].map((x) => x.key).join(', ')})`);
-      return undefined;
-    }
-    if (typeof c.value !== 'string') {
-      issues.error([...path, c.key], `expected a JSON string, got ${typeName(c.value)}`);
-      return undefined;
-    }
-    if (c.value.length > 512 && chunks.size > 1) issues.warn([...path, c.key], `chunk is ${c.value.length} characters; IoT Hub twins keep string values to 512`);
-    text += c.value;
-  }
-  return text;
-}
-
 /**
  * Parses createOptions (JSON text, or an object when the input was an already-parsed CR) into the typed model.
  * `""`, `"null"` and absence mean `{}`. Wrong value types that Newtonsoft would coerce (`"true"`, `"73400320"`) are
@@ -242,14 +196,6 @@ function parseK8sExperimental(value: unknown, path: readonly PathSegment[], issu
     normalized[canonical] = canonical === 'serviceOptions' && isObject(v) ? normalizeServiceType(v) : canonical === 'volumes' ? coerceVolumeBooleans(v, [...path, key], issues) : v;
   }
   return validateKubernetesOptions(normalized, path, issues);
-}
-
-/** Validates a Kubernetes options object (first-class `k8s` field or the converted preview section). */
-export function validateKubernetesOptions(value: unknown, path: readonly PathSegment[], issues: IssueCollector): KubernetesOptions | undefined {
-  const r = KubernetesOptionsSchema.safeParse(value, { reportInput: true });
-  if (r.success) return r.data;
-  for (const i of zodIssues(r.error, path)) issues.errors.push(i);
-  return undefined;
 }
 
 function normalizeServiceType(v: Record<string, unknown>): Record<string, unknown> {

@@ -1,6 +1,8 @@
 export * from './schema.js';
 export * from './k8s-options.js';
-export { parseCreateOptions, joinCreateOptionsChunks, chunkKey } from './create-options.js';
+export { parseCreateOptions } from './create-options.js';
+export { chunkKey, joinChunks, splitChunks, CHUNK_LENGTH } from './chunks.js';
+export type { ChunkedSetting } from './chunks.js';
 export type { CreateOptions, HostConfig, PortBinding, Mount, DeviceMapping } from './create-options.js';
 export { validateManifest, unwrapModulesContent, checkModuleName } from './validate.js';
 export type { ModulesContent, DeploymentManifest, ManifestResult } from './validate.js';

@@ -1,9 +1,13 @@
 import { z } from 'zod';
+import { splitChunks } from './chunks.js';
+import { isObject, typeName, type IssueCollector, type PathSegment } from './issues.js';
+import { zodIssues } from './zod-issues.js';
 
 /**
  * Kedge's Kubernetes section of a module: what IoT Edge users wrote under `createOptions["k8s-experimental"]`
- * for Microsoft's preview, plus what that preview lacked. It is accepted both there and as the first-class field
- * `$edgeAgent.properties.desired.modules.<m>.k8s`; when both are given, fields of the first-class one win.
+ * for Microsoft's preview, plus what that preview lacked. In a manifest it travels as the JSON string
+ * `settings.k8sOptions` (chunked like `createOptions`, see {@link K8S_OPTIONS}); the preview's section is read too,
+ * and fields of `k8sOptions` win over it. In an EdgeDeployment it is the parsed object `modules.<m>.k8s`.
  *
  * Kubernetes sub-objects (affinity, tolerations, security contexts, volumes) are checked for their shape here and
  * passed to the API server as given, which validates them in full.
@@ -93,3 +97,47 @@ export type KubernetesOptions = z.infer<typeof KubernetesOptionsSchema>;
 
 /** Keys of the preview's `k8s-experimental` section, which it matched case-insensitively. */
 export const K8S_EXPERIMENTAL_KEYS = ['nodeSelector', 'resources', 'volumes', 'securityContext', 'serviceOptions', 'strategy'] as const;
+
+/**
+ * The `settings` key that carries a module's Kubernetes options through a twin: a JSON **string**, split like
+ * `createOptions` into `k8sOptions`, `k8sOptions01` … `k8sOptions99`. A string because twin keys may not contain `.`,
+ * `$` or spaces, and Kubernetes keys do (`kubernetes.io/os`, `nvidia.com/gpu`), and because affinity nests deeper
+ * than a twin's 10 levels. Beside `createOptions` because that is where edgeAgent's chunking lives and where tools
+ * that split `createOptions` look.
+ */
+export const K8S_OPTIONS = 'k8sOptions';
+
+/** Validates a Kubernetes options object (the parsed `k8sOptions`, or the converted preview section). */
+export function validateKubernetesOptions(value: unknown, path: readonly PathSegment[], issues: IssueCollector): KubernetesOptions | undefined {
+  const r = KubernetesOptionsSchema.safeParse(value, { reportInput: true });
+  if (r.success) return r.data;
+  for (const i of zodIssues(r.error, path)) issues.errors.push(i);
+  return undefined;
+}
+
+/**
+ * Parses the (reassembled) `settings.k8sOptions` text. `""` and `"null"` mean no options. Unknown keys and wrong
+ * shapes are errors: unlike Docker's createOptions, nothing else reads this section, so a typo would only be lost.
+ */
+export function parseK8sOptions(text: string, path: readonly PathSegment[], issues: IssueCollector): { ok: true; value: KubernetesOptions | undefined } | { ok: false } {
+  const trimmed = text.trim();
+  if (trimmed === '' || trimmed === 'null') return { ok: true, value: undefined };
+  let raw: unknown;
+  try {
+    raw = JSON.parse(trimmed);
+  } catch (e) {
+    issues.error(path, `not valid JSON: ${(e as Error).message}`);
+    return { ok: false };
+  }
+  if (!isObject(raw)) {
+    issues.error(path, `must be a JSON object, got ${typeName(raw)}`);
+    return { ok: false };
+  }
+  const value = validateKubernetesOptions(raw, path, issues);
+  return value ? { ok: true, value } : { ok: false };
+}
+
+/** The `settings` entries that carry `options` through a twin: `{"k8sOptions": "…"}`, chunked when long. */
+export function k8sOptionsSettings(options: KubernetesOptions): Record<string, string> {
+  return splitChunks(JSON.stringify(options), K8S_OPTIONS);
+}

@@ -81,4 +81,14 @@ describe('validateLayer', () => {
     expect(r.ok ? [] : r.error.map((i) => i.path)).toEqual(['m.properties.desired..a', 'n']);
     expect(validateLayer('x').ok).toBe(false);
   });
+
+  it('refuses what a twin cannot hold: a "$" or space in a path segment, unsafe keys in a value', () => {
+    const msgs = (input: unknown) => { const r = validateLayer(input); return r.ok ? [] : r.error.map((i) => `${i.path}: ${i.message}`); };
+    expect(msgs({ m: { 'properties.desired.a b': 1 } })).toEqual(['m.properties.desired.a b: path segment "a b" cannot be a twin key (no "$" or spaces)']);
+    expect(msgs({ m: { 'properties.desired.x$': 1 } })).toEqual(['m.properties.desired.x$: path segment "x$" cannot be a twin key (no "$" or spaces)']);
+    expect(msgs({ $edgeAgent: { 'properties.desired.modules.filter': { type: 'docker', settings: { image: 'f:1' }, k8s: { nodeSelector: { 'kubernetes.io/os': 'linux' } } } } })).toEqual([
+      '$edgeAgent.properties.desired.modules.filter.k8s.nodeSelector.kubernetes.io/os: IoT Hub refuses this in a twin: keys must be non-empty and cannot contain ".", "$", spaces or control characters',
+    ]);
+    expect(validateLayer({ $edgeAgent: { 'properties.desired.modules.filter': { type: 'docker', settings: { image: 'f:1', k8sOptions: '{"nodeSelector":{"kubernetes.io/os":"linux"}}' } } } }).ok).toBe(true);
+  });
 });

@@ -1,6 +1,7 @@
 import type { Issue } from '@kedge/contracts';
 import { compileRoute, describeRouteError } from '@kedge/routing';
-import { IssueCollector, isObject, typeName } from './issues.js';
+import { checkPatch } from '@kedge/protocol';
+import { IssueCollector, formatPath, isObject, typeName } from './issues.js';
 import { checkModule, type ModulesContent } from './validate.js';
 
 const DESIRED = 'properties.desired';
@@ -42,6 +43,13 @@ export function validateLayer(input: unknown): { ok: true; value: ModulesContent
         continue;
       }
       if (key === DESIRED && !isObject(value)) issues.error([name, key], `expected an object, got ${typeName(value)}`);
+      const unsafe = path.find((seg) => /[$ ]/.test(seg));
+      if (unsafe !== undefined) issues.error([name, key], `path segment "${unsafe}" cannot be a twin key (no "$" or spaces)`);
+      if (isObject(value)) {
+        // The value becomes part of a twin: the same rules as a full manifest's desired documents.
+        const r = checkPatch(value, formatPath([name, key]));
+        if (!r.ok) issues.errors.push({ path: r.error.path, message: `IoT Hub refuses this in a twin: ${r.error.message}` });
+      }
       if (name === '$edgeAgent' && (path[0] === 'modules' || (path[0] === 'systemModules' && path.length === 2)) && path.length === 2) {
         checkModule(value, [name, key], issues, 1, path[0] === 'systemModules');
       }

@@ -28,7 +28,10 @@ export const ModuleSettingsSchema = z.strictObject({
   /** `repository[:tag]`; the tag defaults to `latest`. */
   image: nonBlank('image'),
   /** Docker `ContainerCreate` options, already reassembled from chunks and parsed. @default {} */
-  createOptions: z.record(z.string(), z.unknown()).default({}).meta({ 'x-kubernetes-preserve-unknown-fields': true }),
+  createOptions: z
+    .record(z.string(), z.unknown())
+    .default({})
+    .meta({ 'x-kubernetes-preserve-unknown-fields': true, description: 'Docker ContainerCreate options: the chunks of the manifest\'s JSON string joined and parsed.' }),
   digest: z.string().optional(),
 });
 
@@ -43,8 +46,13 @@ export const ModuleSpecSchema = z.strictObject({
   imagePullPolicy: z.enum(ImagePullPolicies).default('on-create'),
   env: z.record(z.string(), EnvVarSchema).default({}),
   settings: ModuleSettingsSchema,
-  /** Kedge's Kubernetes options (merged from `createOptions["k8s-experimental"]` and the module's `k8s` field). */
-  k8s: KubernetesOptionsSchema.optional(),
+  /**
+   * Kedge's Kubernetes options, parsed: a manifest's `settings.k8sOptions` JSON string (chunks joined) merged over the
+   * preview's `createOptions["k8s-experimental"]`. An object here: a custom resource may hold keys a twin may not.
+   */
+  k8s: KubernetesOptionsSchema.optional().meta({
+    description: "Kubernetes options of the module: in a manifest the JSON string settings.k8sOptions (chunked like createOptions) merged over createOptions[\"k8s-experimental\"]; parsed here.",
+  }),
 });
 export type ModuleSpec = z.infer<typeof ModuleSpecSchema>;
 

@@ -164,23 +164,6 @@ describe('validateManifest: accepted manifests', () => {
     expect(r.ok && Object.keys(r.manifest.spec.routes)).toEqual(['upstream']);
   });
 
-  it('takes the k8s-experimental section and the first-class k8s field, the latter winning', () => {
-    const r = validateManifest(manifest(({ agent }) => {
-      agent.modules.tempSensor.settings.createOptions = JSON.stringify({
-        'k8s-experimental': { NodeSelector: { disk: 'ssd' }, resources: { limits: { memory: '128Mi', 'vendor.example/foo': 2 } }, serviceOptions: { type: 'loadbalancer' } },
-      });
-      agent.modules.tempSensor.k8s = { nodeSelector: { disk: 'nvme' }, priorityClassName: 'edge-critical' };
-    }));
-    expect(r.ok).toBe(true);
-    if (!r.ok) return;
-    expect(r.manifest.spec.modules.tempSensor?.k8s).toEqual({
-      nodeSelector: { disk: 'nvme' },
-      resources: { limits: { memory: '128Mi', 'vendor.example/foo': 2 } },
-      serviceOptions: { type: 'LoadBalancer' },
-      priorityClassName: 'edge-critical',
-    });
-    expect(r.manifest.spec.modules.tempSensor?.settings.createOptions).toEqual({});
-  });
 });
 
 describe('validateManifest: rejected manifests name the path', () => {
@@ -221,8 +204,9 @@ describe('validateManifest: rejected manifests name the path', () => {
     ['module name reserved', ({ agent }) => { agent.modules.$bad = agent.modules.tempSensor; }, '$edgeAgent.properties.desired.modules.$bad: module names starting with "$" are reserved for system modules'],
     ['module names differing only in case', ({ agent }) => { agent.modules.TempSensor = agent.modules.tempSensor; }, '$edgeAgent.properties.desired.modules.TempSensor: module names must differ in more than letter case ("tempSensor")'],
     ['env without value', ({ agent }) => { agent.modules.tempSensor.env = { A: 'x' }; }, '$edgeAgent.properties.desired.modules.tempSensor.env.A: expected {"value": "<string>"}'],
-    ['k8s section with a bad quantity', ({ agent }) => { agent.modules.tempSensor.k8s = { resources: { limits: { memory: 'lots' } } }; }, '$edgeAgent.properties.desired.modules.tempSensor.k8s.resources.limits.memory: not a Kubernetes quantity'],
-    ['k8s section with an unknown field', ({ agent }) => { agent.modules.tempSensor.k8s = { replicaz: 2 }; }, '$edgeAgent.properties.desired.modules.tempSensor.k8s: unknown field "replicaz"'],
+    ['k8sOptions with a bad quantity', ({ agent }) => { agent.modules.tempSensor.settings.k8sOptions = '{"resources":{"limits":{"memory":"lots"}}}'; }, '$edgeAgent.properties.desired.modules.tempSensor.settings.k8sOptions.resources.limits.memory: not a Kubernetes quantity'],
+    ['k8sOptions with an unknown field', ({ agent }) => { agent.modules.tempSensor.settings.k8sOptions = '{"replicaz":2}'; }, '$edgeAgent.properties.desired.modules.tempSensor.settings.k8sOptions: unknown field "replicaz"'],
+    ['k8s object with an unknown field', ({ agent }) => { agent.modules.tempSensor.k8s = { replicaz: 2 }; }, '$edgeAgent.properties.desired.modules.tempSensor.k8s: unknown field "replicaz"'],
     ['k8s-experimental bad service type', ({ agent }) => { agent.modules.tempSensor.settings.createOptions = '{"k8s-experimental":{"serviceOptions":{"type":"Ingress"}}}'; }, '$edgeAgent.properties.desired.modules.tempSensor.settings.createOptions.k8s-experimental.serviceOptions.type: must be one of "ClusterIP", "NodePort", "LoadBalancer", got "Ingress"'],
     ['store-and-forward TTL not an integer', ({ hub }) => { hub.storeAndForwardConfiguration.timeToLiveSecs = '7200'; }, '$edgeHub.properties.desired.storeAndForwardConfiguration.timeToLiveSecs: expected an integer, got "7200"'],
     ['missing $edgeHub', ({ content }) => { delete content.$edgeHub; }, '$edgeHub: required'],

@@ -1,6 +1,8 @@
 import type { Issue } from '@kedge/contracts';
+import { TwinLimits, checkPatch } from '@kedge/protocol';
 import { DEFAULT_TIME_TO_LIVE_SECS, parseEdgeHubDesired, type CompiledRoute, type RouteSpec as CompiledRouteSpec } from '@kedge/routing';
-import { joinCreateOptionsChunks, parseCreateOptions, validateKubernetesOptions, type CreateOptions } from './create-options.js';
+import { isChunkKey, joinChunks } from './chunks.js';
+import { parseCreateOptions, type CreateOptions } from './create-options.js';
 import { IssueCollector, formatPath, isObject, typeName, type PathSegment } from './issues.js';
 import {
   DEFAULT_STARTUP_ORDER,
@@ -12,7 +14,7 @@ import {
   type RegistryCredential,
   type RouteSpec,
 } from './schema.js';
-import type { KubernetesOptions } from './k8s-options.js';
+import { K8S_OPTIONS, k8sOptionsSettings, parseK8sOptions, validateKubernetesOptions, type KubernetesOptions } from './k8s-options.js';
 
 /** The `modulesContent` of a deployment: module id → `{"properties.desired": {…}}`. */
 export type ModulesContent = Record<string, Record<string, unknown>>;
@@ -87,6 +89,8 @@ export function validateManifest(input: unknown): ManifestResult {
     else if (!isObject(entry)) issues.error([name], `expected an object, got ${typeName(entry)}`);
   }
 
+  for (const [name, d] of [[AGENT, agent], [HUB, hub], ...Object.entries(moduleTwins)] as const) if (d) checkTwinSafe(name, d, issues);
+
   const createOptions: Record<string, CreateOptions> = {};
   const agentPart = agent ? checkAgent(agent, [AGENT, DESIRED], issues, createOptions) : undefined;
   const hubPart = hub ? checkHub(hub, [HUB, DESIRED], issues) : undefined;
@@ -142,6 +146,23 @@ function desiredOf(content: ModulesContent, name: string, issues: IssueCollector
     return undefined;
   }
   return desired;
+}
+
+/**
+ * A manifest's desired documents become twins, so they must be what IoT Hub stores: twin-safe keys, at most 10
+ * levels, at most 32 KB each. The hub refuses the rest anyway; saying so here names the path and the fix.
+ */
+function checkTwinSafe(name: string, desired: Record<string, unknown>, issues: IssueCollector): void {
+  const where = formatPath([name, DESIRED]);
+  const r = checkPatch(desired, where);
+  if (!r.ok) {
+    const { path, message } = r.error;
+    const k8s = name === AGENT && /^\.(?:system)?[mM]odules\..+?\.k8s[.[]/.test(path.slice(where.length));
+    const fix = k8s ? `; give the module's Kubernetes options as the JSON string settings.${K8S_OPTIONS} instead of the k8s object` : '';
+    issues.errors.push({ path, message: `IoT Hub refuses this in a twin: ${message}${fix}` });
+  }
+  const bytes = Buffer.byteLength(JSON.stringify(desired));
+  if (bytes > TwinLimits.desiredBytes) issues.error([name, DESIRED], `${bytes} bytes; IoT Hub keeps a twin's desired properties to ${TwinLimits.desiredBytes} bytes`);
 }
 
 /** Parses `major.minor[.build]` into numbers, or undefined. */
@@ -325,6 +346,8 @@ export function checkModule(
   let image = '';
   let co: { options: CreateOptions; raw: Record<string, unknown> } | undefined;
   let digest: string | undefined;
+  let k8sOptions: KubernetesOptions | undefined;
+  let k8sGiven = false;
   const s = raw.settings;
   if (s === undefined) issues.error([...p, 'settings'], 'required');
   else if (!isObject(s)) issues.error([...p, 'settings'], `expected an object, got ${typeName(s)}`);
@@ -340,18 +363,33 @@ export function checkModule(
     const coPath = [...p, 'settings', 'createOptions'];
     if (isObject(s.createOptions)) co = parseCreateOptions(s.createOptions, coPath, issues);
     else if (s.createOptions === undefined || s.createOptions === null || typeof s.createOptions === 'string') {
-      const text = joinCreateOptionsChunks(s, [...p, 'settings'], issues);
-      co = parseCreateOptions(text, coPath, issues);
+      const text = joinChunks(s, 'createOptions', [...p, 'settings'], issues);
+      if (text !== null) co = parseCreateOptions(text, coPath, issues);
     } else issues.error(coPath, `expected a JSON string, got ${typeName(s.createOptions)}`);
+    const k8sText = joinChunks(s, 'k8sOptions', [...p, 'settings'], issues);
+    if (typeof k8sText === 'string') {
+      k8sGiven = true;
+      const r = parseK8sOptions(k8sText, [...p, 'settings', K8S_OPTIONS], issues);
+      if (r.ok) k8sOptions = r.value;
+    }
     for (const k of Object.keys(s)) {
-      if (k !== 'image' && k !== 'digest' && !/^createoptions\d*$/i.test(k)) issues.warn([...p, 'settings', k], 'unknown module setting; ignored');
+      if (k !== 'image' && k !== 'digest' && !isChunkKey(k, 'createOptions') && !isChunkKey(k, 'k8sOptions')) issues.warn([...p, 'settings', k], 'unknown module setting; ignored');
     }
   }
-  let k8s: KubernetesOptions | undefined = co?.options.k8s;
   if (raw.k8s !== undefined) {
-    const first = validateKubernetesOptions(raw.k8s, [...p, 'k8s'], issues);
-    if (first) k8s = { ...(k8s ?? {}), ...first };
+    // The object form predates k8sOptions. IoT Hub stores it only while every key is twin-safe (validateManifest
+    // refuses the rest), so it is read, with a warning that shows the string form to write instead.
+    if (k8sGiven) issues.error([...p, 'k8s'], `give the Kubernetes options once: settings.${K8S_OPTIONS} or k8s, not both`);
+    else {
+      const legacy = validateKubernetesOptions(raw.k8s, [...p, 'k8s'], issues);
+      if (legacy) {
+        k8sOptions = legacy;
+        issues.warn([...p, 'k8s'], `the object form cannot travel through a twin once a key holds ".", "$" or a space (kubernetes.io/os, nvidia.com/gpu); write it in settings as ${JSON.stringify(k8sOptionsSettings(legacy))}`);
+      }
+    }
   }
+  const preview = co?.options.k8s;
+  const k8s: KubernetesOptions | undefined = preview && k8sOptions ? { ...preview, ...k8sOptions } : (k8sOptions ?? preview);
   for (const k of Object.keys(raw)) {
     if (!MODULE_KEYS.has(k) && !MODULE_KEYS_IGNORED.has(k)) issues.warn([...p, k], `unknown module property; ignored${system ? '' : ' (known: version, type, status, restartPolicy, startupOrder, imagePullPolicy, env, settings, k8s)'}`);
   }
