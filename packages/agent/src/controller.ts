@@ -2,8 +2,9 @@ import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { EdgeDeploymentResource } from '@kedge/manifest';
-import { Controller, EventRecorder, Informer, KubeMetrics, createKubeClient, type ClusterConfig, type KubeClient, type KubernetesObject, type ObjectKey, type ObjectMeta } from '@kedge/kube';
+import { Controller, EventRecorder, Informer, KubeMetrics, createKubeClient, formatKey, type ClusterConfig, type KubeClient, type KubernetesObject, type ObjectKey, type ObjectMeta } from '@kedge/kube';
 import { Labels, MANAGED_BY } from './names.js';
+import type { EdgeHubReportStore } from './edgehub-report.js';
 import type { DevicePolicy } from './policy.js';
 import { EdgeDeploymentReconciler, OwnedKinds, apiView, type ClusterView, type EdgeDeploymentObject } from './reconciler.js';
 
@@ -30,6 +31,11 @@ export interface AgentControllerOptions {
    * the EdgeDeployment itself reconcile at once. @default 100
    */
   readonly statusCoalesceMs?: number;
+  /**
+   * What the devices' edge hubs report having loaded (`RoutesApplied`); a change reconciles that namespace's
+   * EdgeDeployments. @default none: `RoutesApplied` stays Unknown
+   */
+  readonly edgeHubReports?: EdgeHubReportStore;
   /** Test hook: a KubeClient to use instead of one made from `config`. */
   readonly kube?: KubeClient;
 }
@@ -38,6 +44,8 @@ export interface RunningController {
   readonly controller: Controller;
   readonly informers: readonly Informer[];
   readonly reconciler: EdgeDeploymentReconciler;
+  /** EdgeDeployments whose last-seen generation the event coalescing remembers (released when one is deleted). */
+  readonly trackedGenerations: () => number;
   stop(): Promise<void>;
 }
 
@@ -94,30 +102,40 @@ export async function startEdgeDeploymentController(opts: AgentControllerOptions
     },
     // Our own objects are in the caches; anything else (a user's object under a name we want) needs the API.
     cached: (kind, namespace, name) => owned.get(kind)?.get(name, namespace),
-    existing: (apiVersion, kind, namespace) => api.existing(apiVersion, kind, namespace),
+    existing: (apiVersion, kind, namespace, callOpts) => api.existing(apiVersion, kind, namespace, callOpts),
   };
+  // A new generation (spec change, creation) reconciles at once; an event that leaves the generation alone (our own
+  // status write coming back, a resync) joins the coalesced status reconcile.
+  const generations = new Map<string, number | undefined>();
   const events = new EventRecorder(kube, { component: 'kedge-agent', instance: hostname(), log });
   const reconciler = new EdgeDeploymentReconciler({
     kube,
     view,
     policy: opts.policy,
     events,
+    ...(opts.edgeHubReports ? { edgeHubReports: opts.edgeHubReports } : {}),
     ...(opts.prunePersistentVolumeClaims !== undefined ? { prunePersistentVolumeClaims: opts.prunePersistentVolumeClaims } : {}),
   });
   const controller = new Controller({
     name: 'edgedeployment',
-    reconciler: { reconcile: (ctx, key: ObjectKey) => reconciler.reconcile(ctx, key) },
+    reconciler: {
+      reconcile: async (ctx, key: ObjectKey) => {
+        try {
+          return await reconciler.reconcile(ctx, key);
+        } finally {
+          // The coalescing memory of an EdgeDeployment lives as long as it does: its delete event brings its key here.
+          if (!edInformer.get(key.name, key.namespace)) generations.delete(formatKey(key));
+        }
+      },
+    },
     workers: opts.workers ?? 4,
     log,
     ...(metrics ? { metrics } : {}),
   });
   const statusCoalesceMs = opts.statusCoalesceMs ?? 100;
-  // A new generation (spec change, creation) reconciles at once; an event that leaves the generation alone (our own
-  // status write coming back, a resync) joins the coalesced status reconcile.
-  const generations = new Map<string, number | undefined>();
   controller.for(edInformer, {
     coalesceMs: (ed) => {
-      const k = `${ed.metadata?.namespace ?? ''}/${ed.metadata?.name ?? ''}`;
+      const k = formatKey({ namespace: ed.metadata?.namespace ?? '', name: ed.metadata?.name ?? '' });
       const seen = generations.has(k);
       const previous = generations.get(k);
       generations.set(k, ed.metadata?.generation);
@@ -131,6 +149,9 @@ export async function startEdgeDeploymentController(opts: AgentControllerOptions
     edInformer.list(pod.metadata?.namespace).map((ed) => ({ namespace: ed.metadata?.namespace ?? '', name: ed.metadata?.name ?? '' })),
     coalesce,
   );
+  const unsubscribe = opts.edgeHubReports?.onChange((namespace) => {
+    for (const ed of edInformer.list(namespace)) controller.enqueue({ namespace, name: ed.metadata?.name ?? '' });
+  });
   const informers: Informer[] = [edInformer, ...owned.values(), podInformer];
   const abort = new AbortController();
   const started = await controller.start(abort.signal);
@@ -139,7 +160,9 @@ export async function startEdgeDeploymentController(opts: AgentControllerOptions
     controller,
     informers,
     reconciler,
+    trackedGenerations: () => generations.size,
     async stop() {
+      unsubscribe?.();
       abort.abort();
       await controller.stop();
       await Promise.all(informers.map((i) => i.stop()));

@@ -64,7 +64,7 @@ describe('computeStatus', () => {
   it('is Ready when every running module is available, and keeps transition times while nothing changes', () => {
     const first = computeStatus({ generation: 3, now, modules: [m()], deployments: new Map([['filter', deployment(1)]]), pods: new Map([['filter', [running]]]), routes: 2 });
     expect(first).toMatchObject({ observedGeneration: 3, phase: 'Ready', modulesDesired: 1, modulesReady: 1 });
-    expect(first.conditions?.map((c) => `${c.type}=${c.status}`)).toEqual(['ModulesAvailable=True', 'Ready=True', 'RoutesApplied=True', 'SpecValid=True']);
+    expect(first.conditions?.map((c) => `${c.type}=${c.status}`)).toEqual(['ModulesAvailable=True', 'Ready=True', 'RoutesApplied=Unknown', 'SpecValid=True']);
     const again = computeStatus({ generation: 3, now: '2026-02-02T00:00:00Z', previous: first, modules: [m()], deployments: new Map([['filter', deployment(1)]]), pods: new Map([['filter', [running]]]), routes: 2 });
     expect(again).toEqual(first);
   });

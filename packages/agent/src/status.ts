@@ -1,6 +1,7 @@
 import type { V1ContainerStatus, V1Deployment, V1Pod } from '@kubernetes/client-node';
 import type { Issue } from '@kedge/contracts';
 import type { Condition, EdgeDeploymentStatus, ModuleStatusReport } from '@kedge/manifest';
+import type { RoutesCondition } from './edgehub-report.js';
 import type { RenderedModule } from './render.js';
 
 /** Condition types (kubebuilder style); reasons are in {@link Reasons}. */
@@ -138,6 +139,8 @@ export interface StatusInput {
   readonly specErrorReason?: string;
   readonly applyError?: string;
   readonly routes?: number;
+  /** `RoutesApplied` as the edge hub reported it ({@link routesCondition}). @default Unknown, not reported */
+  readonly routesApplied?: RoutesCondition;
   readonly modules?: readonly RenderedModule[];
   readonly deployments?: ReadonlyMap<string, V1Deployment>;
   readonly pods?: ReadonlyMap<string, readonly V1Pod[]>;
@@ -190,7 +193,8 @@ export function computeStatus(input: StatusInput): EdgeDeploymentStatus {
     cond(ConditionTypes.ModulesAvailable, ready === desired ? 'True' : 'False', Reasons.ApplyFailed, truncate(input.applyError));
     cond(ConditionTypes.Ready, 'False', Reasons.ApplyFailed, truncate(input.applyError));
   } else {
-    cond(ConditionTypes.RoutesApplied, 'True', Reasons.RoutesValid, `${input.routes ?? 0} route(s) compiled and published in the spec for the edge hub`);
+    const r = input.routesApplied ?? { status: 'Unknown', reason: 'EdgeHubNotReported', message: 'The edge hub has not reported the routes it loaded' };
+    cond(ConditionTypes.RoutesApplied, r.status, r.reason, r.message);
     if (ready === desired) cond(ConditionTypes.ModulesAvailable, 'True', Reasons.AllAvailable, `${ready}/${desired} modules available`);
     else if (failing.length) cond(ConditionTypes.ModulesAvailable, 'False', Reasons.ModulesFailing, `Failing: ${failing.join(', ')}`);
     else cond(ConditionTypes.ModulesAvailable, 'False', Reasons.Progressing, `Waiting for ${notReady.join(', ')}`);

@@ -10,8 +10,17 @@ import type { KubernetesList, KubernetesObject } from './types.js';
  */
 export const FIELD_MANAGER = 'kedge-agent';
 
+/** What every call takes: a caller's signal aborts the request (a reconcile's timeout must reach its I/O). */
+export interface CallOptions {
+  /**
+   * Aborts the request (and a discovery lookup it waits for): the call rejects with a `KUBE_ERR_TIMEOUT`
+   * {@link KubeApiError} at once instead of holding its caller until the request timeout.
+   */
+  readonly signal?: AbortSignal;
+}
+
 /** How a server-side apply is sent. */
-export interface ApplyOptions {
+export interface ApplyOptions extends CallOptions {
   /** Take ownership of fields another manager owns instead of failing with 409 Conflict. @default true */
   readonly force?: boolean;
   /** @default FIELD_MANAGER */
@@ -20,7 +29,7 @@ export interface ApplyOptions {
   readonly dryRun?: boolean;
 }
 
-export interface ListOptions {
+export interface ListOptions extends CallOptions {
   /** A label selector such as `app.kubernetes.io/managed-by=kedge-agent,kedge.io/deployment=d1`. */
   readonly labelSelector?: string;
   /**
@@ -40,7 +49,7 @@ export const PropagationPolicy = {
 } as const;
 export type PropagationPolicy = (typeof PropagationPolicy)[keyof typeof PropagationPolicy];
 
-export interface DeleteOptions {
+export interface DeleteOptions extends CallOptions {
   /** Delete only if the object still has this uid (a same-named successor is left alone: 409 Conflict). */
   readonly uid?: string;
   /** Delete only if the object is still at this resourceVersion (409 Conflict otherwise). */
@@ -73,6 +82,7 @@ export interface KubeClient {
     kind: string,
     namespace: string | undefined,
     name: string,
+    opts?: CallOptions,
   ): Promise<T | undefined>;
   /** All objects of a kind in `namespace` (all namespaces when `undefined`), following `continue` pages. */
   list<T extends KubernetesObject = KubernetesObject>(
@@ -116,8 +126,9 @@ export async function listAll(
   labelSelector: string | undefined,
   timeoutMs: number,
   metadataOnly = false,
+  signal?: AbortSignal,
 ): Promise<{ items: KubernetesObject[]; resourceVersion: string }> {
-  const path = await api.path(apiVersion, kind, namespace);
+  const path = await api.path(apiVersion, kind, namespace, undefined, undefined, signal);
   const items: KubernetesObject[] = [];
   let resourceVersion = '';
   let cont: string | undefined;
@@ -125,6 +136,7 @@ export async function listAll(
     const page = (await api.request('GET', path, {
       query: { labelSelector, limit: String(LIST_PAGE_SIZE), continue: cont },
       timeoutMs,
+      ...(signal ? { signal } : {}),
       ...(metadataOnly ? { accept: METADATA_ONLY } : {}),
     })) as Partial<KubernetesList>;
     for (const item of page.items ?? []) items.push({ ...item, apiVersion, kind });
@@ -166,7 +178,7 @@ class ApiKubeClient implements KubeClient {
     try {
       const id = identify(obj);
       ctx = { ...ctx, ...id };
-      const path = await this.#api.path(id.apiVersion, id.kind, id.namespace, id.name, subresource);
+      const path = await this.#api.path(id.apiVersion, id.kind, id.namespace, id.name, subresource, opts.signal);
       return (await this.#api.request('PATCH', path, {
         query: {
           fieldManager: opts.fieldManager ?? FIELD_MANAGER,
@@ -177,6 +189,7 @@ class ApiKubeClient implements KubeClient {
         contentType: 'application/apply-patch+yaml',
         body: obj,
         timeoutMs: this.#timeoutMs,
+        ...(opts.signal ? { signal: opts.signal } : {}),
       })) as T;
     } catch (e) {
       throw toKubeApiError(e, ctx);
@@ -188,11 +201,12 @@ class ApiKubeClient implements KubeClient {
     kind: string,
     namespace: string | undefined,
     name: string,
+    opts: CallOptions = {},
   ): Promise<T | undefined> {
     const ctx = { verb: 'get', apiVersion, kind, namespace, name };
     try {
-      const path = await this.#api.path(apiVersion, kind, namespace, name);
-      return (await this.#api.request('GET', path, { timeoutMs: this.#timeoutMs })) as T;
+      const path = await this.#api.path(apiVersion, kind, namespace, name, undefined, opts.signal);
+      return (await this.#api.request('GET', path, { timeoutMs: this.#timeoutMs, ...(opts.signal ? { signal: opts.signal } : {}) })) as T;
     } catch (e) {
       const k = toKubeApiError(e, ctx);
       if (isNotFound(k)) return undefined;
@@ -207,7 +221,7 @@ class ApiKubeClient implements KubeClient {
     opts: ListOptions = {},
   ): Promise<T[]> {
     try {
-      const { items } = await listAll(this.#api, apiVersion, kind, namespace, opts.labelSelector, this.#timeoutMs, opts.metadataOnly);
+      const { items } = await listAll(this.#api, apiVersion, kind, namespace, opts.labelSelector, this.#timeoutMs, opts.metadataOnly, opts.signal);
       return items as T[];
     } catch (e) {
       throw toKubeApiError(e, { verb: 'list', apiVersion, kind, namespace });
@@ -223,7 +237,7 @@ class ApiKubeClient implements KubeClient {
   ): Promise<boolean> {
     const ctx = { verb: 'delete', apiVersion, kind, namespace, name };
     try {
-      const path = await this.#api.path(apiVersion, kind, namespace, name);
+      const path = await this.#api.path(apiVersion, kind, namespace, name, undefined, opts.signal);
       const preconditions =
         opts.uid !== undefined || opts.resourceVersion !== undefined
           ? { uid: opts.uid, resourceVersion: opts.resourceVersion }
@@ -231,6 +245,7 @@ class ApiKubeClient implements KubeClient {
       await this.#api.request('DELETE', path, {
         body: { apiVersion: 'v1', kind: 'DeleteOptions', preconditions, propagationPolicy: opts.propagationPolicy },
         timeoutMs: this.#timeoutMs,
+        ...(opts.signal ? { signal: opts.signal } : {}),
       });
       return true;
     } catch (e) {

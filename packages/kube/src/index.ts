@@ -1,5 +1,5 @@
 export { FIELD_MANAGER, LIST_PAGE_SIZE, PropagationPolicy, createKubeClient } from './client.js';
-export type { ApplyOptions, DeleteOptions, KubeClient, KubeClientDeps, ListOptions } from './client.js';
+export type { ApplyOptions, CallOptions, DeleteOptions, KubeClient, KubeClientDeps, ListOptions } from './client.js';
 export {
   KubeApiError,
   KubeErrorCode,

@@ -234,8 +234,9 @@ export class KubeTransport implements WatchLike {
    * `/api[s]/<gv>/[namespaces/<ns>/]<plural>[/<name>[/<sub>]]`. A namespaced kind without a namespace gives the
    * all-namespaces collection; a namespace on a cluster-scoped kind is ignored.
    */
-  async path(apiVersion: string, kind: string, namespace?: string, name?: string, subresource?: string): Promise<string> {
-    const info = await this.resourceInfo(apiVersion, kind);
+  async path(apiVersion: string, kind: string, namespace?: string, name?: string, subresource?: string, signal?: AbortSignal): Promise<string> {
+    // Discovery is shared by every caller: one caller's abort stops its own wait, never the shared lookup.
+    const info = await abortable(this.resourceInfo(apiVersion, kind), signal);
     const parts = [apiVersion.includes('/') ? '/apis' : '/api', apiVersion];
     if (info.namespaced && namespace) parts.push('namespaces', encodeURIComponent(namespace));
     else if (info.namespaced && name !== undefined) {
@@ -329,6 +330,33 @@ export class KubeTransport implements WatchLike {
     }
     return { ...(c.token ? { token: c.token } : {}), expiresAt: Number.POSITIVE_INFINITY };
   }
+}
+
+/** `p`, or a rejection with the signal's reason as soon as `signal` aborts (`p` itself runs on). */
+function abortable<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return p;
+  // `p` runs on after an abort; its outcome must never become an unhandled rejection.
+  p.catch(() => undefined);
+  if (signal.aborted) return Promise.reject(abortReason(signal));
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(abortReason(signal));
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (e: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e instanceof Error ? e : new Error(String(e)));
+      },
+    );
+  });
+}
+
+function abortReason(signal: AbortSignal): Error {
+  const r: unknown = signal.reason;
+  return r instanceof Error ? r : new DOMException('The operation was aborted', 'AbortError');
 }
 
 /** The whole body of a response, as text. */
