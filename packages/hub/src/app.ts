@@ -6,11 +6,16 @@ import { errorBody, hubError, isHubError } from './errors.js';
 import { methodRoutes } from './methods/routes.js';
 import { queryRoutes } from './query/routes.js';
 import { testQueryRoutes } from './query/test-queries.js';
+import { assertDeviceId, assertModuleId, MAX_ID_LENGTH } from './registry/ids.js';
 import { Registry as IdentityRegistry } from './registry/registry.js';
 import { registryRoutes } from './registry/routes.js';
 import type { HubServices } from './services.js';
 import { telemetryRoutes } from './telemetry/routes.js';
 import { twinRoutes } from './twins/routes.js';
+import { parseJson } from '@kedge/protocol';
+
+// Strict UTF-8: a body that is not valid UTF-8 is refused rather than silently given U+FFFD replacement characters.
+const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 /** Options of {@link build}. */
 export interface BuildOptions {
@@ -43,22 +48,48 @@ export function build(opts: BuildOptions): FastifyInstance {
     loggerInstance: s.log.child({ component: 'http' }),
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: opts.bodyLimit ?? 1024 * 1024,
+    routerOptions: {
+      // azure-iothub's registry.list() calls `GET /devices/`.
+      ignoreTrailingSlash: true,
+      // Path parameters arrive percent-encoded: a 128-character id may take three times as many characters.
+      maxParamLength: 3 * MAX_ID_LENGTH,
+    },
     ...(opts.https ? { https: { key: opts.https.key, cert: opts.https.cert, minVersion: 'TLSv1.2' as const } } : {}),
   }) as unknown as FastifyInstance;
 
   // JSON with IoT Hub semantics: an empty body is "no body" (azure-iothub sends a JSON content type on DELETE).
+  // Objects are parsed with a null prototype: clients choose the keys (`__proto__`, `constructor`, …).
   app.removeContentTypeParser('application/json');
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => {
-    const text = typeof body === 'string' ? body : body.toString('utf8');
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (_req, body, done) => {
+    let text: string;
+    try {
+      text = utf8.decode(typeof body === 'string' ? Buffer.from(body, 'utf8') : body);
+    } catch {
+      done(hubError('CLOUD_ERR_MALFORMED_JSON', 'Malformed JSON body: not valid UTF-8'), undefined);
+      return;
+    }
     if (text.trim() === '') {
       done(null, undefined);
       return;
     }
     try {
-      done(null, JSON.parse(text) as unknown);
+      done(null, parseJson(text));
     } catch (e) {
       done(hubError('CLOUD_ERR_MALFORMED_JSON', `Malformed JSON body: ${(e as Error).message}`), undefined);
     }
+  });
+
+  // Device and module ids in the path follow the same rules on every route (one place, before authorization).
+  app.addHook('onRequest', (req, _reply, done) => {
+    const p = req.params as Partial<Record<string, string>>;
+    try {
+      if (p['deviceId'] !== undefined) assertDeviceId(p['deviceId']);
+      if (p['moduleId'] !== undefined) assertModuleId(p['moduleId']);
+    } catch (e) {
+      done(e as Error);
+      return;
+    }
+    done();
   });
 
   app.setErrorHandler((e, req, reply) => {

@@ -58,6 +58,17 @@ describe('composeLayers', () => {
   it('works without a base', () => {
     expect(composeLayers(undefined, [{ id: 'l', priority: 1, content: { m: { 'properties.desired.a': 1 } } }])).toEqual({ m: { 'properties.desired': { a: 1 } } });
   });
+
+  it('treats __proto__ and other prototype names as ordinary module names and path segments', () => {
+    const content = JSON.parse(
+      '{"__proto__": {"properties.desired.polluted": 1}, "m": {"properties.desired.__proto__.polluted": 2, "properties.desired.constructor.prototype.x": 3}}',
+    ) as ModulesContent;
+    const out = composeLayers(undefined, [{ id: 'l', priority: 1, content }]);
+    expect(({} as Record<string, unknown>)['polluted']).toBeUndefined();
+    expect(JSON.stringify(out)).toBe(
+      '{"__proto__":{"properties.desired":{"polluted":1}},"m":{"properties.desired":{"__proto__":{"polluted":2},"constructor":{"prototype":{"x":3}}}}}',
+    );
+  });
 });
 
 describe('validateLayer', () => {

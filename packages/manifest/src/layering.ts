@@ -73,7 +73,8 @@ export function validateLayer(input: unknown): { ok: true; value: ModulesContent
  * `properties.desired` per module; the inputs are not modified. Layers of equal priority apply in the given order.
  */
 export function composeLayers(base: ModulesContent | undefined, layers: readonly Layer[]): ModulesContent {
-  const out: Record<string, Record<string, unknown>> = {};
+  // Module names and paths come from clients (`__proto__`, `constructor`, …): null-prototype maps, own reads only.
+  const out = Object.create(null) as Record<string, Record<string, unknown>>;
   for (const [name, entry] of Object.entries(base ?? {})) {
     const d = isObject(entry) ? entry[DESIRED] : undefined;
     out[name] = isObject(d) ? structuredClone(d) : {};
@@ -91,7 +92,7 @@ export function composeLayers(base: ModulesContent | undefined, layers: readonly
           continue;
         }
         if (!key.startsWith(`${DESIRED}.`)) continue;
-        const target = (out[name] ??= {});
+        const target = Object.hasOwn(out, name) ? (out[name] as Record<string, unknown>) : (out[name] = Object.create(null) as Record<string, unknown>);
         setPath(target, key.slice(DESIRED.length + 1).split('.'), value);
       }
     }
@@ -99,18 +100,23 @@ export function composeLayers(base: ModulesContent | undefined, layers: readonly
   return Object.fromEntries(Object.entries(out).map(([k, d]) => [k, { [DESIRED]: d }]));
 }
 
+/** Defines an own data property (never a setter such as `__proto__`), whatever the object's prototype. */
+function define(node: Record<string, unknown>, key: string, value: unknown): void {
+  Object.defineProperty(node, key, { value, writable: true, enumerable: true, configurable: true });
+}
+
 function setPath(root: Record<string, unknown>, path: readonly string[], value: unknown): void {
   let node = root;
   for (let i = 0; i < path.length - 1; i++) {
     const seg = path[i] as string;
-    const next = node[seg];
+    const next = Object.hasOwn(node, seg) ? node[seg] : undefined;
     if (isObject(next)) node = next;
     else {
-      const created: Record<string, unknown> = {};
-      node[seg] = created;
+      const created = Object.create(null) as Record<string, unknown>;
+      define(node, seg, created);
       node = created;
     }
   }
   const last = path[path.length - 1];
-  if (last !== undefined) node[last] = value;
+  if (last !== undefined) define(node, last, value);
 }

@@ -39,6 +39,10 @@ describe('IoT Hub MQTT topics', () => {
       systemProperties: { messageId: 'm-1', contentType: 'application/json' },
     });
     expect(splitBag('a=%E0%A4%A', SYSTEM_PROPERTY_NAMES)).toBeUndefined();
+    // Object.prototype member names are application properties, stored as sent.
+    const hostile = splitBag('constructor=c&toString=t&__proto__=p&hasOwnProperty=h&valueOf=v', SYSTEM_PROPERTY_NAMES);
+    expect(JSON.stringify(hostile?.properties)).toBe('{"constructor":"c","toString":"t","__proto__":"p","hasOwnProperty":"h","valueOf":"v"}');
+    expect(JSON.stringify(hostile?.systemProperties)).toBe('{}');
     expect(parseUsername('hub/d1/?api-version=2021-04-12&DeviceClientType=x')).toEqual({ host: 'hub', deviceId: 'd1', moduleId: '' });
     expect(parseUsername('hub/d1/m1/?api-version=2021-04-12')).toEqual({ host: 'hub', deviceId: 'd1', moduleId: 'm1' });
     expect(parseUsername('hub/d1/m1/api-version=2021-04-12')).toEqual({ host: 'hub', deviceId: 'd1', moduleId: 'm1' });

@@ -1,3 +1,6 @@
+import { newObject } from './json.js';
+import { systemPropertyName } from './system-properties.js';
+
 /** An authenticated MQTT identity: a device (`moduleId` empty) or a module. */
 export interface Identity {
   readonly deviceId: string;
@@ -97,17 +100,21 @@ export function isOutboundFor(topic: string, id: Identity): boolean {
   );
 }
 
-/** Splits a telemetry property bag into application and system properties (system ones renamed). */
+/**
+ * Splits a telemetry property bag into application and system properties (system ones renamed). Both results are
+ * null-prototype objects and system names are looked up as own properties only, so a bag key such as
+ * `constructor`, `toString`, `hasOwnProperty` or `__proto__` is an ordinary application property.
+ */
 export function splitBag(
   bag: string,
   systemNames: Readonly<Record<string, string>>,
 ): { properties: Record<string, string>; systemProperties: Record<string, string> } | undefined {
   const q = parseQuery(bag);
   if (!q) return undefined;
-  const properties: Record<string, string> = {};
-  const systemProperties: Record<string, string> = {};
+  const properties = newObject<string>();
+  const systemProperties = newObject<string>();
   for (const [k, v] of q) {
-    const sys = systemNames[k];
+    const sys = systemPropertyName(k, systemNames);
     if (sys !== undefined) systemProperties[sys] = v;
     else if (!k.startsWith('$.')) properties[k] = v;
   }

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { applyPatch, checkPatch, diffAsMergePatch, emptyProperties, replaceProperties, userProperties } from './twin.js';
+import { ownValue, parseJson } from './json.js';
+import { applyPatch, checkPatch, diffAsMergePatch, emptyProperties, jsonEqual, mergeTags, replaceProperties, userProperties } from './twin.js';
 
 const T0 = '2026-01-01T00:00:00.000Z';
 const T1 = '2026-01-01T00:00:01.000Z';
@@ -33,5 +34,46 @@ describe('twin documents', () => {
     for (let i = 0; i < 11; i++) deep = { n: deep };
     expect(checkPatch(deep, 'p')).toMatchObject({ ok: false, error: { message: expect.stringContaining('deeper') as unknown } });
     expect(checkPatch({ $version: 4, ok: { list: [1, 'a', null] } }, 'p').ok).toBe(true);
+  });
+});
+
+// Keys that are members of Object.prototype: ordinary data for IoT Hub, never a prototype for us.
+const PROTO_KEYS = ['__proto__', 'constructor', 'toString', 'hasOwnProperty', 'valueOf', '__defineGetter__', 'isPrototypeOf'];
+
+describe('twin documents with prototype-named keys', () => {
+  it('stores __proto__ and friends as data and never touches a prototype', () => {
+    const patch = JSON.parse('{"__proto__": {"polluted": true, "status": "x"}, "constructor": {"prototype": {"p": 1}}, "toString": 1}') as Record<string, never>;
+    const checked = checkPatch(patch, 'properties.reported');
+    expect(checked.ok).toBe(true);
+    if (!checked.ok) return;
+    const doc = applyPatch(emptyProperties(T0), checked.value, T0, { desired: false });
+    expect(({} as Record<string, unknown>)['polluted']).toBeUndefined();
+    expect(Object.prototype).not.toHaveProperty('polluted');
+    expect(JSON.parse(JSON.stringify(userProperties(doc)))).toEqual(JSON.parse('{"__proto__": {"polluted": true, "status": "x"}, "constructor": {"prototype": {"p": 1}}, "toString": 1}'));
+    expect(Object.keys(doc.$metadata).sort()).toEqual(['$lastUpdated', '__proto__', 'constructor', 'toString']);
+    // Deleting works like for any key, and keys never present are not invented from the prototype.
+    const gone = applyPatch(doc, JSON.parse('{"__proto__": null, "hasOwnProperty": null}') as Record<string, never>, T1, { desired: false });
+    expect(Object.keys(userProperties(gone)).sort()).toEqual(['constructor', 'toString']);
+  });
+
+  it('diffs and compares by own keys only', () => {
+    for (const k of PROTO_KEYS) {
+      const a = JSON.parse(`{"${k}": 1}`) as Record<string, never>;
+      expect(JSON.stringify(diffAsMergePatch(a, {}))).toBe(`{"${k}":null}`);
+      expect(jsonEqual(a, {})).toBe(false);
+      expect(jsonEqual({}, a)).toBe(false);
+      const tags = mergeTags({}, JSON.parse(`{"${k}": {"a": 1}}`) as Record<string, never>);
+      expect(JSON.stringify(tags)).toBe(`{"${k}":{"a":1}}`);
+    }
+    expect(Object.getPrototypeOf({})).toBe(Object.prototype);
+  });
+
+  it('parses JSON into null-prototype objects', () => {
+    const v = parseJson('{"__proto__": {"a": 1}, "list": [{"constructor": 2}]}') as Record<string, unknown>;
+    expect(Object.getPrototypeOf(v)).toBeNull();
+    expect(Object.keys(v)).toEqual(['__proto__', 'list']);
+    expect(ownValue(v, 'toString')).toBeUndefined();
+    expect(JSON.stringify(v)).toBe('{"__proto__":{"a":1},"list":[{"constructor":2}]}');
+    expect(() => parseJson('{')).toThrow(SyntaxError);
   });
 });

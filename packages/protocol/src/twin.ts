@@ -1,9 +1,10 @@
 import type { Result } from '@kedge/contracts';
 import { err, ok } from '@kedge/contracts';
+import type { Json, JsonObject } from './json.js';
+import { cloneJson, hasOwn, isObject, newObject, ownValue } from './json.js';
 
-/** A JSON value as stored in twins. */
-export type Json = string | number | boolean | null | Json[] | { [key: string]: Json };
-export type JsonObject = { [key: string]: Json };
+// Every function here takes documents that may hold any key a device or client chose (`__proto__`, `constructor`,
+// …): working copies are null-prototype (cloneJson/newObject) and keys are read with ownValue/hasOwn.
 
 /**
  * One side of a twin's `properties` (desired or reported) as stored and served: user properties plus `$metadata`
@@ -22,16 +23,19 @@ export interface PatchProblem {
   readonly tooLarge?: boolean;
 }
 
-export const isObject = (v: unknown): v is JsonObject => typeof v === 'object' && v !== null && !Array.isArray(v);
-
-/** A fresh properties document, version 1. */
+/** A fresh properties document, version 1 (null-prototype). */
 export function emptyProperties(nowIso: string): TwinProperties {
-  return { $metadata: { $lastUpdated: nowIso }, $version: 1 };
+  const metadata = newObject();
+  metadata['$lastUpdated'] = nowIso;
+  const doc = newObject() as TwinProperties;
+  doc.$metadata = metadata;
+  doc.$version = 1;
+  return doc;
 }
 
-/** The user part of a properties document (no `$metadata`, `$version`). */
+/** The user part of a properties document (no `$metadata`, `$version`), as a null-prototype object sharing values. */
 export function userProperties(doc: JsonObject): JsonObject {
-  const out: JsonObject = {};
+  const out = newObject();
   for (const [k, v] of Object.entries(doc)) if (k !== '$metadata' && k !== '$version') out[k] = v;
   return out;
 }
@@ -65,7 +69,8 @@ export function checkPatch(patch: unknown, where: string): Result<JsonObject, Pa
     return undefined;
   };
   const problem = walk(patch, where, 1);
-  return problem ? err(problem) : ok(patch);
+  // A null-prototype copy: callers index it by the (untrusted) keys it holds.
+  return problem ? err(problem) : ok(cloneJson(patch));
 }
 
 const hasControlChar = (k: string): boolean => [...k].some((c) => c.charCodeAt(0) < 0x20);
@@ -73,6 +78,12 @@ const hasControlChar = (k: string): boolean => [...k].some((c) => c.charCodeAt(0
 /** JSON byte size of the user part of a document. */
 export const userBytes = (doc: JsonObject): number => Buffer.byteLength(JSON.stringify(userProperties(doc)));
 
+/** Copies `stamp`'s (our own, fixed) metadata keys onto `meta`. */
+function stampInto(meta: JsonObject, stamp: JsonObject): void {
+  for (const [k, v] of Object.entries(stamp)) meta[k] = v;
+}
+
+/** Merges `patch` into `target` (and its metadata tree `meta`); both must be null-prototype trees. */
 function mergeInto(target: JsonObject, meta: JsonObject, patch: JsonObject, stamp: JsonObject): void {
   for (const [k, v] of Object.entries(patch)) {
     if (k === '$version' || k === '$metadata') continue;
@@ -81,20 +92,27 @@ function mergeInto(target: JsonObject, meta: JsonObject, patch: JsonObject, stam
       delete meta[k];
       continue;
     }
-    const current = target[k];
+    const current = ownValue(target, k);
     if (isObject(v)) {
-      const t: JsonObject = isObject(current) ? current : {};
-      const m0 = meta[k];
-      const m: JsonObject = isObject(m0) && isObject(current) ? m0 : {};
+      const t = isObject(current) ? current : newObject();
+      const m0 = ownValue(meta, k);
+      const m = isObject(m0) && isObject(current) ? m0 : newObject();
       target[k] = t;
       meta[k] = m;
       mergeInto(t, m, v, stamp);
-      Object.assign(m, stamp);
+      stampInto(m, stamp);
     } else {
-      target[k] = structuredClone(v);
-      meta[k] = { ...stamp };
+      target[k] = cloneJson(v);
+      meta[k] = cloneJson(stamp);
     }
   }
+}
+
+/** A properties document's null-prototype working copy (also repairs a missing `$metadata`). */
+function workingCopy(doc: TwinProperties): TwinProperties {
+  const next = cloneJson(doc as JsonObject) as TwinProperties;
+  if (!isObject(ownValue(next, '$metadata'))) next.$metadata = newObject();
+  return next;
 }
 
 /**
@@ -103,10 +121,10 @@ function mergeInto(target: JsonObject, meta: JsonObject, patch: JsonObject, stam
  */
 export function applyPatch(doc: TwinProperties, patch: JsonObject, nowIso: string, opts: { desired: boolean }): TwinProperties {
   const version = doc.$version + 1;
-  const next = structuredClone(doc);
+  const next = workingCopy(doc);
   const stamp: JsonObject = opts.desired ? { $lastUpdated: nowIso, $lastUpdatedVersion: version } : { $lastUpdated: nowIso };
   mergeInto(next, next.$metadata, patch, stamp);
-  Object.assign(next.$metadata, stamp);
+  stampInto(next.$metadata, stamp);
   next.$version = version;
   return next;
 }
@@ -118,21 +136,22 @@ export function applyPatch(doc: TwinProperties, patch: JsonObject, nowIso: strin
  */
 export function replaceProperties(doc: TwinProperties, next: JsonObject, nowIso: string, opts: { desired: boolean }): { doc: TwinProperties; patch: JsonObject } {
   const patch = diffAsMergePatch(userProperties(doc), userProperties(next));
-  const base: TwinProperties = { $metadata: { $lastUpdated: nowIso }, $version: doc.$version };
+  const base = emptyProperties(nowIso);
+  base.$version = doc.$version;
   return { doc: applyPatch(base, userProperties(next), nowIso, opts), patch };
 }
 
 /** The merge patch from `a` to `b` (RFC 7396 inverse): changed values, `null` for removed keys. */
 export function diffAsMergePatch(a: JsonObject, b: JsonObject): JsonObject {
-  const out: JsonObject = {};
-  for (const k of Object.keys(a)) if (!(k in b)) out[k] = null;
+  const out = newObject();
+  for (const k of Object.keys(a)) if (!hasOwn(b, k)) out[k] = null;
   for (const [k, v] of Object.entries(b)) {
-    const old = a[k];
+    const old = ownValue(a, k);
     if (isObject(v) && isObject(old)) {
       const d = diffAsMergePatch(old, v);
       if (Object.keys(d).length > 0) out[k] = d;
     } else if (!jsonEqual(old, v)) {
-      out[k] = structuredClone(v);
+      out[k] = cloneJson(v);
     }
   }
   return out;
@@ -145,15 +164,15 @@ export function jsonEqual(a: Json | undefined, b: Json | undefined): boolean {
   if (isObject(a) && isObject(b)) {
     const ka = Object.keys(a);
     if (ka.length !== Object.keys(b).length) return false;
-    return ka.every((k) => k in b && jsonEqual(a[k], b[k]));
+    return ka.every((k) => hasOwn(b, k) && jsonEqual(a[k], ownValue(b, k)));
   }
   return false;
 }
 
 /** Merges tags (merge patch semantics, `null` deletes), without metadata. */
 export function mergeTags(tags: JsonObject, patch: JsonObject): JsonObject {
-  const next = structuredClone(tags);
-  const meta: JsonObject = {};
+  const next = cloneJson(tags);
+  const meta = newObject();
   mergeInto(next, meta, patch, {});
   return next;
 }

@@ -6,7 +6,7 @@ import { etagOf } from '../registry/ids.js';
 import { newTwin } from '../registry/registry.js';
 import type { ConfigurationRecord, Store, TwinRecord } from '../storage/store.js';
 import type { JsonObject } from '@kedge/protocol';
-import { isObject, jsonEqual, userProperties } from '@kedge/protocol';
+import { cloneJson, isObject, jsonEqual, newObject, objectFromEntries, ownValue, userProperties } from '@kedge/protocol';
 import type { Twins } from '../twins/twins.js';
 import type { ModulesContent } from './manifest-port.js';
 import { composeLayers, validateLayer, validateManifest } from './manifest-port.js';
@@ -156,10 +156,10 @@ export class Deployments {
       id,
       schemaVersion: typeof body['schemaVersion'] === 'string' ? body['schemaVersion'] : '1.0',
       labels,
-      content: { modulesContent: structuredClone(mc) },
+      content: { modulesContent: cloneJson(mc) },
       targetCondition: target,
       priority,
-      metrics: { queries: structuredClone(queries) },
+      metrics: { queries: cloneJson(queries) },
     };
     return { doc, priority };
   }
@@ -230,9 +230,10 @@ export class Deployments {
       const c = typeof q === 'string' ? compileDeviceQuery(q) : undefined;
       return c?.ok ? [{ name, pred: c.value }] : [];
     });
-    const results: Record<string, number> = Object.fromEntries(compiled.map((c) => [c.name, 0]));
+    const results = objectFromEntries<number>(compiled.map((c) => [c.name, 0]));
     for await (const { twin, iotEdge } of this.#deviceTwins()) {
-      const status = isObject(twin.configurations[id]) ? twin.configurations[id]['status'] : undefined;
+      const mine = ownValue(twin.configurations, id);
+      const status = isObject(mine) ? mine['status'] : undefined;
       if (status !== undefined) targeted++;
       let agent: TwinRecord | undefined;
       const needsModules = compiled.some((c) => c.pred.collection === 'devices.modules');
@@ -343,7 +344,8 @@ export class Deployments {
         );
         await this.#writeModules(deviceId, merged);
       }
-      const statuses: JsonObject = {};
+      // Keyed by configuration id, which may be a name such as `constructor`.
+      const statuses = newObject();
       for (const c of targeted) statuses[c.record.id] = { status: appliedIds.has(c.record.id) ? 'Applied' : 'Targeted' };
       await this.#twins.setConfigurations(deviceId, '', statuses);
       if (await this.#store.getTwin(deviceId, '$edgeAgent')) await this.#twins.setConfigurations(deviceId, '$edgeAgent', statuses);

@@ -3,6 +3,7 @@ import { Migrator, sql } from 'kysely';
 import type { AccessPolicy, Right } from '../auth/policies.js';
 import { hubError } from '../errors.js';
 import type { JsonObject, TwinProperties } from '@kedge/protocol';
+import { parseJson } from '@kedge/protocol';
 import { InCodeMigrations } from './migrations/index.js';
 import type { Database } from './schema.js';
 import type {
@@ -21,7 +22,8 @@ import type {
 type Db = Kysely<Database>;
 type Tx = Transaction<Database>;
 
-const parse = <T>(text: string): T => JSON.parse(text) as T;
+// Stored documents hold keys chosen by devices and clients (`__proto__`, `constructor`, …): null-prototype objects.
+const parse = <T>(text: string): T => parseJson(text) as T;
 
 function isUniqueViolation(e: unknown): boolean {
   const code = (e as { code?: unknown } | null)?.code;

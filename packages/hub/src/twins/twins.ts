@@ -4,7 +4,7 @@ import { hubError } from '../errors.js';
 import { etagOf } from '../registry/ids.js';
 import type { DeviceRecord, PresenceRecord, Store, TwinRecord } from '../storage/store.js';
 import type { JsonObject } from '@kedge/protocol';
-import { applyPatch, checkPatch, isObject, jsonEqual, mergeTags, replaceProperties, TwinLimits, userBytes, userProperties } from '@kedge/protocol';
+import { applyPatch, checkPatch, cloneJson, isObject, jsonEqual, mergeTags, replaceProperties, TwinLimits, userBytes, userProperties } from '@kedge/protocol';
 
 /** What changed in a twin write; deployments re-evaluate targeting on tag and reported changes. */
 export interface TwinChange {
@@ -147,7 +147,7 @@ export class Twins {
     const now = this.#now().toISOString();
     return this.#write(deviceId, moduleId, expectedEtag, (t) => ({
       ...t,
-      tags: structuredClone(tags),
+      tags: cloneJson(tags),
       desired: replaceProperties(t.desired, userProperties(desired), now, { desired: true }).doc,
     }));
   }
