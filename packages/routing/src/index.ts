@@ -31,3 +31,4 @@ export { compileTargetCondition, compileDeviceQuery, QueryShape, MAX_TOP } from 
 export type { TwinDocument, TwinPredicate, DeviceQuery } from './query/twin-query.js';
 export { AggregateFn } from './query/select.js';
 export type { Aggregation, QueryRow, SelectItem } from './query/select.js';
+export * from './engine/index.js';
