@@ -10,3 +10,16 @@ export type { AgentControllerOptions, RunningController } from './controller.js'
 export { computeStatus, moduleStatus, isAvailable, ConditionTypes, Reasons, Phases } from './status.js';
 export { agentRbac } from './rbac.js';
 export { statusEvents } from './events.js';
+export { startAgent, AgentConfigSchema, AgentConfigError } from './start-agent.js';
+export type { AgentConfig, AgentConfigInput, LeaderHook, RunningAgent, StartAgentOptions } from './start-agent.js';
+export { TwinSync, TWIN_SYNC_FIELD_MANAGER } from './twin-sync.js';
+export type { TwinSyncOptions } from './twin-sync.js';
+export { TwinCache } from './twin-cache.js';
+export type { CachedTwin } from './twin-cache.js';
+export { checkAgentDesired, mergeDesired, poisonedKey, DesiredStatusCode } from './desired.js';
+export type { DesiredCheck, DesiredStatus } from './desired.js';
+export { edgeAgentReported, desiredStatus, AGENT_VERSION } from './reported.js';
+export type { LastDesired, ReportedInput } from './reported.js';
+export { ModuleIdentities, MANAGED_BY_IOT_EDGE, identityOf } from './identities.js';
+export { identityEnv, identitySecretName, IdentitySecretKeys, IdentityEnv, TRUST_BUNDLE_DIR } from './module-env.js';
+export { AgentMethods, MethodArgumentError, parseLogTime, MAX_LOGS_PAYLOAD_BYTES } from './methods.js';
