@@ -4,6 +4,7 @@
  * documents and their rules, system property names, and JSON handling that is immune to prototype pollution.
  */
 export * from './topics.js';
+export * from './client-topics.js';
 export * from './sas.js';
 export * from './json.js';
 export * from './twin.js';
