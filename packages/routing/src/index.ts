@@ -29,3 +29,4 @@ export { Evaluator } from './evaluator.js';
 export type { MatchedRoute } from './evaluator.js';
 export { compileTargetCondition, compileDeviceQuery } from './query/twin-query.js';
 export type { TwinDocument, TwinPredicate, DeviceQuery } from './query/twin-query.js';
+export * from './engine/index.js';
