@@ -536,7 +536,7 @@ export function sessionPersistence(): AedesMemoryPersistence {
     outgoingEnqueueCombi: (): Promise<void> => Promise.resolve(),
     outgoingUpdate: (client: { id: string }, packet: Pkt): Promise<void> => {
       let m = inflight.get(client.id);
-      if (!m) inflight.set(client.id, (m = new Map()));
+      if (!m) inflight.set(client.id, (m = new Map<number, unknown>()));
       if (packet.messageId !== undefined) m.set(packet.messageId, packet);
       return Promise.resolve();
     },

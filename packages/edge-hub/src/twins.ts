@@ -36,7 +36,7 @@ export function mergeSafe(target: SafeObject, patch: SafeObject): void {
     } else if (isPlainObject(v)) {
       const cur = target[k];
       const next = isPlainObject(cur) ? (cur as SafeObject) : (Object.create(null) as SafeObject);
-      mergeSafe(next, v as SafeObject);
+      mergeSafe(next, v);
       target[k] = next;
     } else {
       target[k] = toSafe(v);
@@ -78,7 +78,7 @@ export class TwinCache {
     if (e) return e;
     const raw = toSafe(readJsonFile(this.#file(id)));
     if (!isPlainObject(raw) || !isPlainObject(raw['desired']) || !isPlainObject(raw['reported'])) return undefined;
-    e = { desired: raw['desired'] as SafeObject, reported: raw['reported'] as SafeObject, pending: Array.isArray(raw['pending']) ? (raw['pending'].filter(isPlainObject) as SafeObject[]) : [] };
+    e = { desired: raw['desired'], reported: raw['reported'], pending: Array.isArray(raw['pending']) ? (raw['pending'].filter(isPlainObject)) : [] };
     this.#entries.set(key, e);
     return e;
   }
@@ -95,7 +95,7 @@ export class TwinCache {
   put(id: Identity, body: string): boolean {
     const doc = parseSafe(body);
     if (!isPlainObject(doc) || !isPlainObject(doc['desired']) || !isPlainObject(doc['reported'])) return false;
-    const e: Entry = { desired: doc['desired'] as SafeObject, reported: doc['reported'] as SafeObject, pending: this.#entry(id)?.pending ?? [] };
+    const e: Entry = { desired: doc['desired'], reported: doc['reported'], pending: this.#entry(id)?.pending ?? [] };
     this.#entries.set(identityKey(id.deviceId, id.moduleId), e);
     this.#save(id, e);
     return true;
@@ -125,7 +125,7 @@ export class TwinCache {
     const e = this.#entry(id);
     if (!e || !isPlainObject(patch)) return;
     const version = patch['$version'];
-    mergeSafe(e.desired, patch as SafeObject);
+    mergeSafe(e.desired, patch);
     if (typeof version === 'number') e.desired['$version'] = version;
     this.#save(id, e);
   }
