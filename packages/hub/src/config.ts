@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import { z } from 'zod';
+import { DeviceLimitsSchema } from './mqtt/admission.js';
 
 const listener = (port: number): z.ZodDefault<z.ZodObject<{ host: z.ZodDefault<z.ZodString>; port: z.ZodDefault<z.ZodNumber> }>> =>
   z.object({ host: z.string().default('0.0.0.0'), port: z.number().int().min(0).max(65535).default(port) }).default({ host: '0.0.0.0', port });
@@ -38,6 +39,8 @@ export const HubConfigSchema = z.object({
       purgeIntervalSeconds: z.number().positive().default(60),
     })
     .default({ retentionHours: 24 * 7, maxMessages: 1_000_000, maxMessageBytes: 256 * 1024, batchMaxMessages: 1000, batchMaxDelayMs: 2, purgeIntervalSeconds: 60 }),
+  /** Device endpoint limits before authentication (see docs/hub.md "Security model"). */
+  deviceLimits: DeviceLimitsSchema,
   deployments: z.object({ resyncSeconds: z.number().positive().default(60) }).default({ resyncSeconds: 60 }),
   /** Identifies this replica in presence records (PostgreSQL scale-out); random when absent. */
   replicaId: z.string().optional(),

@@ -6,6 +6,7 @@ import { defaultPolicies } from './auth/policies.js';
 import { ServiceAuth } from './auth/service-auth.js';
 import type { Bus } from './cluster/bus.js';
 import { LocalBus, PgBus } from './cluster/bus.js';
+import { announcingIdentityChanges } from './cluster/identity-events.js';
 import type { HubConfigInput } from './config.js';
 import { databaseUrl, parseHubConfig } from './config.js';
 import { Deployments } from './deployments/deployments.js';
@@ -20,6 +21,7 @@ import type { KyselyStore } from './storage/kysely-store.js';
 import { openPostgresStore } from './storage/postgres.js';
 import { openSqliteStore } from './storage/sqlite.js';
 import { Telemetry } from './telemetry/telemetry.js';
+import type { Server as TlsServer } from 'node:tls';
 import type { TlsMaterial } from './tls/certs.js';
 import { ensureCertificates } from './tls/certs.js';
 import { Twins } from './twins/twins.js';
@@ -77,7 +79,10 @@ export async function startHub(input: HubConfigInput, options: StartOptions = {}
   const hostNames = [config.hostName, ...config.altNames];
   const tls: TlsMaterial = config.tls ?? ensureCertificates(join(config.dataDir, 'tls'), hostNames);
   const metrics = new HubMetrics();
-  const { store, bus } = await openStore(databaseUrl(config), config.sqliteSynchronous, log);
+  const opened = await openStore(databaseUrl(config), config.sqliteSynchronous, log);
+  const { bus } = opened;
+  // Every identity write is announced on the bus: MQTT sessions on every replica follow their credentials.
+  const store = announcingIdentityChanges(opened.store, bus, log.child({ component: 'registry' }));
   const cleanups: Array<() => Promise<void>> = [];
   try {
     await store.seedPolicies(defaultPolicies());
@@ -99,6 +104,7 @@ export async function startHub(input: HubConfigInput, options: StartOptions = {}
       hostNames,
       replicaId,
       maxMessageBytes: config.telemetry.maxMessageBytes,
+      limits: config.deviceLimits,
     });
     methods.bindTransport(gateway);
     let ready = true;
@@ -120,6 +126,8 @@ export async function startHub(input: HubConfigInput, options: StartOptions = {}
     const mqtt = await gateway.start(config.mqtt);
     cleanups.push(() => gateway.close());
     const app = build({ services, https: { key: tls.key, cert: tls.cert } });
+    // The service port carries MQTT over WebSockets: the same pre-authentication caps and TLS deadline apply.
+    gateway.guardTlsListener(app.server as unknown as TlsServer);
     const servicePort = await listen(app, config.service.host, config.service.port);
     cleanups.push(() => app.close());
     let opsUrl: string | undefined;

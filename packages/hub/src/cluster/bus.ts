@@ -20,7 +20,9 @@ export type BusEvent =
   | { readonly type: 'method-response'; readonly callId: string; readonly replyTo: string; readonly status: number; readonly payload: Json; readonly error?: string }
   | { readonly type: 'telemetry'; readonly last: number }
   | { readonly type: 'configurations' }
-  | { readonly type: 'kick'; readonly deviceId: string; readonly moduleId: string; readonly exceptReplica: string };
+  | { readonly type: 'kick'; readonly deviceId: string; readonly moduleId: string; readonly exceptReplica: string }
+  /** A device (`moduleId` `''`: with all its modules) or module identity was created, changed or deleted. */
+  | { readonly type: 'identity'; readonly deviceId: string; readonly moduleId: string };
 
 /** The replicas' event bus. A single process uses {@link LocalBus}; PostgreSQL deployments use {@link PgBus}. */
 export interface Bus {

@@ -1,11 +1,11 @@
 import type { IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { createServer as createTlsServer } from 'node:tls';
-import type { Server as TlsServer } from 'node:tls';
+import type { Server as TlsServer, TLSSocket } from 'node:tls';
 import { Aedes } from 'aedes';
 import type { Client, PublishPacket, Subscription } from 'aedes';
 import { createWebSocketStream, WebSocketServer } from 'ws';
-import { parseSasToken, verifySasToken } from '@kedge/protocol';
 import type { Bus, BusEvent } from '../cluster/bus.js';
 import { isHubError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -18,11 +18,30 @@ import type { TlsMaterial } from '../tls/certs.js';
 import type { Twins } from '../twins/twins.js';
 import { userProperties } from '@kedge/protocol';
 import type { Feature, Identity } from '@kedge/protocol';
-import { Feature as F, isOutboundFor, parseInbound, parseUsername, splitBag, subscriptionFeature } from '@kedge/protocol';
+import { Feature as F, isOutboundFor, parseInbound, splitBag, subscriptionFeature } from '@kedge/protocol';
+import type { DeviceLimits, Ticket } from './admission.js';
+import { Admission, PACKET_OVERHEAD_BYTES } from './admission.js';
+import type { ConnectGrant } from './credentials.js';
+import { checkConnect, ConnackCode, dependsOn, sameGeneration } from './credentials.js';
+import { FrameGuard } from './frame-guard.js';
 
-/** MQTT CONNACK return codes (3.1.1): 4 bad user name or password, 5 not authorized. */
-const BAD_CREDENTIALS = 4;
-const NOT_AUTHORIZED = 5;
+/** Longest delay `setTimeout` takes (2^31-1 ms, about 24.8 days); longer expiries re-arm. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** A live (authenticated) connection: what it was granted, with which credentials, and its expiry timer. */
+interface Live {
+  readonly grant: ConnectGrant;
+  readonly username: string;
+  readonly password: string;
+  timer: NodeJS.Timeout | undefined;
+  revoked: boolean;
+}
+
+/** Per-client-id session state kept across connections with `clean=false`. */
+interface Session {
+  readonly grant: ConnectGrant;
+  readonly features: Set<Feature>;
+}
 
 const authError = (message: string, returnCode: number): Error & { returnCode: number } => Object.assign(new Error(message), { returnCode });
 
@@ -41,6 +60,7 @@ export interface GatewayDeps {
   readonly hostNames: readonly string[];
   readonly replicaId: string;
   readonly maxMessageBytes: number;
+  readonly limits: DeviceLimits;
   readonly nowSeconds?: () => number;
 }
 
@@ -60,14 +80,37 @@ export class DeviceGateway implements MethodTransport {
   readonly #d: GatewayDeps;
   readonly #identities = new WeakMap<Client, Identity>();
   readonly #connections = new Map<string, Client>();
-  readonly #sessions = new Map<string, Set<Feature>>();
+  readonly #sessions = new Map<string, Session>();
+  readonly #live = new Map<Client, Live>();
+  /** Per stream handed to aedes: its size guard and its admission ticket (released once authenticated). */
+  readonly #guards = new WeakMap<Duplex, { guard: FrameGuard; ticket: Ticket }>();
+  readonly #admission: Admission;
+  readonly #maxPacketBytes: number;
   #broker: Aedes | undefined;
   #tlsServer: TlsServer | undefined;
-  readonly #wss = new WebSocketServer({ noServer: true, maxPayload: 1024 * 1024 });
+  readonly #wss: WebSocketServer;
   #unsubscribe: (() => void) | undefined;
 
   constructor(deps: GatewayDeps) {
     this.#d = deps;
+    this.#maxPacketBytes = deps.maxMessageBytes + PACKET_OVERHEAD_BYTES;
+    this.#admission = new Admission(deps.limits, (reason) => this.#d.log.debug({ reason }, 'Dropped an unauthenticated connection'));
+    // A WebSocket frame is buffered whole before MQTT sees it: no frame may exceed the largest MQTT packet.
+    this.#wss = new WebSocketServer({ noServer: true, maxPayload: this.#maxPacketBytes });
+  }
+
+  /** Connections not yet authenticated (TLS handshake or CONNECT pending). */
+  get pendingConnections(): number {
+    return this.#admission.pending;
+  }
+
+  /**
+   * Applies the pre-authentication caps and deadline to another TLS listener (the service port, which carries
+   * MQTT over WebSockets): its sockets must finish the TLS handshake within `connectTimeoutMs`.
+   */
+  guardTlsListener(server: TlsServer): void {
+    server.on('connection', (raw: Socket) => this.#admission.admitRaw(raw));
+    server.on('secureConnection', (s: TLSSocket) => this.#admission.claim(s)?.release());
   }
 
   get connectionCount(): number {
@@ -79,11 +122,11 @@ export class DeviceGateway implements MethodTransport {
       id: `kedge-${this.#d.replicaId}`,
       concurrency: 1000,
       heartbeatInterval: 60_000,
-      connectTimeout: 30_000,
+      connectTimeout: this.#d.limits.connectTimeoutMs,
       authenticate: (client, username, password, done) => {
         this.#authenticate(client, username, password).then(
           () => done(null, true),
-          (e: Error & { returnCode?: number }) => done(authError(e.message, e.returnCode ?? NOT_AUTHORIZED), false),
+          (e: Error & { returnCode?: number }) => done(authError(e.message, e.returnCode ?? ConnackCode.NotAuthorized), false),
         );
       },
       authorizePublish: (client, packet, done) => this.#authorizePublish(client, packet, done),
@@ -97,21 +140,32 @@ export class DeviceGateway implements MethodTransport {
     broker.on('clientReady', (client) => this.#onReady(client));
     broker.on('clientDisconnect', (client) => this.#onGone(client));
     broker.on('clientError', (client, err) => this.#d.log.debug({ clientId: client.id, err: err.message }, 'MQTT client error'));
+    broker.on('connectionError', (_client, err) => this.#d.log.debug({ err: err.message }, 'MQTT connection refused before CONNECT'));
     broker.on('unsubscribe', (topics, client) => {
       const id = this.#identities.get(client);
       const session = this.#sessions.get(client.id);
       if (!id || !session) return;
       for (const t of topics) {
         const f = subscriptionFeature(t, id);
-        if (f) session.delete(f);
+        if (f) session.features.delete(f);
       }
     });
     this.#unsubscribe = this.#d.bus.subscribe((e) => this.#onBus(e));
 
-    const server = createTlsServer({ key: this.#d.tls.key, cert: this.#d.tls.cert, minVersion: 'TLSv1.2' }, (socket) => {
-      socket.setNoDelay(true);
-      broker.handle(socket);
-    });
+    const server = createTlsServer(
+      { key: this.#d.tls.key, cert: this.#d.tls.cert, minVersion: 'TLSv1.2', handshakeTimeout: this.#d.limits.connectTimeoutMs },
+      (socket) => {
+        socket.setNoDelay(true);
+        const ticket = this.#admission.claim(socket);
+        if (!ticket) {
+          // Not admitted (cap reached): the raw socket is already being destroyed.
+          socket.destroy();
+          return;
+        }
+        this.#handle(socket, ticket);
+      },
+    );
+    server.on('connection', (raw: Socket) => this.#admission.admitRaw(raw));
     server.on('tlsClientError', (e) => this.#d.log.debug({ err: e.message }, 'TLS handshake failed'));
     this.#tlsServer = server;
     await new Promise<void>((resolve, reject) => {
@@ -132,42 +186,105 @@ export class DeviceGateway implements MethodTransport {
       socket.destroy();
       return;
     }
+    const ticket = this.#admission.admit(socket as Socket);
+    if (!ticket) return;
     this.#wss.handleUpgrade(req, socket, head, (ws) => {
-      broker.handle(createWebSocketStream(ws), req);
+      this.#handle(createWebSocketStream(ws), ticket, req);
     });
   }
 
-  async #authenticate(client: Client, username: Readonly<string> | undefined, password: Readonly<Buffer> | undefined): Promise<void> {
-    const fail = (why: string, code = BAD_CREDENTIALS): never => {
-      this.#d.metrics.connects.inc({ result: 'refused' });
-      this.#d.log.info({ clientId: client.id, reason: why }, 'Refused MQTT connection');
-      throw authError(why, code);
-    };
-    const slash = client.id.indexOf('/');
-    const id: Identity = slash < 0 ? { deviceId: client.id, moduleId: '' } : { deviceId: client.id.slice(0, slash), moduleId: client.id.slice(slash + 1) };
-    if (!id.deviceId || id.moduleId.includes('/')) fail('client id must be {deviceId} or {deviceId}/{moduleId}', NOT_AUTHORIZED);
-    const user = parseUsername(username ?? '');
-    if (!user || user.deviceId !== id.deviceId || user.moduleId !== id.moduleId) fail('user name does not match the client id');
-    if (!password) fail('a SAS token password is required');
-    const token = parseSasToken(password?.toString('utf8') ?? '');
-    if (!token.ok) return fail('malformed SAS token');
-    const device = await this.#d.store.getDevice(id.deviceId);
-    if (!device || device.status !== 'enabled') return fail('unknown or disabled device', NOT_AUTHORIZED);
-    let keys = [device.auth.primaryKey, device.auth.secondaryKey];
-    if (id.moduleId) {
-      const m = await this.#d.store.getModule(id.deviceId, id.moduleId);
-      if (!m) return fail('unknown module', NOT_AUTHORIZED);
-      keys = [m.auth.primaryKey, m.auth.secondaryKey];
+  /** Hands a stream to aedes behind a {@link FrameGuard}; `ticket` is released when the client authenticates. */
+  #handle(stream: Duplex, ticket: Ticket, req?: IncomingMessage): void {
+    const broker = this.#broker;
+    if (!broker) {
+      stream.destroy();
+      return;
     }
-    const resource = id.moduleId ? `devices/${id.deviceId}/modules/${id.moduleId}` : `devices/${id.deviceId}`;
-    const v = verifySasToken(token.value, {
-      audiences: this.#d.hostNames.map((h) => `${h}/${resource}`),
-      keys,
-      nowSeconds: this.#d.nowSeconds?.() ?? Math.floor(Date.now() / 1000),
+    const guard = new FrameGuard(stream, { maxConnectBytes: this.#d.limits.maxConnectBytes, maxPacketBytes: this.#maxPacketBytes });
+    guard.once('close', () => ticket.release());
+    this.#guards.set(guard, { guard, ticket });
+    broker.handle(guard, req);
+  }
+
+  async #authenticate(client: Client, username: Readonly<string> | undefined, password: Readonly<Buffer> | undefined): Promise<void> {
+    const creds = { clientId: client.id, username: username ?? '', password: password?.toString('utf8') ?? '' };
+    const r = await checkConnect(this.#d.store, this.#d.hostNames, creds, this.#now());
+    if (!r.ok) {
+      this.#d.metrics.connects.inc({ result: 'refused' });
+      this.#d.log.info({ clientId: client.id, reason: r.refusal.reason }, 'Refused MQTT connection');
+      throw authError(r.refusal.reason, r.refusal.code);
+    }
+    const grant = r.grant;
+    const previous = this.#sessions.get(client.id);
+    if (previous && !sameGeneration(previous.grant, grant)) {
+      // The identity was deleted and re-created since that session: nothing of it may reach the new one.
+      this.#sessions.delete(client.id);
+      await this.#forgetSubscriptions(client);
+    }
+    const conn = client.conn as unknown as Duplex;
+    const guarded = this.#guards.get(conn);
+    guarded?.guard.authenticated();
+    guarded?.ticket.release();
+    const live: Live = { grant, username: creds.username, password: creds.password, timer: undefined, revoked: false };
+    this.#live.set(client, live);
+    conn.once('close', () => {
+      if (live.timer) clearTimeout(live.timer);
+      if (this.#live.get(client) === live) this.#live.delete(client);
     });
-    if (!v.ok) fail(`token ${v.error}`);
-    this.#identities.set(client, id);
+    this.#armExpiry(client, live);
+    this.#identities.set(client, grant.identity);
     this.#d.metrics.connects.inc({ result: 'accepted' });
+  }
+
+  /** Drops what aedes persisted for the client id (restored on `clean=false`). */
+  async #forgetSubscriptions(client: Client): Promise<void> {
+    // aedes' typings declare `persistence` only as a constructor option; the instance carries it as `broker.persistence`.
+    const persistence = (this.#broker as unknown as { persistence?: { cleanSubscriptions(c: Client): Promise<void> } } | undefined)?.persistence;
+    await persistence?.cleanSubscriptions(client).catch(() => undefined);
+  }
+
+  #now(): number {
+    return this.#d.nowSeconds?.() ?? Math.floor(Date.now() / 1000);
+  }
+
+  /** Closes the connection when its SAS token expires, as IoT Hub does. */
+  #armExpiry(client: Client, live: Live): void {
+    const ms = live.grant.expiresAtSeconds * 1000 - Date.now();
+    live.timer = setTimeout(
+      () => {
+        if (live.grant.expiresAtSeconds * 1000 > Date.now()) this.#armExpiry(client, live);
+        else this.#revoke(client, live, 'token expired', false);
+      },
+      Math.max(0, Math.min(ms, MAX_TIMER_MS)),
+    );
+    live.timer.unref();
+  }
+
+  /**
+   * Ends a connection whose credentials no longer hold. Nothing it sends afterwards is accepted (its will
+   * included); `forgetSession` also drops its persistent session (identity gone or replaced).
+   */
+  #revoke(client: Client, live: Live, reason: string, forgetSession: boolean): void {
+    if (live.revoked) return;
+    live.revoked = true;
+    if (live.timer) clearTimeout(live.timer);
+    const id = live.grant.identity;
+    this.#d.log.info({ deviceId: id.deviceId, moduleId: id.moduleId, via: live.grant.via, reason }, 'Closed MQTT session');
+    if (forgetSession) {
+      this.#sessions.delete(client.id);
+      void this.#forgetSubscriptions(client);
+    }
+    client.close();
+  }
+
+  /** Re-checks every live connection resting on identity `deviceId[/moduleId]` against the registry. */
+  async #recheck(deviceId: string, moduleId: string): Promise<void> {
+    const affected = [...this.#live].filter(([, l]) => !l.revoked && dependsOn(l.grant, deviceId, moduleId));
+    for (const [client, live] of affected) {
+      const r = await checkConnect(this.#d.store, this.#d.hostNames, { clientId: client.id, username: live.username, password: live.password }, this.#now());
+      if (!r.ok) this.#revoke(client, live, r.refusal.reason, true);
+      else if (!sameGeneration(live.grant, r.grant)) this.#revoke(client, live, 'identity re-created', true);
+    }
   }
 
   #onReady(client: Client): void {
@@ -176,7 +293,8 @@ export class DeviceGateway implements MethodTransport {
     const key = keyOf(id);
     this.#connections.set(key, client);
     // A clean session forgets what the previous connection subscribed to [MQTT-3.1.2-6].
-    if (client.clean || !this.#sessions.has(client.id)) this.#sessions.set(client.id, new Set());
+    const grant = this.#live.get(client)?.grant;
+    if (grant && (client.clean || !this.#sessions.has(client.id))) this.#sessions.set(client.id, { grant, features: new Set() });
     this.#d.metrics.connections.set(this.#connections.size);
     void this.#d.store
       .setPresence({ deviceId: id.deviceId, moduleId: id.moduleId, replicaId: this.#d.replicaId, connectedAt: Date.now() })
@@ -205,13 +323,14 @@ export class DeviceGateway implements MethodTransport {
       this.#d.log.info({ clientId: client.id, topic: sub.topic }, 'Refused subscription');
       return null;
     }
-    this.#sessions.get(client.id)?.add(feature);
+    this.#sessions.get(client.id)?.features.add(feature);
     // QoS 2 is not supported by IoT Hub: grant at most 1.
     return { ...sub, qos: sub.qos > 1 ? 1 : sub.qos };
   }
 
   #authorizePublish(client: Client | null, packet: PublishPacket, done: (err?: Error | null) => void): void {
-    const id = client && this.#identities.get(client);
+    const live = client ? this.#live.get(client) : undefined;
+    const id = client && live && !live.revoked ? this.#identities.get(client) : undefined;
     const inbound = id ? parseInbound(packet.topic, id) : undefined;
     if (!client || !id || !inbound) {
       this.#d.log.info({ clientId: client?.id, topic: packet.topic.slice(0, 200) }, 'Refused publish');
@@ -301,7 +420,7 @@ export class DeviceGateway implements MethodTransport {
 
   #featureOf(id: Identity, feature: Feature): Client | undefined {
     const client = this.#connections.get(keyOf(id));
-    return client && this.#sessions.get(client.id)?.has(feature) ? client : undefined;
+    return client && this.#sessions.get(client.id)?.features.has(feature) ? client : undefined;
   }
 
   sendMethodRequest(deviceId: string, moduleId: string, methodName: string, rid: string, payload: Buffer): boolean {
@@ -321,6 +440,8 @@ export class DeviceGateway implements MethodTransport {
     } else if (e.type === 'kick' && e.exceptReplica !== this.#d.replicaId) {
       // The identity connected to another replica: IoT Hub keeps one connection per identity.
       this.#connections.get(keyOf(e))?.close();
+    } else if (e.type === 'identity') {
+      this.#recheck(e.deviceId, e.moduleId).catch((err: unknown) => this.#d.log.warn({ err, deviceId: e.deviceId }, 'Failed to re-check MQTT sessions'));
     }
   }
 
@@ -334,6 +455,8 @@ export class DeviceGateway implements MethodTransport {
     this.#wss.close();
     await closed;
     await this.#d.store.clearReplicaPresence(this.#d.replicaId).catch(() => undefined);
+    for (const live of this.#live.values()) if (live.timer) clearTimeout(live.timer);
+    this.#live.clear();
     this.#connections.clear();
   }
 }
