@@ -26,3 +26,38 @@ export const SYSTEM_PROPERTY_NAMES: Readonly<Record<string, string>> = Object.fr
 export function systemPropertyName(wire: string, names: Readonly<Record<string, string>> = SYSTEM_PROPERTY_NAMES): string | undefined {
   return Object.prototype.hasOwnProperty.call(names, wire) ? names[wire] : undefined;
 }
+
+/**
+ * Wire names of the system properties a hub sends to devices and modules (S→C, iotedge-protocols.md §3.4), by stored
+ * name: {@link SYSTEM_PROPERTY_NAMES} without the inbound-only `$.on`/`$.ifid`, plus `$.cdid`/`$.cmid`, which the
+ * sending hub sets from the authenticated sender.
+ */
+export const OUTBOUND_WIRE_NAMES: Readonly<Record<string, string>> = Object.freeze(
+  Object.assign(Object.create(null) as Record<string, string>, {
+    messageId: '$.mid',
+    correlationId: '$.cid',
+    userId: '$.uid',
+    to: '$.to',
+    expiryTimeUtc: '$.exp',
+    contentType: '$.ct',
+    contentEncoding: '$.ce',
+    messageSchema: '$.schema',
+    creationTimeUtc: '$.ctime',
+    componentName: '$.sub',
+    operation: 'iothub-operation',
+    ack: 'ack',
+    connectionDeviceId: '$.cdid',
+    connectionModuleId: '$.cmid',
+  }),
+);
+
+/**
+ * Wire names of the system properties a device or module sends (C→S), by stored name: the inverse of
+ * {@link SYSTEM_PROPERTY_NAMES}. What the edge hub uses when it forwards a message upstream on a child's behalf.
+ */
+export const INBOUND_WIRE_NAMES: Readonly<Record<string, string>> = Object.freeze(
+  Object.assign(
+    Object.create(null) as Record<string, string>,
+    Object.fromEntries(Object.entries(SYSTEM_PROPERTY_NAMES).map(([wire, name]) => [name, wire])),
+  ),
+);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { SYSTEM_PROPERTY_NAMES } from './system-properties.js';
-import { isOutboundFor, parseInbound, parseUsername, splitBag, subscriptionFeature } from './topics.js';
+import { INBOUND_WIRE_NAMES, OUTBOUND_WIRE_NAMES, SYSTEM_PROPERTY_NAMES } from './system-properties.js';
+import { formatBag, isOutboundFor, moduleInputTopic, parseClientId, parseInbound, parseUsername, splitBag, subscriptionFeature, telemetryTopic } from './topics.js';
 
 const dev = { deviceId: 'd1', moduleId: '' };
 const mod = { deviceId: 'd1', moduleId: 'm1' };
@@ -47,5 +47,31 @@ describe('IoT Hub MQTT topics', () => {
     expect(parseUsername('hub/d1/m1/?api-version=2021-04-12')).toEqual({ host: 'hub', deviceId: 'd1', moduleId: 'm1' });
     expect(parseUsername('hub/d1/m1/api-version=2021-04-12')).toEqual({ host: 'hub', deviceId: 'd1', moduleId: 'm1' });
     expect(parseUsername('hub/d1')).toBeUndefined();
+  });
+});
+
+describe('hostile bags and outbound topics', () => {
+  it('keeps prototype keys as data', () => {
+    const bag = splitBag('__proto__=x&constructor=y&toString=z', SYSTEM_PROPERTY_NAMES);
+    expect(bag).toBeDefined();
+    expect(Object.getPrototypeOf(bag?.properties)).toBeNull();
+    expect(Object.keys(bag?.properties ?? {})).toEqual(['__proto__', 'constructor', 'toString']);
+    expect(bag?.properties['__proto__']).toBe('x');
+    expect(Object.keys(bag?.systemProperties ?? {})).toEqual([]);
+  });
+
+  it('encodes bags with wire names and builds input topics with the trailing slash', () => {
+    const bag = formatBag({ 'a b': 'c&d' }, { connectionDeviceId: 'e1', connectionModuleId: 'm1', contentType: 'application/json', outputName: 'o' }, OUTBOUND_WIRE_NAMES);
+    expect(bag).toBe('%24.cdid=e1&%24.cmid=m1&%24.ct=application%2Fjson&a%20b=c%26d');
+    expect(splitBag(formatBag({ k: 'v' }, { messageId: 'x', outputName: 'o' }, INBOUND_WIRE_NAMES), SYSTEM_PROPERTY_NAMES)).toEqual({
+      properties: { k: 'v' },
+      systemProperties: { messageId: 'x', outputName: 'o' },
+    });
+    expect(moduleInputTopic('e1', 'm2', 'in', '')).toBe('devices/e1/modules/m2/inputs/in/');
+    expect(telemetryTopic({ deviceId: 'leaf', moduleId: '' }, 'a=1')).toBe('devices/leaf/messages/events/a=1');
+    expect(parseClientId('e1/m1')).toEqual({ deviceId: 'e1', moduleId: 'm1' });
+    expect(parseClientId('e1')).toEqual({ deviceId: 'e1', moduleId: '' });
+    expect(parseClientId('e1/m1/x')).toBeUndefined();
+    expect(parseClientId('/m1')).toBeUndefined();
   });
 });

@@ -103,7 +103,8 @@ export function isOutboundFor(topic: string, id: Identity): boolean {
 /**
  * Splits a telemetry property bag into application and system properties (system ones renamed). Both results are
  * null-prototype objects and system names are looked up as own properties only, so a bag key such as
- * `constructor`, `toString`, `hasOwnProperty` or `__proto__` is an ordinary application property.
+ * `constructor`, `toString`, `hasOwnProperty` or `__proto__` is an ordinary application property. Unknown `$.` keys
+ * are dropped (a client cannot forge `$.cdid`/`$.cmid`).
  */
 export function splitBag(
   bag: string,
@@ -132,3 +133,38 @@ export function parseUsername(username: string): { host: string; deviceId: strin
   if (ids.length === 2) return { host, deviceId: ids[0] ?? '', moduleId: ids[1] ?? '' };
   return undefined;
 }
+
+/** Splits an MQTT client id into the identity it claims: `{deviceId}` or `{deviceId}/{moduleId}`; `undefined` otherwise. */
+export function parseClientId(clientId: string): Identity | undefined {
+  const parts = clientId.split('/');
+  if (parts.length > 2 || parts.some((p) => p === '')) return undefined;
+  return { deviceId: parts[0] ?? '', moduleId: parts[1] ?? '' };
+}
+
+/**
+ * Encodes a property bag (`k=v&…`, URI-escaped) from application properties and stored system properties; the
+ * system ones are written under their wire names from `wireNames` (stored name → wire name), others are skipped.
+ */
+export function formatBag(
+  properties: Readonly<Record<string, string>>,
+  systemProperties: Readonly<Record<string, string>>,
+  wireNames: Readonly<Record<string, string>>,
+): string {
+  const parts: string[] = [];
+  for (const [k, v] of Object.entries(systemProperties)) {
+    const wire = Object.prototype.hasOwnProperty.call(wireNames, k) ? wireNames[k] : undefined;
+    if (wire !== undefined) parts.push(`${encodeURIComponent(wire)}=${encodeURIComponent(v)}`);
+  }
+  for (const [k, v] of Object.entries(properties)) parts.push(`${encodeURIComponent(k)}=${encodeURIComponent(v)}`);
+  return parts.join('&');
+}
+
+/**
+ * The topic a module input message is delivered on: `devices/{d}/modules/{m}/inputs/{input}/{bag}`. The `/` after
+ * the input name is always there: the Node SDK's dispatch regex needs it (iotedge-protocols.md §9.1).
+ */
+export const moduleInputTopic = (deviceId: string, moduleId: string, input: string, bag: string): string =>
+  `devices/${deviceId}/modules/${moduleId}/inputs/${input}/${bag}`;
+
+/** The telemetry topic of `id` with an encoded property bag (`devices/{d}[/modules/{m}]/messages/events/{bag}`). */
+export const telemetryTopic = (id: Identity, bag: string): string => `${ns(id)}/messages/events/${bag}`;

@@ -10,7 +10,6 @@ import { createSasToken, generateKey } from '@kedge/protocol';
 import { HubClient } from '../client.js';
 import { startHub } from '../hub.js';
 import type { RunningHub } from '../hub.js';
-import { eventually } from '../test-support/eventually.js';
 import { startTestHub } from '../test-support/fixtures.js';
 import { freeLoopbackAddress } from '../test-support/loopback.js';
 import { maybeStartTestPostgres } from '../test-support/postgres.js';
@@ -73,7 +72,7 @@ function describeSessions(name: string, start: () => Promise<Topology | undefine
 
     async function createDevice(deviceId: string): Promise<{ primary: string; secondary: string }> {
       const keys = { primary: generateKey(), secondary: generateKey() };
-      await registry.create({ deviceId, authentication: { symmetricKey: { primaryKey: keys.primary, secondaryKey: keys.secondary } } } as never);
+      await registry.create({ deviceId, authentication: { symmetricKey: { primaryKey: keys.primary, secondaryKey: keys.secondary } } });
       return keys;
     }
 
@@ -85,7 +84,7 @@ function describeSessions(name: string, start: () => Promise<Topology | undefine
       await registry.delete('deleted');
       await old.closed;
       // Re-created with the very same keys: the old token would verify, but the generation differs.
-      await registry.create({ deviceId: 'deleted', authentication: { symmetricKey: { primaryKey: keys.primary, secondaryKey: keys.secondary } } } as never);
+      await registry.create({ deviceId: 'deleted', authentication: { symmetricKey: { primaryKey: keys.primary, secondaryKey: keys.secondary } } });
       const fresh = await connect('deleted', keys.primary);
       // The old session's subscriptions are gone: a method call finds no subscriber.
       await expect(api.invoke('deleted', undefined, 'ping', null, 5)).rejects.toMatchObject({ status: 404 });
@@ -98,7 +97,7 @@ function describeSessions(name: string, start: () => Promise<Topology | undefine
       if (!t) return ctx.skip();
       const keys = await createDevice('disabled');
       const s = await connect('disabled', keys.primary);
-      await registry.update({ deviceId: 'disabled', status: 'disabled' } as never);
+      await registry.update({ deviceId: 'disabled', status: 'disabled' });
       await s.closed;
       await expect(connect('disabled', keys.primary)).rejects.toThrow();
     });
@@ -108,7 +107,7 @@ function describeSessions(name: string, start: () => Promise<Topology | undefine
       const keys = await createDevice('rekeyed');
       const s = await connect('rekeyed', keys.primary);
       const next = { primaryKey: generateKey(), secondaryKey: generateKey() };
-      await registry.update({ deviceId: 'rekeyed', authentication: { symmetricKey: next } } as never);
+      await registry.update({ deviceId: 'rekeyed', authentication: { symmetricKey: next } });
       await s.closed;
       await expect(connect('rekeyed', keys.primary)).rejects.toThrow();
       const again = await connect('rekeyed', next.primaryKey);
@@ -125,7 +124,7 @@ function describeSessions(name: string, start: () => Promise<Topology | undefine
       });
       const markerKeys = await createDevice('marker');
       const marker = await connect('marker', markerKeys.primary);
-      await registry.update({ deviceId: 'untouched', authentication: { symmetricKey: { primaryKey: generateKey(), secondaryKey: keys.secondary } } } as never);
+      await registry.update({ deviceId: 'untouched', authentication: { symmetricKey: { primaryKey: generateKey(), secondaryKey: keys.secondary } } });
       // A later change that does end a session: once it has, the earlier change has been handled too.
       await registry.delete('marker');
       await marker.closed;
@@ -138,9 +137,9 @@ function describeSessions(name: string, start: () => Promise<Topology | undefine
       if (!t) return ctx.skip();
       await createDevice('modhost');
       const key = generateKey();
-      await registry.addModule({ deviceId: 'modhost', moduleId: 'm1', authentication: { symmetricKey: { primaryKey: key, secondaryKey: generateKey() } } } as never);
+      await registry.addModule({ deviceId: 'modhost', moduleId: 'm1', authentication: { symmetricKey: { primaryKey: key, secondaryKey: generateKey() } } });
       const s = await connect('modhost', key, { moduleId: 'm1' });
-      await registry.updateModule({ deviceId: 'modhost', moduleId: 'm1', authentication: { symmetricKey: { primaryKey: generateKey(), secondaryKey: generateKey() } } } as never, true);
+      await registry.updateModule({ deviceId: 'modhost', moduleId: 'm1', authentication: { symmetricKey: { primaryKey: generateKey(), secondaryKey: generateKey() } } }, true);
       await s.closed;
       const m = await registry.getModule('modhost', 'm1');
       const k2 = m.responseBody.authentication?.symmetricKey?.primaryKey ?? '';

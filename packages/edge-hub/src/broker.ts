@@ -1,0 +1,557 @@
+import { createServer as createHttpsServer } from 'node:https';
+import type { Server as HttpsServer } from 'node:https';
+import { Readable } from 'node:stream';
+import type { Duplex } from 'node:stream';
+import { createServer as createTlsServer } from 'node:tls';
+import type { Server as TlsServer, TLSSocket } from 'node:tls';
+import { Aedes } from 'aedes';
+import type { Client, PublishPacket, Subscription } from 'aedes';
+import memoryPersistenceModule from 'aedes-persistence';
+import type { AedesMemoryPersistence } from 'aedes-persistence';
+import { createWebSocketStream, WebSocketServer } from 'ws';
+import type { Feature, Identity, SasToken } from '@kedge/protocol';
+import {
+  Feature as F,
+  SYSTEM_PROPERTY_NAMES,
+  isOutboundFor,
+  parseClientId,
+  parseInbound,
+  parseSasToken,
+  parseUsername,
+  splitBag,
+  subscriptionFeature,
+  verifySasToken,
+} from '@kedge/protocol';
+import { FrameGuard } from './frame-guard.js';
+import type { FrameLimits } from './frame-guard.js';
+import { EDGE_HUB_MODULE } from './hub-client.js';
+import type { ScopeIdentity } from './hub-client.js';
+import { identityKey } from './identities.js';
+import type { Logger } from './log.js';
+import type { EdgeHubMetrics } from './metrics.js';
+
+/** MQTT 3.1.1 CONNACK return codes: 4 bad user name or password, 5 not authorized. */
+const BAD_CREDENTIALS = 4;
+const NOT_AUTHORIZED = 5;
+
+const authError = (message: string, returnCode: number): Error & { returnCode: number } => Object.assign(new Error(message), { returnCode });
+
+/** A message a client sent, as the broker hands it on (property bags are null-prototype records). */
+export interface InboundTelemetry {
+  readonly body: Buffer;
+  readonly properties: Record<string, string>;
+  readonly systemProperties: Record<string, string>;
+  readonly receivedAt: number;
+}
+
+/** A reply to a twin request: an MQTT status and a body. */
+export interface TwinReply {
+  readonly status: number;
+  readonly body: string;
+  /** For reported patches: the new reported `$version`. */
+  readonly version?: number;
+}
+
+/** What the broker asks of the rest of the edge hub. Implementations must not throw synchronously. */
+export interface BrokerHandler {
+  /** Routes a message; resolves once it is durable (then the broker PUBACKs), rejects to refuse it. */
+  telemetry(id: Identity, message: InboundTelemetry): Promise<void>;
+  twinGet(id: Identity): Promise<TwinReply>;
+  twinReported(id: Identity, patch: string): Promise<TwinReply>;
+  methodResponse(id: Identity, rid: string, status: number, payload: Buffer): void;
+  /** A client connected or subscribed to a feature: the upstream link follows it. */
+  sessionChanged(id: Identity, connected: boolean, features: ReadonlySet<Feature>): void;
+}
+
+/** Settings of the broker. */
+export interface BrokerOptions {
+  readonly edgeDeviceId: string;
+  /** Host names a SAS audience may name: the hub's and the edge hub's own. */
+  readonly hostNames: readonly string[];
+  readonly tls: { readonly key: string; readonly cert: string };
+  readonly maxMessageBytes: number;
+  readonly connectTimeoutMs: number;
+  readonly frames: FrameLimits;
+  readonly now?: () => number;
+}
+
+/** Dependencies of the broker. */
+export interface BrokerDeps {
+  readonly identities: { lookup(deviceId: string, moduleId: string): Promise<ScopeIdentity | undefined>; get(deviceId: string, moduleId: string): ScopeIdentity | undefined };
+  readonly handler: BrokerHandler;
+  readonly log: Logger;
+  readonly metrics: EdgeHubMetrics;
+}
+
+/** A module input delivery could not be made: the module is not connected or not subscribed to its inputs. */
+export class NotConnectedError extends Error {
+  readonly code = 'EDGE_ERR_NOT_CONNECTED';
+  constructor(what: string) {
+    super(`${what} is not connected or not subscribed`);
+    this.name = 'NotConnectedError';
+  }
+}
+
+interface Session {
+  readonly features: Set<Feature>;
+}
+
+interface Connection {
+  readonly client: Client;
+  readonly id: Identity;
+  readonly token: SasToken;
+  expiry: NodeJS.Timeout | undefined;
+}
+
+interface PendingAck {
+  readonly client: Client;
+  resolve(): void;
+  reject(e: Error): void;
+}
+
+// aedes-persistence is CommonJS (`module.exports = factory`) typed as an ES module: at run time the default import
+// is the factory itself.
+const memoryPersistence = memoryPersistenceModule as unknown as () => AedesMemoryPersistence;
+
+/** The broker id aedes stamps on packets we send ourselves; `brokerCounter` is ours, so PUBACKs can be matched. */
+const OWN_BROKER_ID = 'kedge-edge-hub-out';
+
+/**
+ * The edge hub's MQTT broker: aedes speaking IoT Hub's MQTT dialect (MQTT 3.1.1 over TLS and over WebSockets) to
+ * the edge device's modules and leaf devices, with the cloud hub's rules (`@kedge/protocol`).
+ *
+ * - CONNECT: client id `{d}` or `{d}/{m}`, a matching user name, and a SAS token for that identity, checked against
+ *   the cached device scope (so clients connect while the hub is unreachable). Modules must belong to this edge
+ *   device. The session ends when the token's `se` passes or the identity leaves the scope or is re-keyed.
+ * - Authorization is by topic: a client publishes only its own telemetry and the `$iothub` request topics and
+ *   subscribes only to the fixed filters of its own namespace; anything else disconnects it (publish) or is refused
+ *   (SUBACK 0x80). Nothing is ever forwarded between clients: every packet a client receives is sent by the edge
+ *   hub to that connection.
+ * - Sessions: subscriptions survive reconnects with `clean=false` (the Node SDK reconnects for token renewal
+ *   without re-subscribing). aedes' offline queue is disabled ({@link sessionPersistence}): the durable store holds
+ *   undelivered messages, and in-flight ones are retried by the router after a reconnect.
+ * - Hostile input: packets are bounded before and after CONNECT ({@link FrameGuard}), CONNECT must arrive within
+ *   `connectTimeoutMs`, property bags are null-prototype records.
+ */
+export class EdgeBroker {
+  readonly #o: BrokerOptions;
+  readonly #d: BrokerDeps;
+  readonly #auth = new WeakMap<Client, { id: Identity; token: SasToken }>();
+  readonly #connections = new Map<string, Connection>();
+  readonly #sessions = new Map<string, Session>();
+  readonly #pending = new Map<number, PendingAck>();
+  #counter = 0;
+  #broker: Aedes | undefined;
+  #tls: TlsServer | undefined;
+  #https: HttpsServer | undefined;
+  readonly #wss = new WebSocketServer({ noServer: true, maxPayload: 512 * 1024 });
+
+  constructor(options: BrokerOptions, deps: BrokerDeps) {
+    this.#o = options;
+    this.#d = deps;
+  }
+
+  /** Number of connected clients. */
+  get connectionCount(): number {
+    return this.#connections.size;
+  }
+
+  /** Starts the broker and its listeners; resolves with the bound ports. */
+  async start(listen: { mqtt: { host: string; port: number }; websocket?: { host: string; port: number } }): Promise<{ mqttPort: number; websocketPort?: number }> {
+    const broker = await Aedes.createBroker({
+      id: `kedge-edge-hub-${this.#o.edgeDeviceId}`,
+      persistence: sessionPersistence(),
+      concurrency: 1000,
+      heartbeatInterval: 60_000,
+      connectTimeout: this.#o.connectTimeoutMs,
+      maxClientsIdLength: 256,
+      authenticate: (client, username, password, done) => {
+        this.#authenticate(client, username, password).then(
+          () => done(null, true),
+          (e: Error & { returnCode?: number }) => done(authError(e.message, e.returnCode ?? NOT_AUTHORIZED), false),
+        );
+      },
+      authorizePublish: (client, packet, done) => this.#authorizePublish(client, packet, done),
+      authorizeSubscribe: (client, sub, done) => done(null, this.#authorizeSubscribe(client, sub)),
+      // Only what the edge hub itself sends to a connection reaches it (client.publish still passes through here).
+      authorizeForward: (client, packet) => {
+        const a = this.#auth.get(client);
+        return a && packet.brokerId === OWN_BROKER_ID && isOutboundFor(packet.topic, a.id) ? packet : undefined;
+      },
+    });
+    this.#broker = broker;
+    broker.on('clientReady', (client) => this.#onReady(client));
+    broker.on('clientDisconnect', (client) => this.#onGone(client));
+    broker.on('clientError', (client, err) => this.#d.log.debug({ clientId: client.id, err: err.message }, 'MQTT client error'));
+    broker.on('connectionError', (client, err) => this.#d.log.debug({ clientId: client.id, err: err.message }, 'MQTT connection error'));
+    broker.on('ack', (packet, client) => this.#onAck(packet, client));
+    broker.on('unsubscribe', (topics, client) => {
+      const a = this.#auth.get(client);
+      const session = this.#sessions.get(client.id);
+      if (!a || !session) return;
+      for (const t of topics) {
+        const f = subscriptionFeature(t, a.id);
+        if (f) session.features.delete(f);
+      }
+      this.#d.handler.sessionChanged(a.id, true, session.features);
+    });
+
+    const handle = (stream: Duplex, req?: unknown): void => {
+      const guarded = new FrameGuard(stream, this.#o.frames);
+      guarded.on('error', (e: Error) => this.#d.log.debug({ err: e.message }, 'Closed an MQTT connection'));
+      broker.handle(guarded, req as never);
+    };
+    const tls = createTlsServer({ key: this.#o.tls.key, cert: this.#o.tls.cert, minVersion: 'TLSv1.2', handshakeTimeout: this.#o.connectTimeoutMs }, (socket: TLSSocket) => {
+      socket.setNoDelay(true);
+      handle(socket);
+    });
+    tls.on('tlsClientError', (e) => this.#d.log.debug({ err: e.message }, 'TLS handshake failed'));
+    this.#tls = tls;
+    const mqttPort = await listenOn(tls, listen.mqtt);
+    let websocketPort: number | undefined;
+    if (listen.websocket) {
+      const https = createHttpsServer({ key: this.#o.tls.key, cert: this.#o.tls.cert, minVersion: 'TLSv1.2', requestTimeout: this.#o.connectTimeoutMs }, (_req, res) => {
+        res.writeHead(404).end();
+      });
+      https.on('upgrade', (req, socket: Duplex, head: Buffer) => {
+        if ((req.url ?? '').split('?')[0] !== '/$iothub/websocket') {
+          socket.destroy();
+          return;
+        }
+        this.#wss.handleUpgrade(req, socket, head, (ws) => handle(createWebSocketStream(ws), req));
+      });
+      this.#https = https;
+      websocketPort = await listenOn(https, listen.websocket);
+    }
+    return { mqttPort, ...(websocketPort === undefined ? {} : { websocketPort }) };
+  }
+
+  async #authenticate(client: Client, username: Readonly<string> | undefined, password: Readonly<Buffer> | undefined): Promise<void> {
+    const fail = (why: string, code = BAD_CREDENTIALS): never => {
+      this.#d.metrics.connectFailed.inc({ id: client.id.slice(0, 256), reason: code === BAD_CREDENTIALS ? 'bad_credentials' : 'not_authorized' });
+      this.#d.log.info({ clientId: client.id.slice(0, 256), reason: why }, 'Refused MQTT connection');
+      throw authError(why, code);
+    };
+    const id = parseClientId(client.id);
+    if (!id) return fail('client id must be {deviceId} or {deviceId}/{moduleId}', NOT_AUTHORIZED);
+    // Modules are this edge device's; `$edgeHub` is the edge hub itself and never connects to itself.
+    if (id.moduleId && (id.deviceId !== this.#o.edgeDeviceId || id.moduleId === EDGE_HUB_MODULE)) return fail('not a module of this edge device', NOT_AUTHORIZED);
+    const user = parseUsername(username ?? '');
+    if (!user || user.deviceId !== id.deviceId || user.moduleId !== id.moduleId) return fail('user name does not match the client id');
+    if (!password) return fail('a SAS token password is required');
+    const token = parseSasToken(password.toString('utf8'));
+    if (!token.ok) return fail('malformed SAS token');
+    const now = this.#nowSeconds();
+    if (token.value.se <= now) return fail('token expired');
+    const identity = await this.#d.identities.lookup(id.deviceId, id.moduleId);
+    if (!identity || !identity.enabled) return fail('identity is not in this edge device scope', NOT_AUTHORIZED);
+    const problem = this.#verify(id, token.value, identity);
+    if (problem) return fail(`token ${problem}`);
+    this.#auth.set(client, { id, token: token.value });
+    this.#d.metrics.connectSuccess.inc({ id: identityKey(id.deviceId, id.moduleId) });
+  }
+
+  #verify(id: Identity, token: SasToken, identity: ScopeIdentity): string | undefined {
+    const resource = id.moduleId ? `devices/${id.deviceId}/modules/${id.moduleId}` : `devices/${id.deviceId}`;
+    const v = verifySasToken(token, {
+      audiences: this.#o.hostNames.map((h) => `${h}/${resource}`),
+      keys: [identity.primaryKey, identity.secondaryKey],
+      nowSeconds: this.#nowSeconds(),
+    });
+    return v.ok ? undefined : v.error;
+  }
+
+  #nowSeconds(): number {
+    return Math.floor((this.#o.now ?? Date.now)() / 1000);
+  }
+
+  #onReady(client: Client): void {
+    const a = this.#auth.get(client);
+    if (!a) return;
+    const key = identityKey(a.id.deviceId, a.id.moduleId);
+    const previous = this.#connections.get(key);
+    // One connection per identity, as IoT Hub: the newer one wins.
+    if (previous && previous.client !== client) this.#drop(previous, 'replaced by a new connection');
+    // A session ends with its token [IoT Hub]; the Node SDK renews it before that by reconnecting.
+    const ms = Math.max(0, a.token.se * 1000 - (this.#o.now ?? Date.now)());
+    const conn: Connection = { client, id: a.id, token: a.token, expiry: undefined };
+    conn.expiry = setTimeout(() => this.#drop(conn, 'token expired'), Math.min(ms, 2 ** 31 - 1));
+    conn.expiry.unref();
+    this.#connections.set(key, conn);
+    // A clean session forgets what the previous connection subscribed to [MQTT-3.1.2-6].
+    if (client.clean || !this.#sessions.has(client.id)) this.#sessions.set(client.id, { features: new Set() });
+    this.#d.metrics.connectedClients.set(this.#connections.size);
+    this.#d.log.info({ clientId: key }, 'Client connected');
+    this.#d.handler.sessionChanged(a.id, true, this.#sessions.get(client.id)?.features ?? new Set());
+  }
+
+  #onGone(client: Client): void {
+    const a = this.#auth.get(client);
+    if (!a) return;
+    const key = identityKey(a.id.deviceId, a.id.moduleId);
+    for (const [n, p] of this.#pending) {
+      if (p.client === client) {
+        this.#pending.delete(n);
+        p.reject(new NotConnectedError(key));
+      }
+    }
+    const conn = this.#connections.get(key);
+    if (conn?.client !== client) return;
+    if (conn.expiry) clearTimeout(conn.expiry);
+    this.#connections.delete(key);
+    if (client.clean) this.#sessions.delete(client.id);
+    this.#d.metrics.connectedClients.set(this.#connections.size);
+    this.#d.metrics.disconnects.inc({ id: key });
+    this.#d.log.info({ clientId: key }, 'Client disconnected');
+    this.#d.handler.sessionChanged(a.id, false, new Set());
+  }
+
+  #drop(conn: Connection, why: string): void {
+    this.#d.log.info({ clientId: identityKey(conn.id.deviceId, conn.id.moduleId), reason: why }, 'Closing MQTT session');
+    conn.client.close();
+  }
+
+  /**
+   * Re-checks the sessions of identities that were removed, disabled or re-keyed: a session whose token no longer
+   * verifies against the current scope is closed.
+   */
+  recheck(keys: ReadonlySet<string>): void {
+    for (const key of keys) {
+      const conn = this.#connections.get(key);
+      if (!conn) continue;
+      const identity = this.#d.identities.get(conn.id.deviceId, conn.id.moduleId);
+      if (!identity || !identity.enabled || this.#verify(conn.id, conn.token, identity) !== undefined) {
+        this.#sessions.delete(conn.client.id);
+        this.#drop(conn, 'identity left the device scope or was re-keyed');
+      }
+    }
+  }
+
+  #authorizeSubscribe(client: Client, sub: Subscription): Subscription | null {
+    const a = this.#auth.get(client);
+    const feature = a && subscriptionFeature(sub.topic, a.id);
+    // A leaf device has no cloud-to-device path through the edge hub yet: refused rather than silently dead.
+    if (!a || !feature || feature === F.C2D) {
+      this.#d.log.info({ clientId: client.id.slice(0, 256), topic: sub.topic.slice(0, 200) }, 'Refused subscription');
+      return null;
+    }
+    const session = this.#sessions.get(client.id) ?? { features: new Set<Feature>() };
+    this.#sessions.set(client.id, session);
+    session.features.add(feature);
+    this.#d.handler.sessionChanged(a.id, true, session.features);
+    // QoS 2 is not supported by IoT Hub: grant at most 1.
+    return { ...sub, qos: sub.qos > 1 ? 1 : sub.qos };
+  }
+
+  #authorizePublish(client: Client | null, packet: PublishPacket, done: (err?: Error | null) => void): void {
+    const a = client ? this.#auth.get(client) : undefined;
+    const inbound = a ? parseInbound(packet.topic, a.id) : undefined;
+    if (!client || !a || !inbound || packet.qos > 1) {
+      this.#d.log.info({ clientId: client?.id.slice(0, 256), topic: packet.topic.slice(0, 200) }, 'Refused publish');
+      done(new Error('publish to this topic is not allowed'));
+      return;
+    }
+    const id = a.id;
+    const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
+    switch (inbound.kind) {
+      case 'telemetry': {
+        if (payload.length > this.#o.maxMessageBytes) {
+          this.#d.metrics.unacked.inc({ reason: 'message_too_large', from: identityKey(id.deviceId, id.moduleId), from_route_output: '' });
+          done(new Error('message too large'));
+          return;
+        }
+        const bag = splitBag(inbound.bag, SYSTEM_PROPERTY_NAMES);
+        if (!bag) {
+          done(new Error('malformed property bag'));
+          return;
+        }
+        const receivedAt = (this.#o.now ?? Date.now)();
+        const sys = bag.systemProperties;
+        // The sender's identity comes from its authenticated connection, never from the bag.
+        sys['connectionDeviceId'] = id.deviceId;
+        if (id.moduleId) sys['connectionModuleId'] = id.moduleId;
+        else delete sys['outputName'];
+        // aedes writes the PUBACK only after this callback: the message is durable before it is acknowledged.
+        this.#d.handler.telemetry(id, { body: payload, properties: bag.properties, systemProperties: sys, receivedAt }).then(
+          () => done(null),
+          (e: unknown) => done(e instanceof Error ? e : new Error(String(e))),
+        );
+        return;
+      }
+      case 'twin-get':
+        done(null);
+        this.#reply(client, inbound.rid, this.#d.handler.twinGet(id));
+        return;
+      case 'twin-reported':
+        done(null);
+        this.#reply(client, inbound.rid, this.#d.handler.twinReported(id, payload.toString('utf8')));
+        return;
+      case 'method-response':
+        done(null);
+        this.#d.handler.methodResponse(id, inbound.rid, inbound.status, payload);
+        return;
+    }
+  }
+
+  #reply(client: Client, rid: string, reply: Promise<TwinReply>): void {
+    const r = encodeURIComponent(rid);
+    reply.then(
+      (t) => this.#send(client, `$iothub/twin/res/${t.status}/?$rid=${r}${t.version === undefined ? '' : `&$version=${t.version}`}`, t.body),
+      (e: unknown) => {
+        this.#d.log.warn({ clientId: client.id, err: e instanceof Error ? e.message : String(e) }, 'Twin request failed');
+        this.#send(client, `$iothub/twin/res/500/?$rid=${r}`, JSON.stringify({ errorCode: 500000, message: 'Internal error' }));
+      },
+    );
+  }
+
+  #send(client: Client, topic: string, body: Buffer | string): void {
+    client.publish({ cmd: 'publish', topic, payload: body, qos: 0, retain: false, dup: false, brokerId: OWN_BROKER_ID, brokerCounter: ++this.#counter } as PublishPacket, (err) => {
+      if (err) this.#d.log.debug({ clientId: client.id, err: err.message }, 'Failed to send to client');
+    });
+  }
+
+  #featureOf(id: Identity, feature: Feature): Client | undefined {
+    const conn = this.#connections.get(identityKey(id.deviceId, id.moduleId));
+    return conn && this.#sessions.get(conn.client.id)?.features.has(feature) ? conn.client : undefined;
+  }
+
+  /** True when `id` is connected and subscribed to `feature`. */
+  hasFeature(id: Identity, feature: Feature): boolean {
+    return this.#featureOf(id, feature) !== undefined;
+  }
+
+  /**
+   * Publishes a module input message with QoS 1; resolves on the module's PUBACK.
+   * @throws NotConnectedError when the module is not connected and subscribed, or disconnects before acknowledging.
+   */
+  deliver(id: Identity, topic: string, body: Uint8Array, signal?: AbortSignal): Promise<void> {
+    const client = this.#featureOf(id, F.Inputs);
+    if (!client) return Promise.reject(new NotConnectedError(identityKey(id.deviceId, id.moduleId)));
+    const n = ++this.#counter;
+    return new Promise<void>((resolve, reject) => {
+      const onAbort = (): void => {
+        this.#pending.delete(n);
+        reject(signal?.reason instanceof Error ? signal.reason : new Error('aborted'));
+      };
+      this.#pending.set(n, {
+        client,
+        resolve: () => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve();
+        },
+        reject: (e) => {
+          signal?.removeEventListener('abort', onAbort);
+          reject(e);
+        },
+      });
+      signal?.addEventListener('abort', onAbort, { once: true });
+      const packet = { cmd: 'publish', topic, payload: Buffer.from(body.buffer, body.byteOffset, body.byteLength), qos: 1, retain: false, dup: false, brokerId: OWN_BROKER_ID, brokerCounter: n };
+      client.publish(packet as PublishPacket, (err) => {
+        if (!err) return;
+        const p = this.#pending.get(n);
+        this.#pending.delete(n);
+        p?.reject(err);
+      });
+    });
+  }
+
+  #onAck(packet: unknown, client: Client): void {
+    // Persistent sessions: aedes hands back the packet we sent (sessionPersistence tracks it), matched exactly.
+    // Clean sessions keep no outgoing state in aedes, so the PUBACK is matched to the oldest delivery in flight on
+    // that connection: a client sends PUBACKs in the order it received the PUBLISHes [MQTT-4.6.0-2].
+    let counter = (packet as { brokerId?: string; brokerCounter?: number } | undefined)?.brokerCounter;
+    if (counter === undefined) {
+      for (const [n, p] of this.#pending) {
+        if (p.client === client) {
+          counter = n;
+          break;
+        }
+      }
+    }
+    if (counter === undefined) return;
+    const p = this.#pending.get(counter);
+    if (!p || p.client !== client) return;
+    this.#pending.delete(counter);
+    p.resolve();
+  }
+
+  /** Sends a desired-properties patch (the hub's body, `$version` inside) if `id` subscribed to them. */
+  sendDesired(id: Identity, version: number, body: string): boolean {
+    const client = this.#featureOf(id, F.Desired);
+    if (!client) return false;
+    this.#send(client, `$iothub/twin/PATCH/properties/desired/?$version=${version}`, body);
+    return true;
+  }
+
+  /** Sends a direct method request if `id` subscribed to methods. */
+  sendMethodRequest(id: Identity, methodName: string, rid: string, payload: Buffer): boolean {
+    const client = this.#featureOf(id, F.Methods);
+    if (!client) return false;
+    this.#send(client, `$iothub/methods/POST/${methodName}/?$rid=${encodeURIComponent(rid)}`, payload);
+    return true;
+  }
+
+  /** The identities connected now, with the time they connected. */
+  connected(): Identity[] {
+    return [...this.#connections.values()].map((c) => c.id);
+  }
+
+  /** Stops accepting connections and closes every session. */
+  async close(): Promise<void> {
+    const closing = [this.#tls, this.#https].map((s) => (s ? new Promise<void>((resolve) => s.close(() => resolve())) : Promise.resolve()));
+    for (const c of this.#connections.values()) if (c.expiry) clearTimeout(c.expiry);
+    const broker = this.#broker;
+    if (broker) await new Promise<void>((resolve) => broker.close(() => resolve()));
+    for (const ws of this.#wss.clients) ws.terminate();
+    this.#wss.close();
+    this.#https?.closeAllConnections();
+    await Promise.all(closing);
+    this.#connections.clear();
+  }
+}
+
+function listenOn(server: TlsServer | HttpsServer, at: { host: string; port: number }): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(at.port, at.host, () => {
+      server.off('error', reject);
+      const addr = server.address();
+      resolve(typeof addr === 'object' && addr ? addr.port : at.port);
+    });
+  });
+}
+
+/**
+ * aedes session persistence for the edge hub: aedes' in-memory persistence (subscriptions of persistent sessions),
+ * with its outgoing queue replaced. The router's durable store is the queue: aedes keeps nothing for offline
+ * clients and does not resend in-flight packets on reconnect (the router retries what was not acknowledged). Only
+ * in-flight QoS 1 packets of live connections are tracked, so a PUBACK is matched to the packet it acknowledges.
+ */
+export function sessionPersistence(): AedesMemoryPersistence {
+  const base = memoryPersistence();
+  const inflight = new Map<string, Map<number, unknown>>();
+  type Pkt = { messageId?: number };
+  const overrides = {
+    outgoingEnqueue: (): Promise<void> => Promise.resolve(),
+    outgoingEnqueueCombi: (): Promise<void> => Promise.resolve(),
+    outgoingUpdate: (client: { id: string }, packet: Pkt): Promise<void> => {
+      let m = inflight.get(client.id);
+      if (!m) inflight.set(client.id, (m = new Map<number, unknown>()));
+      if (packet.messageId !== undefined) m.set(packet.messageId, packet);
+      return Promise.resolve();
+    },
+    outgoingClearMessageId: (client: { id: string }, packet: Pkt): Promise<unknown> => {
+      const m = inflight.get(client.id);
+      const p = packet.messageId === undefined ? undefined : m?.get(packet.messageId);
+      if (packet.messageId !== undefined) m?.delete(packet.messageId);
+      return Promise.resolve(p);
+    },
+    // Called when a session (re)connects: what was in flight on the old connection is forgotten here and retried
+    // by the router, which saw those deliveries fail.
+    outgoingStream: (client: { id: string }): Readable => {
+      inflight.delete(client.id);
+      return Readable.from([]);
+    },
+  };
+  return Object.assign(base, overrides);
+}

@@ -1,0 +1,157 @@
+import type { Endpoint, EndpointHooks, InvalidMessage, SinkResult, StoredMessage } from '@kedge/routing';
+import { FailureKind } from '@kedge/routing';
+import type { Identity } from '@kedge/protocol';
+import { Feature, INBOUND_WIRE_NAMES, OUTBOUND_WIRE_NAMES, formatBag, moduleInputTopic, telemetryTopic } from '@kedge/protocol';
+import type { EdgeBroker } from './broker.js';
+import { identityKey } from './identities.js';
+import type { EdgeHubMetrics } from './metrics.js';
+import { Need } from './upstream.js';
+import type { UpstreamLink } from './upstream.js';
+
+/**
+ * The result for a batch whose messages were sent in order, where `firstFailure` is the index of the first one
+ * that failed (or `batch.length`): everything from there on is failed, so the retry keeps the queue's order
+ * (edgeHub's `ModuleEndpoint`: "if one message fails, all later ones are failed too").
+ */
+function inOrder(batch: readonly StoredMessage[], firstFailure: number, kind: FailureKind, cause: unknown, invalid: InvalidMessage[] = []): SinkResult {
+  const bad = new Set(invalid.map((i) => i.message));
+  const ok = batch.slice(0, firstFailure).filter((m) => !bad.has(m));
+  const failed = batch.slice(firstFailure).filter((m) => !bad.has(m));
+  return failed.length === 0 ? { succeeded: ok, failed: [], invalid } : { succeeded: ok, failed, invalid, failure: { kind, cause } };
+}
+
+const sender = (m: StoredMessage): Identity => ({
+  deviceId: m.message.systemProperties['connectionDeviceId'] ?? m.message.source.deviceId,
+  moduleId: m.message.systemProperties['connectionModuleId'] ?? m.message.source.moduleId ?? '',
+});
+
+const outputOf = (m: StoredMessage): string => (m.message.source.kind === 'twinChangeNotification' ? '' : (m.message.source.output ?? ''));
+
+/**
+ * A module input (`BrokeredEndpoint("/modules/{m}/inputs/{i}")`): publishes each message to
+ * `devices/{edge}/modules/{m}/inputs/{i}/{bag}` with QoS 1 and counts it delivered on the module's PUBACK. A module
+ * that is not connected, or not subscribed to its inputs, fails the batch (`NoConnection`): its messages stay in
+ * the store, and the executor is told when the module subscribes again.
+ */
+export class ModuleInputEndpoint implements Endpoint {
+  readonly id: string;
+  readonly #target: Identity;
+  readonly #input: string;
+  readonly #broker: EdgeBroker;
+  readonly #metrics: EdgeHubMetrics;
+
+  constructor(deps: { id: string; edgeDeviceId: string; module: string; input: string; broker: EdgeBroker; metrics: EdgeHubMetrics }) {
+    this.id = deps.id;
+    this.#target = { deviceId: deps.edgeDeviceId, moduleId: deps.module };
+    this.#input = deps.input;
+    this.#broker = deps.broker;
+    this.#metrics = deps.metrics;
+  }
+
+  /** The module this endpoint delivers to. */
+  get target(): Identity {
+    return this.#target;
+  }
+
+  async process(batch: readonly StoredMessage[], signal: AbortSignal): Promise<SinkResult> {
+    if (!this.#broker.hasFeature(this.#target, Feature.Inputs)) {
+      return inOrder(batch, 0, FailureKind.NoConnection, new Error(`module ${this.#target.moduleId} is not connected`));
+    }
+    // Pipelined: every message is in flight at once, in queue order on one connection.
+    const outcomes = await Promise.allSettled(
+      batch.map((m) => {
+        const bag = formatBag(m.message.properties, m.message.systemProperties, OUTBOUND_WIRE_NAMES);
+        return this.#broker.deliver(this.#target, moduleInputTopic(this.#target.deviceId, this.#target.moduleId, this.#input, bag), m.message.body, signal);
+      }),
+    );
+    const first = outcomes.findIndex((o) => o.status === 'rejected');
+    const now = Date.now();
+    const to = identityKey(this.#target.deviceId, this.#target.moduleId);
+    for (const m of first < 0 ? batch : batch.slice(0, first)) {
+      const from = identityKey(sender(m).deviceId, sender(m).moduleId);
+      this.#metrics.sent.inc({ from, to, from_route_output: outputOf(m), to_route_input: this.#input, priority: '' });
+      this.#metrics.sendDuration.observe({ from, to, from_route_output: outputOf(m), to_route_input: this.#input }, (now - m.message.enqueuedAt) / 1000);
+    }
+    if (first < 0) return { succeeded: batch, failed: [], invalid: [] };
+    const reason = (outcomes[first] as PromiseRejectedResult).reason as unknown;
+    return inOrder(batch, first, signal.aborted ? FailureKind.Timeout : FailureKind.NoConnection, reason);
+  }
+}
+
+/**
+ * `$upstream`: sends each message to the hub as telemetry of its original sender, on that identity's upstream
+ * connection (the hub sets `connectionDeviceId`/`connectionModuleId` from it), QoS 1, delivered on the hub's
+ * PUBACK. While the hub is unreachable the batch waits up to `waitMs` for the link (so draining resumes within a
+ * reconnect of the hub coming back), then fails (`NoConnection`) and stays stored.
+ */
+export class UpstreamEndpoint implements Endpoint {
+  readonly id: string;
+  readonly #link: UpstreamLink;
+  readonly #metrics: EdgeHubMetrics;
+  readonly #waitMs: number;
+  readonly #hooks: EndpointHooks;
+
+  constructor(deps: { id: string; link: UpstreamLink; metrics: EdgeHubMetrics; waitMs: number; hooks: EndpointHooks }) {
+    this.id = deps.id;
+    this.#link = deps.link;
+    this.#metrics = deps.metrics;
+    this.#waitMs = deps.waitMs;
+    this.#hooks = deps.hooks;
+  }
+
+  /** Tells the executor the link is back (called by the edge hub when an upstream connection comes up). */
+  available(): void {
+    this.#hooks.available();
+  }
+
+  async process(batch: readonly StoredMessage[], signal: AbortSignal): Promise<SinkResult> {
+    const invalid: InvalidMessage[] = [];
+    const sends: Promise<void>[] = [];
+    let firstFailure = batch.length;
+    let cause: unknown;
+    const used = new Set<ReturnType<UpstreamLink['connection']>>();
+    try {
+      for (let i = 0; i < batch.length; i++) {
+        const m = batch[i] as StoredMessage;
+        if (m.message.source.kind === 'twinChangeNotification') {
+          // The hub makes its own twin change notifications from the reported patches it receives.
+          invalid.push({ message: m, reason: 'twin change notifications are not sent upstream' });
+          continue;
+        }
+        const conn = this.#link.connection(sender(m));
+        if (!used.has(conn)) {
+          used.add(conn);
+          conn.acquire(Need.Telemetry);
+        }
+        if (!conn.connected) {
+          try {
+            await conn.waitConnected(this.#waitMs, signal);
+          } catch (e) {
+            firstFailure = i;
+            cause = e;
+            break;
+          }
+        }
+        const bag = formatBag(m.message.properties, m.message.systemProperties, INBOUND_WIRE_NAMES);
+        sends.push(conn.publish(telemetryTopic(conn.id, bag), m.message.body));
+      }
+      const outcomes = await Promise.allSettled(sends);
+      // `sends` holds the non-invalid messages before firstFailure, in order.
+      const sent = batch.slice(0, firstFailure).filter((m) => !invalid.some((x) => x.message === m));
+      const bad = outcomes.findIndex((o) => o.status === 'rejected');
+      if (bad >= 0) {
+        firstFailure = batch.indexOf(sent[bad] as StoredMessage);
+        cause = (outcomes[bad] as PromiseRejectedResult).reason;
+      }
+      const now = Date.now();
+      for (const m of sent.slice(0, bad < 0 ? sent.length : bad)) {
+        const from = identityKey(sender(m).deviceId, sender(m).moduleId);
+        this.#metrics.sent.inc({ from, to: 'upstream', from_route_output: outputOf(m), to_route_input: '', priority: '' });
+        this.#metrics.sendDuration.observe({ from, to: 'upstream', from_route_output: outputOf(m), to_route_input: '' }, (now - m.message.enqueuedAt) / 1000);
+      }
+      return inOrder(batch, firstFailure, signal.aborted ? FailureKind.Timeout : FailureKind.NoConnection, cause, invalid);
+    } finally {
+      for (const c of used) c.release(Need.Telemetry);
+    }
+  }
+}
