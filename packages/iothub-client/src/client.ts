@@ -14,6 +14,7 @@ import {
   parseConnectionString,
   parseOutbound,
   telemetryTopic,
+  encodeBag,
   twinGetTopic,
   twinReportedTopic,
   type Identity,
@@ -265,7 +266,8 @@ export class IotHubClient extends EventEmitter<IotHubClientEvents> {
 
   /** Sends one telemetry message (QoS 1); resolves on PUBACK. */
   async sendEvent(body: Buffer | string, opts: EventOptions = {}): Promise<void> {
-    const bag: Record<string, string> = {};
+    // Null-prototype: an application property named `__proto__` is a property, not a prototype.
+    const bag = Object.create(null) as Record<string, string>;
     if (opts.messageId !== undefined) bag['$.mid'] = opts.messageId;
     if (opts.correlationId !== undefined) bag['$.cid'] = opts.correlationId;
     if (opts.contentType !== undefined) bag['$.ct'] = opts.contentType;
@@ -273,7 +275,7 @@ export class IotHubClient extends EventEmitter<IotHubClientEvents> {
     if (opts.outputName !== undefined) bag['$.on'] = opts.outputName;
     for (const [k, v] of Object.entries(opts.properties ?? {})) if (!k.startsWith('$.')) bag[k] = v;
     const m = this.#requireConnection();
-    await this.#deadline(m.publishAsync(telemetryTopic(this.#id, bag), typeof body === 'string' ? Buffer.from(body) : body, { qos: 1 }), opts.timeoutMs, 'PUBACK');
+    await this.#deadline(m.publishAsync(telemetryTopic(this.#id, encodeBag(bag)), typeof body === 'string' ? Buffer.from(body) : body, { qos: 1 }), opts.timeoutMs, 'PUBACK');
   }
 
   #requireConnection(): MqttClient {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { identityAudience, methodResponseTopic, mqttUsername, parseOutbound, telemetryTopic, twinGetTopic, twinReportedTopic } from './client-topics.js';
-import { parseInbound, parseUsername } from './topics.js';
+import { encodeBag, identityAudience, methodResponseTopic, mqttUsername, parseOutbound, twinGetTopic, twinReportedTopic } from './client-topics.js';
+import { parseInbound, parseUsername, telemetryTopic } from './topics.js';
 
 const mod = { deviceId: 'd1', moduleId: '$edgeAgent' };
 
@@ -9,7 +9,7 @@ describe('client-side IoT Hub MQTT topics', () => {
     expect(parseInbound(twinGetTopic('r 1'), mod)).toEqual({ kind: 'twin-get', rid: 'r 1' });
     expect(parseInbound(twinReportedTopic('7'), mod)).toEqual({ kind: 'twin-reported', rid: '7' });
     expect(parseInbound(methodResponseTopic(404, 'a&b'), mod)).toEqual({ kind: 'method-response', rid: 'a&b', status: 404 });
-    expect(parseInbound(telemetryTopic(mod, { '$.ct': 'application/json', 'a b': 'c&d' }), mod)).toEqual({ kind: 'telemetry', bag: '%24.ct=application%2Fjson&a%20b=c%26d' });
+    expect(parseInbound(telemetryTopic(mod, encodeBag({ '$.ct': 'application/json', 'a b': 'c&d' })), mod)).toEqual({ kind: 'telemetry', bag: '%24.ct=application%2Fjson&a%20b=c%26d' });
     expect(parseUsername(mqttUsername('hub.example', mod, 'kedge/0.1 (linux)'))).toEqual({ host: 'hub.example', deviceId: 'd1', moduleId: '$edgeAgent' });
     expect(identityAudience('hub.example', mod)).toBe('hub.example/devices/d1/modules/$edgeAgent');
     expect(identityAudience('hub.example', { deviceId: 'd1', moduleId: '' })).toBe('hub.example/devices/d1');

@@ -39,12 +39,6 @@ export function encodeBag(props: Readonly<Record<string, string>>): string {
     .join('&');
 }
 
-/** Telemetry (device) or module output topic, with the property bag appended when there is one. */
-export function telemetryTopic(id: Identity, bag: Readonly<Record<string, string>> = {}): string {
-  const base = id.moduleId ? `devices/${id.deviceId}/modules/${id.moduleId}/messages/events/` : `devices/${id.deviceId}/messages/events/`;
-  return base + encodeBag(bag);
-}
-
 /** What the hub sends a device or module client. */
 export type Outbound =
   | { readonly kind: 'twin-response'; readonly status: number; readonly rid: string; readonly version?: number }
