@@ -92,7 +92,10 @@ export function build(opts: BuildOptions): FastifyInstance {
 
   app.setErrorHandler((e, req, reply) => {
     const he = classify(e);
-    if (he.status >= 500) req.log.error({ err: e, url: req.url, method: req.method }, 'Request failed');
+    // Only an unexpected failure is an error (with its stack); a method timeout or a shutdown is an expected
+    // degradation: a warning with its code, no stack.
+    if (he.code === 'CLOUD_ERR_INTERNAL') req.log.error({ err: e, url: req.url, method: req.method }, 'Request failed');
+    else if (he.status >= 500) req.log.warn({ code: he.code, url: req.url, method: req.method, reason: he.message }, 'Request failed');
     else req.log.debug({ code: he.code, url: req.url }, 'Request refused');
     void reply
       .status(he.status)

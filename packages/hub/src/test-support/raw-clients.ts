@@ -30,6 +30,8 @@ export function rawRest(hub: Hub, method: string, path: string, body?: string | 
         method,
         path: `${path}${sep}api-version=2021-04-12`,
         ca: hub.ca,
+        // A fresh connection per request: a pooled one may belong to a hub a test has restarted.
+        agent: false,
         headers: { authorization: token, ...(body === undefined ? {} : { 'content-type': 'application/json; charset=utf-8' }), ...headers },
       },
       (res) => {

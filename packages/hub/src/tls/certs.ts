@@ -1,8 +1,9 @@
 import { generateKeyPairSync, randomBytes, X509Certificate } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import forge from 'node-forge';
+import { ensurePrivateDir, tightenFile, writePrivateFile } from '../storage/files.js';
 
 /** PEM material for the hub's TLS listeners. `ca` is what clients must trust. */
 export interface TlsMaterial {
@@ -76,10 +77,14 @@ function covers(certPem: string, names: readonly string[]): boolean {
  * Loads the hub's CA and server certificate from `dir`, generating them on first start: a 10-year RSA-2048 CA
  * ("Kedge hub CA") and a 2-year server certificate for `names` (DNS names and IP addresses). The server certificate
  * is re-issued (same CA) when it no longer covers every name or is about to expire, so clients keep trusting it.
+ * `dir` is 0700 and the private keys 0600, also when they already existed with wider modes.
  */
 export function ensureCertificates(dir: string, names: readonly string[]): TlsMaterial {
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  ensurePrivateDir(dir);
   const path = (f: string): string => join(dir, f);
+  // Private keys are 0600 even when an older release (or a copy) left them wider.
+  tightenFile(path(FILES.caKey));
+  tightenFile(path(FILES.key));
   let ca: string;
   let caKey: string;
   if (existsSync(path(FILES.ca)) && existsSync(path(FILES.caKey))) {
@@ -89,7 +94,7 @@ export function ensureCertificates(dir: string, names: readonly string[]): TlsMa
     const kp = rsaKeyPair();
     caKey = kp.privatePem;
     ca = issue({ subjectCn: 'Kedge hub CA', publicPem: kp.publicPem, signerKeyPem: caKey, isCa: true, years: 10 });
-    writeFileSync(path(FILES.caKey), caKey, { mode: 0o600 });
+    writePrivateFile(path(FILES.caKey), caKey);
     writeFileSync(path(FILES.ca), ca, { mode: 0o644 });
   }
   if (existsSync(path(FILES.cert)) && existsSync(path(FILES.key))) {
@@ -106,7 +111,7 @@ export function ensureCertificates(dir: string, names: readonly string[]): TlsMa
     altNames: names,
     years: 2,
   });
-  writeFileSync(path(FILES.key), kp.privatePem, { mode: 0o600 });
+  writePrivateFile(path(FILES.key), kp.privatePem);
   writeFileSync(path(FILES.cert), cert, { mode: 0o644 });
   return { ca, cert, key: kp.privatePem };
 }
