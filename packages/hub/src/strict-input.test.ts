@@ -50,6 +50,20 @@ describe('strict input', () => {
     expect(ok.json).toMatchObject({ statusReason: 'çà ✓' });
   });
 
+  it('refuses a reported patch over MQTT that is not valid UTF-8, and stores nothing', async () => {
+    expect((await rawRest(hub, 'PUT', '/devices/utf8-2', '{}')).status).toBe(200);
+    const dev = await rawDevice(hub, await keyOf('utf8-2'), 'utf8-2');
+    try {
+      const status = await dev.report(Buffer.concat([Buffer.from('{"fw":"'), Buffer.from([0xff, 0xfe]), Buffer.from('"}')]));
+      expect(status).toBe(400);
+      expect(await dev.report('{"fw":"1.0 ✓"}')).toBe(204);
+    } finally {
+      await dev.close();
+    }
+    const twin = (await rawRest(hub, 'GET', '/twins/utf8-2')).json as { properties: { reported: Record<string, unknown> } };
+    expect(twin.properties.reported).toMatchObject({ fw: '1.0 ✓', $version: 2 });
+  });
+
   it('serves ids of up to 128 characters on every route, including bulk-created ones', async () => {
     for (const n of [100, 101, 128]) {
       const d = id(n, 'd');

@@ -5,7 +5,7 @@ import type { Server as TlsServer } from 'node:tls';
 import { Aedes } from 'aedes';
 import type { Client, PublishPacket, Subscription } from 'aedes';
 import { createWebSocketStream, WebSocketServer } from 'ws';
-import { parseSasToken, verifySasToken } from '@kedge/protocol';
+import { parseJsonBytes, parseSasToken, verifySasToken } from '@kedge/protocol';
 import type { Bus, BusEvent } from '../cluster/bus.js';
 import { isHubError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -278,7 +278,7 @@ export class DeviceGateway implements MethodTransport {
   async #twinReported(client: Client, id: Identity, rid: string, body: Buffer): Promise<void> {
     let patch: unknown;
     try {
-      patch = JSON.parse(body.toString('utf8'));
+      patch = parseJsonBytes(body); // strict UTF-8, null-prototype objects
     } catch {
       this.#send(client, `$iothub/twin/res/400/?$rid=${encodeURIComponent(rid)}`, JSON.stringify({ errorCode: 400004, message: 'Malformed JSON' }));
       return;
