@@ -12,10 +12,7 @@ import { registryRoutes } from './registry/routes.js';
 import type { HubServices } from './services.js';
 import { telemetryRoutes } from './telemetry/routes.js';
 import { twinRoutes } from './twins/routes.js';
-import { parseJson } from '@kedge/protocol';
-
-// Strict UTF-8: a body that is not valid UTF-8 is refused rather than silently given U+FFFD replacement characters.
-const utf8 = new TextDecoder('utf-8', { fatal: true });
+import { parseJsonBytes } from '@kedge/protocol';
 
 /** Options of {@link build}. */
 export interface BuildOptions {
@@ -61,21 +58,17 @@ export function build(opts: BuildOptions): FastifyInstance {
   // Objects are parsed with a null prototype: clients choose the keys (`__proto__`, `constructor`, …).
   app.removeContentTypeParser('application/json');
   app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (_req, body, done) => {
-    let text: string;
-    try {
-      text = utf8.decode(typeof body === 'string' ? Buffer.from(body, 'utf8') : body);
-    } catch {
-      done(hubError('CLOUD_ERR_MALFORMED_JSON', 'Malformed JSON body: not valid UTF-8'), undefined);
-      return;
-    }
-    if (text.trim() === '') {
+    const bytes = typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
+    if (/^[\t\n\r ]*$/.test(bytes.toString('latin1'))) {
       done(null, undefined);
       return;
     }
     try {
-      done(null, parseJson(text));
+      done(null, parseJsonBytes(bytes));
     } catch (e) {
-      done(hubError('CLOUD_ERR_MALFORMED_JSON', `Malformed JSON body: ${(e as Error).message}`), undefined);
+      // TypeError: not UTF-8 (a replacement character would silently change the data); SyntaxError: not JSON.
+      const why = e instanceof SyntaxError ? e.message : 'not valid UTF-8';
+      done(hubError('CLOUD_ERR_MALFORMED_JSON', `Malformed JSON body: ${why}`), undefined);
     }
   });
 
@@ -94,7 +87,10 @@ export function build(opts: BuildOptions): FastifyInstance {
 
   app.setErrorHandler((e, req, reply) => {
     const he = classify(e);
-    if (he.status >= 500) req.log.error({ err: e, url: req.url, method: req.method }, 'Request failed');
+    // Only an unexpected failure is an error (with its stack); a method timeout or a shutdown is an expected
+    // degradation: a warning with its code, no stack.
+    if (he.code === 'CLOUD_ERR_INTERNAL') req.log.error({ err: e, url: req.url, method: req.method }, 'Request failed');
+    else if (he.status >= 500) req.log.warn({ code: he.code, url: req.url, method: req.method, reason: he.message }, 'Request failed');
     else req.log.debug({ code: he.code, url: req.url }, 'Request refused');
     void reply
       .status(he.status)

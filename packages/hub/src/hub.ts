@@ -19,6 +19,7 @@ import { Registry } from './registry/registry.js';
 import type { HubServices } from './services.js';
 import type { KyselyStore } from './storage/kysely-store.js';
 import { openPostgresStore } from './storage/postgres.js';
+import { ensurePrivateDir } from './storage/files.js';
 import { openSqliteStore } from './storage/sqlite.js';
 import { Telemetry } from './telemetry/telemetry.js';
 import type { Server as TlsServer } from 'node:tls';
@@ -77,6 +78,8 @@ export async function startHub(input: HubConfigInput, options: StartOptions = {}
   const log = options.logger ?? createLogger({ level: config.logLevel });
   const replicaId = config.replicaId ?? randomUUID().slice(0, 8);
   const hostNames = [config.hostName, ...config.altNames];
+  // The data dir holds the default database and the generated keys: 0700 whenever the hub uses it.
+  if (!config.tls || config.db === undefined) ensurePrivateDir(config.dataDir);
   const tls: TlsMaterial = config.tls ?? ensureCertificates(join(config.dataDir, 'tls'), hostNames);
   const metrics = new HubMetrics();
   const opened = await openStore(databaseUrl(config), config.sqliteSynchronous, log);

@@ -31,6 +31,16 @@ export function parseJson(text: string): unknown {
   return JSON.parse(text, (_key, value: unknown) => (isObject(value) ? (Object.setPrototypeOf(value, null) as unknown) : value));
 }
 
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * Parses JSON bytes from the wire like {@link parseJson}. Bytes that are not valid UTF-8 are refused (`TypeError`)
+ * rather than decoded with U+FFFD replacement characters; malformed JSON throws `SyntaxError`.
+ */
+export function parseJsonBytes(bytes: Uint8Array): unknown {
+  return parseJson(strictUtf8.decode(bytes));
+}
+
 /** A deep copy of a JSON value whose objects all have a null prototype (own enumerable keys only). */
 export function cloneJson<T extends Json>(value: T): T {
   if (Array.isArray(value)) return value.map((v) => cloneJson(v)) as T;

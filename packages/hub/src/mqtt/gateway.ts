@@ -6,6 +6,8 @@ import type { Server as TlsServer, TLSSocket } from 'node:tls';
 import { Aedes } from 'aedes';
 import type { Client, PublishPacket, Subscription } from 'aedes';
 import { createWebSocketStream, WebSocketServer } from 'ws';
+import { Feature as F, isOutboundFor, parseInbound, parseJsonBytes, splitBag, subscriptionFeature, SYSTEM_PROPERTY_NAMES, userProperties } from '@kedge/protocol';
+import type { Feature, Identity } from '@kedge/protocol';
 import type { Bus, BusEvent } from '../cluster/bus.js';
 import { isHubError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -13,12 +15,8 @@ import type { HubMetrics } from '../metrics.js';
 import type { Methods, MethodTransport } from '../methods/methods.js';
 import type { Store } from '../storage/store.js';
 import type { Telemetry } from '../telemetry/telemetry.js';
-import { SYSTEM_PROPERTY_NAMES } from '@kedge/protocol';
 import type { TlsMaterial } from '../tls/certs.js';
 import type { Twins } from '../twins/twins.js';
-import { userProperties } from '@kedge/protocol';
-import type { Feature, Identity } from '@kedge/protocol';
-import { Feature as F, isOutboundFor, parseInbound, splitBag, subscriptionFeature } from '@kedge/protocol';
 import type { DeviceLimits, Ticket } from './admission.js';
 import { Admission, PACKET_OVERHEAD_BYTES } from './admission.js';
 import type { ConnectGrant } from './credentials.js';
@@ -397,7 +395,7 @@ export class DeviceGateway implements MethodTransport {
   async #twinReported(client: Client, id: Identity, rid: string, body: Buffer): Promise<void> {
     let patch: unknown;
     try {
-      patch = JSON.parse(body.toString('utf8'));
+      patch = parseJsonBytes(body); // strict UTF-8, null-prototype objects
     } catch {
       this.#send(client, `$iothub/twin/res/400/?$rid=${encodeURIComponent(rid)}`, JSON.stringify({ errorCode: 400004, message: 'Malformed JSON' }));
       return;

@@ -1,8 +1,9 @@
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { Kysely, SqliteDialect } from 'kysely';
 import { KyselyStore } from './kysely-store.js';
+import { ensurePrivateFile, tightenFile } from './files.js';
 import type { Database } from './schema.js';
 
 /** SQLite `synchronous` level: `NORMAL` survives process crashes (WAL), `FULL` also power loss. */
@@ -10,10 +11,16 @@ export type SqliteSync = 'NORMAL' | 'FULL';
 
 /**
  * Opens (creating if needed) the embedded SQLite store in WAL mode and migrates it. `path` `:memory:` gives a
- * throwaway database (tests).
+ * throwaway database (tests). The database holds every device key: it is mode 0600, and so are its `-wal` and
+ * `-shm` files (SQLite creates those with the database file's mode); a directory it creates is 0700.
  */
 export async function openSqliteStore(opts: { path: string; synchronous?: SqliteSync }): Promise<KyselyStore> {
-  if (opts.path !== ':memory:') mkdirSync(dirname(opts.path), { recursive: true });
+  if (opts.path !== ':memory:') {
+    const dir = dirname(opts.path);
+    if (!existsSync(dir)) mkdirSync(dir, { recursive: true, mode: 0o700 });
+    ensurePrivateFile(opts.path);
+    for (const suffix of ['-wal', '-shm', '-journal']) tightenFile(`${opts.path}${suffix}`);
+  }
   const database = new BetterSqlite3(opts.path);
   database.pragma('journal_mode = WAL');
   database.pragma(`synchronous = ${opts.synchronous ?? 'NORMAL'}`);

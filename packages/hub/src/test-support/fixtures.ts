@@ -40,7 +40,9 @@ export function manifest(modules: Record<string, string>, moduleTwins: Record<st
 }
 
 /** Starts a hub for a test on a free loopback address (ports 443/8883), quiet logs, temp data dir. */
-export async function startTestHub(opts: { db?: string; replicaId?: string; host?: string; dataDir?: string } = {}): Promise<RunningHub & { host: string; dataDir: string }> {
+export async function startTestHub(
+  opts: { db?: string; replicaId?: string; host?: string; dataDir?: string; logger?: pino.Logger } = {},
+): Promise<RunningHub & { host: string; dataDir: string }> {
   const host = opts.host ?? (await freeLoopbackAddress());
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'kedge-hub-'));
   const hub = await startHub(
@@ -54,7 +56,7 @@ export async function startTestHub(opts: { db?: string; replicaId?: string; host
       deployments: { resyncSeconds: 3600 },
       telemetry: { retentionHours: 24, maxMessages: 100_000, maxMessageBytes: 256 * 1024, batchMaxMessages: 500, batchMaxDelayMs: 2, purgeIntervalSeconds: 3600 },
     },
-    { logger: pino({ level: process.env['KEDGE_TEST_LOG'] ?? 'silent' }) },
+    { logger: opts.logger ?? pino({ level: process.env['KEDGE_TEST_LOG'] ?? 'silent' }) },
   );
   return Object.assign(hub, { host, dataDir });
 }

@@ -30,6 +30,8 @@ export function rawRest(hub: Hub, method: string, path: string, body?: string | 
         method,
         path: `${path}${sep}api-version=2021-04-12`,
         ca: hub.ca,
+        // A fresh connection per request: a pooled one may belong to a hub a test has restarted.
+        agent: false,
         headers: { authorization: token, ...(body === undefined ? {} : { 'content-type': 'application/json; charset=utf-8' }), ...headers },
       },
       (res) => {
@@ -56,8 +58,8 @@ export function rawRest(hub: Hub, method: string, path: string, body?: string | 
 /** A bare MQTT/TLS connection of a device or module, subscribed to twin responses. */
 export interface RawDevice {
   readonly client: MqttClient;
-  /** Publishes a reported patch (exact text) and resolves with the hub's twin response status. */
-  report(text: string): Promise<number>;
+  /** Publishes a reported patch (exact text or bytes) and resolves with the hub's twin response status. */
+  report(body: string | Buffer): Promise<number>;
   /** Publishes telemetry (QoS 1) on `…/messages/events/<bag>`; resolves on PUBACK. */
   send(bag: string, body: string): Promise<void>;
   close(): Promise<void>;
@@ -90,7 +92,7 @@ export async function rawDevice(hub: Hub, key: string, deviceId: string, moduleI
   const events = moduleId ? `devices/${deviceId}/modules/${moduleId}/messages/events/` : `devices/${deviceId}/messages/events/`;
   return {
     client,
-    report(text) {
+    report(body) {
       const r = String(++rid);
       const answered = new Promise<number>((resolve, reject) => {
         const timer = setTimeout(() => reject(new Error(`no twin response for $rid=${r}`)), 10_000);
@@ -99,7 +101,7 @@ export async function rawDevice(hub: Hub, key: string, deviceId: string, moduleI
           resolve(status);
         });
       });
-      client.publish(`$iothub/twin/PATCH/properties/reported/?$rid=${r}`, text, { qos: 0 });
+      client.publish(`$iothub/twin/PATCH/properties/reported/?$rid=${r}`, body, { qos: 0 });
       return answered;
     },
     async send(bag, body) {

@@ -7,7 +7,8 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HubClient } from '../client.js';
 import type { RunningHub } from '../hub.js';
-import { startTestHub } from '../test-support/fixtures.js';
+import { eventually } from '../test-support/eventually.js';
+import { manifest, startTestHub } from '../test-support/fixtures.js';
 import { maybeStartTestPostgres } from '../test-support/postgres.js';
 import type { RawDevice } from '../test-support/raw-clients.js';
 import { rawDevice, rawRest } from '../test-support/raw-clients.js';
@@ -230,6 +231,28 @@ function describeHostileKeys(name: string, database: () => Promise<{ url: string
       expect(messages).toHaveLength(1);
       expect(canonJs(messages[0]?.properties)).toBe('{"__proto__":"p","constructor":"c","hasOwnProperty":"h","toString":"t"}');
       expect(messages[0]?.systemProperties).toMatchObject({ messageId: 'm1', connectionDeviceId: 'bag-1' });
+    });
+
+    it('runs deployments whose ids, tags, module twins and layered paths are prototype names', async (ctx) => {
+      if (skipped) return ctx.skip();
+      expect((await rawRest(hub, 'PUT', '/devices/cfg-1', '{"capabilities":{"iotEdge":true}}')).status).toBe(200);
+      expect((await rawRest(hub, 'PATCH', '/twins/cfg-1', '{"tags":{"constructor":"prod"}}')).status).toBe(200);
+      const base = manifest({ sensor: 'contoso/sensor:1.0' }, { sensor: JSON.parse('{"__proto__": {"polluted": 1}}') as Record<string, unknown> });
+      const put = (id: string, body: unknown): Promise<{ status: number }> => rawRest(hub, 'PUT', `/configurations/${id}`, JSON.stringify(body));
+      expect((await put('__proto__', { id: '__proto__', content: base, targetCondition: "tags.constructor = 'prod'", priority: 1 })).status).toBe(200);
+      const layer = JSON.parse('{"sensor": {"properties.desired.__proto__.layered": 2}}') as unknown;
+      expect((await put('constructor', { id: 'constructor', content: { modulesContent: layer }, targetCondition: "tags.constructor = 'prod'", priority: 2 })).status).toBe(200);
+      const sensor = await eventually(async () => {
+        const t = (await rawRest(hub, 'GET', '/twins/cfg-1/modules/sensor')).json as { properties: { desired: unknown } } | undefined;
+        const d = t && canonJs(t.properties.desired, ['$metadata', '$version']);
+        return d === '{"__proto__":{"layered":2,"polluted":1}}' ? d : undefined;
+      });
+      expect(sensor).toBeDefined();
+      const device = (await rawRest(hub, 'GET', '/twins/cfg-1')).json as { configurations: unknown };
+      expect(canonJs(device.configurations)).toBe('{"__proto__":{"status":"Applied"},"constructor":{"status":"Applied"}}');
+      const cfg = (await rawRest(hub, 'GET', '/configurations/__proto__')).json as { systemMetrics: { results: Record<string, number> } };
+      expect(cfg.systemMetrics.results).toMatchObject({ targetedCount: 1, appliedCount: 1 });
+      expect(prototypeMembers()).toEqual(baseline);
     });
 
     it('serves and stores exactly what IoT Hub would under hostile keys on every path (property test)', async (ctx) => {

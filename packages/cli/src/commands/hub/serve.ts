@@ -1,4 +1,4 @@
-import { writeFileSync } from 'node:fs';
+import { chmodSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { UsageError, run } from './common.js';
@@ -54,6 +54,7 @@ export function registerServe(program: Command): void {
         // The owner connection string is a secret: it goes to a 0600 file, never to stdout or the logs.
         const csFile = join(opts.dataDir, 'iothubowner.connection-string');
         writeFileSync(csFile, `${hub.connectionString()}\n`, { mode: 0o600 });
+        chmodSync(csFile, 0o600); // `mode` applies only when the file is created
         const caFile = join(opts.dataDir, 'tls', 'ca.pem');
         process.stderr.write(
           `kedge hub ${hub.replicaId} listening: ${hub.urls.service} (service), ${hub.urls.mqtt} (MQTT), ${hub.urls.websocket}` +
