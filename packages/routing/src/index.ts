@@ -27,8 +27,7 @@ export {
 export type { RouteSpec } from './routes-config.js';
 export { Evaluator } from './evaluator.js';
 export type { MatchedRoute } from './evaluator.js';
-export { QueryShape, MAX_TOP } from './query/twin-query.js';
+export { compileTargetCondition, compileDeviceQuery, QueryShape, MAX_TOP } from './query/twin-query.js';
+export type { TwinDocument, TwinPredicate, DeviceQuery } from './query/twin-query.js';
 export { AggregateFn } from './query/select.js';
 export type { Aggregation, QueryRow, SelectItem } from './query/select.js';
-export { compileTargetCondition, compileDeviceQuery } from './query/twin-query.js';
-export type { TwinDocument, TwinPredicate, DeviceQuery } from './query/twin-query.js';
