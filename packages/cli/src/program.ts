@@ -6,13 +6,16 @@ import { registerClusterCommands } from './commands/agent.js';
 
 /**
  * Builds the `kedge` command tree. Each command family lives in `commands/<family>.ts` and registers itself here;
- * commands write to the given streams and set `process.exitCode`, so tests can run them in-process.
+ * commands write to the given streams and set `process.exitCode` (1: the operation failed, 2: usage), so tests can run
+ * them in-process.
  */
 export function buildProgram(): Command {
   const program = new Command('kedge')
     .description('Kedge: an open, self-hosted IoT Edge platform for Kubernetes')
     .version('0.1.0')
-    .showHelpAfterError();
+    .showHelpAfterError()
+    // Usage mistakes surface as CommanderErrors, which main.ts turns into exit code 2 (every subcommand inherits it).
+    .exitOverride();
   registerManifestCommands(program);
   registerRouteCommands(program);
   registerHubCommands(program);

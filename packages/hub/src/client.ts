@@ -38,6 +38,14 @@ export interface TelemetryMessage {
   readonly body: unknown;
 }
 
+/** One page of query results: twins (`itemType` `twin`) or built objects (`raw`). */
+export interface QueryPage {
+  readonly items: unknown[];
+  readonly itemType: string;
+  /** Present when another page follows. */
+  readonly continuation?: string;
+}
+
 type Json = unknown;
 const API = 'api-version=2021-04-12';
 const enc = encodeURIComponent;
@@ -92,6 +100,10 @@ export class HubClient {
   }
 
   async #call(method: string, path: string, body?: Json, headers: Record<string, string> = {}): Promise<Json> {
+    return (await this.#exchange(method, path, body, headers)).body;
+  }
+
+  async #exchange(method: string, path: string, body?: Json, headers: Record<string, string> = {}): Promise<{ body: Json; headers: IncomingMessage['headers'] }> {
     const sep = path.includes('?') ? '&' : '?';
     const res = await this.#open(method, `${path}${sep}${API}`, headers, body === undefined ? undefined : JSON.stringify(body));
     const chunks: Buffer[] = [];
@@ -110,7 +122,36 @@ export class HubClient {
       const b = (parsed ?? {}) as { code?: string; message?: string; Message?: string };
       throw new HubClientError(b.code ?? `HTTP_${status}`, b.message ?? b.Message ?? `HTTP ${status}`, status);
     }
-    return parsed;
+    return { body: parsed, headers: res.headers };
+  }
+
+  /** One page of an IoT Hub query (`POST /devices/query`); pass `continuation` from the previous page. */
+  async queryPage(query: string, opts: { pageSize?: number; continuation?: string } = {}): Promise<QueryPage> {
+    const h: Record<string, string> = {};
+    if (opts.pageSize !== undefined) h['x-ms-max-item-count'] = String(opts.pageSize);
+    if (opts.continuation !== undefined) h['x-ms-continuation'] = opts.continuation;
+    const r = await this.#exchange('POST', '/devices/query', { query }, h);
+    const cont = r.headers['x-ms-continuation'];
+    const type = r.headers['x-ms-item-type'];
+    return { items: Array.isArray(r.body) ? (r.body as Json[]) : [], itemType: typeof type === 'string' ? type : 'raw', ...(typeof cont === 'string' && cont !== '' ? { continuation: cont } : {}) };
+  }
+  /** Every page of a query, at most `maxItems` items (default 100,000). */
+  async query(query: string, opts: { pageSize?: number; maxItems?: number } = {}): Promise<{ items: Json[]; itemType: string }> {
+    const items: Json[] = [];
+    let page = await this.queryPage(query, opts);
+    const max = opts.maxItems ?? 100_000;
+    items.push(...page.items);
+    while (page.continuation !== undefined && items.length < max) {
+      page = await this.queryPage(query, { ...opts, continuation: page.continuation });
+      items.push(...page.items);
+    }
+    return { items: items.slice(0, max), itemType: page.itemType };
+  }
+  registryStatistics(): Promise<{ totalDeviceCount: number; enabledDeviceCount: number; disabledDeviceCount: number }> {
+    return this.#call('GET', '/statistics/devices') as Promise<{ totalDeviceCount: number; enabledDeviceCount: number; disabledDeviceCount: number }>;
+  }
+  serviceStatistics(): Promise<{ connectedDeviceCount: number }> {
+    return this.#call('GET', '/statistics/service') as Promise<{ connectedDeviceCount: number }>;
   }
 
   listDevices(): Promise<Json[]> {

@@ -8,5 +8,5 @@ export { CloudErrors, HubError } from './errors.js';
 export type { CloudErrorCode } from './errors.js';
 export { createSasToken, parseConnectionString } from '@kedge/protocol';
 export { HubClient, HubClientError } from './client.js';
-export type { HubClientOptions, TelemetryMessage } from './client.js';
+export type { HubClientOptions, QueryPage, TelemetryMessage } from './client.js';
 export type { Store } from './storage/store.js';

@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { compileDeviceQuery, QueryShape, type DeviceQuery, type TwinDocument } from './twin-query.js';
 
@@ -113,5 +114,42 @@ describe('unsupported or wrong forms are errors, never ignored', () => {
     const q = compileDeviceQuery(text);
     expect(q.ok).toBe(false);
     if (!q.ok) expect(q.error.message).toContain(message);
+  });
+});
+
+describe('hostile names in projections and groups (property-based)', () => {
+  const hostile = fc.constantFrom('__proto__', 'constructor', 'prototype', 'toString', 'hasOwnProperty', 'valueOf', 'x');
+  it('builds rows keyed exactly by the selected names, as own properties, and never touches Object.prototype', () => {
+    fc.assert(
+      fc.property(fc.uniqueArray(hostile, { minLength: 1, maxLength: 4 }), fc.jsonValue(), (names, value) => {
+        // Each hostile name both as a property path and as an alias.
+        const q = compileDeviceQuery(`SELECT ${names.map((n, i) => `tags.${n} AS a${i}, tags.${n} AS ${n}`).join(', ')} FROM devices`);
+        expect(q.ok).toBe(true);
+        if (!q.ok) return;
+        const tags = Object.create(null) as Record<string, unknown>;
+        for (const n of names) tags[n] = value;
+        const out = q.value.project({ tags });
+        expect(Object.getPrototypeOf(out)).toBeNull();
+        expect(Object.keys(out).sort()).toEqual([...names, ...names.map((_n, i) => `a${i}`)].sort());
+        for (const n of names) expect(Object.getOwnPropertyDescriptor(out, n)?.value).toEqual(value);
+        // Members a plain object inherits are not twin properties.
+        expect(Object.keys(q.value.project({ tags: {} }))).toEqual([]);
+
+        const first = names[0] as string;
+        const grouped = compileDeviceQuery(`SELECT tags.${first} AS ${first}, COUNT() AS n FROM devices GROUP BY tags.${first}`);
+        expect(grouped.ok).toBe(true);
+        if (!grouped.ok) return;
+        const agg = grouped.value.aggregate();
+        agg.add({ tags });
+        agg.add({ tags: {} });
+        const rows = agg.rows();
+        expect(rows.map((r) => r['n'])).toEqual([1, 1]);
+        expect(Object.getOwnPropertyDescriptor(rows[0], first)?.value).toEqual(value);
+        expect(Object.keys(rows[1] ?? {})).toEqual(['n']);
+        expect(Object.getOwnPropertyNames(Object.prototype)).not.toContain('n');
+        expect(({} as Record<string, unknown>)['a0']).toBeUndefined();
+      }),
+      { numRuns: 300 },
+    );
   });
 });

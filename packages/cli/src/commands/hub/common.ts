@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { KedgeError } from '@kedge/contracts';
 // Type-only: the hub package (fastify, aedes, database drivers) loads when a command runs, not with every `kedge`.
 import type { HubClient } from '@kedge/hub';
+import { useColor } from '../../output.js';
 
 /** Options every service-API command takes. */
 export interface ServiceOptions {
@@ -26,7 +27,12 @@ export async function clientFrom(opts: ServiceOptions): Promise<HubClient> {
   const cs = opts.hub ?? process.env['KEDGE_HUB_CONNECTION_STRING'];
   if (!cs) throw new UsageError('no hub connection string: pass --hub or set KEDGE_HUB_CONNECTION_STRING');
   const caFile = opts.ca ?? process.env['KEDGE_HUB_CA'];
-  const ca = caFile ? await readFile(caFile, 'utf8') : undefined;
+  let ca: string | undefined;
+  try {
+    ca = caFile ? await readFile(caFile, 'utf8') : undefined;
+  } catch (e) {
+    throw new UsageError(`cannot read the CA file ${caFile ?? ''} (${(e as NodeJS.ErrnoException).code ?? 'error'}): pass --ca <data-dir>/tls/ca.pem`);
+  }
   const port = opts.port === undefined ? undefined : Number(opts.port);
   if (port !== undefined && !(Number.isInteger(port) && port > 0 && port < 65536)) throw new UsageError(`invalid --port ${opts.port ?? ''}`);
   const { HubClient } = await import('@kedge/hub');
@@ -44,6 +50,17 @@ export class UsageError extends Error {}
 /** Prints a value as indented JSON. */
 export function printJson(value: unknown): void {
   process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+}
+
+/** Adds `--json` (machine output) to a `list`/`show` command. */
+export function withJson(cmd: Command): Command {
+  return cmd.option('--json', 'print JSON instead of a table (for scripts)');
+}
+
+/** Prints `value` as JSON with `--json`, else the human table `table(color)` builds. */
+export function output(opts: { json?: boolean }, value: unknown, table: (color: boolean) => string): void {
+  if (opts.json === true) printJson(value);
+  else process.stdout.write(table(useColor()));
 }
 
 /** Parses a JSON argument (`--payload '{"a":1}'`). */
@@ -75,9 +92,33 @@ export async function readDocument(file: string): Promise<unknown> {
   }
 }
 
+// What to do next, by error code (never by message).
+const HINTS: Readonly<Record<string, string>> = {
+  CLOUD_ERR_TRANSPORT: 'check the HostName in the connection string, or pass --address/--port',
+  CLOUD_ERR_UNAUTHORIZED: 'check SharedAccessKeyName and SharedAccessKey in --hub / $KEDGE_HUB_CONNECTION_STRING',
+  CLOUD_ERR_DEVICE_NOT_FOUND: "see the hub's devices with `kedge devices list`",
+  CLOUD_ERR_MODULE_NOT_FOUND: "see the device's modules with `kedge modules list <deviceId>`",
+  CLOUD_ERR_CONFIGURATION_NOT_FOUND: 'see the deployments with `kedge deployments list`',
+  CLOUD_ERR_DEVICE_NOT_ONLINE: 'the device must be connected; check it with `kedge devices list`',
+  CLOUD_ERR_PRECONDITION_FAILED: 'it changed meanwhile: read it again and retry',
+};
+// TLS verification failures (Node's error codes): the hub's CA is not trusted.
+const UNTRUSTED = new Set(['SELF_SIGNED_CERT_IN_CHAIN', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'ERR_TLS_CERT_ALTNAME_INVALID']);
+
+function hintFor(e: KedgeError): string | undefined {
+  const cause = (e as { cause?: { code?: unknown } }).cause;
+  if (e.code === 'CLOUD_ERR_TRANSPORT' && typeof cause?.code === 'string' && UNTRUSTED.has(cause.code)) {
+    return "the hub's certificate is not trusted: pass --ca <data-dir>/tls/ca.pem (or set KEDGE_HUB_CA)";
+  }
+  return HINTS[e.code];
+}
+
+const oneLine = (s: string): string => s.replace(/\s*\n\s*/g, ' ').trim();
+
 /**
- * Wraps a command action: hub errors print `error <code>: <message>` (exit 1), usage errors exit 2. Connection
- * strings never appear in messages.
+ * Wraps a command action. Every failure is one line on stderr, with what to do next where we know it, and no stack
+ * trace: hub errors print `error <code>: <message>` (exit 1), usage errors `kedge: <message>` (exit 2), anything
+ * else `kedge: <message>` (exit 1). Connection strings never appear in messages.
  */
 export function run<A extends unknown[]>(fn: (...args: A) => Promise<void>): (...args: A) => Promise<void> {
   return async (...args: A) => {
@@ -85,13 +126,15 @@ export function run<A extends unknown[]>(fn: (...args: A) => Promise<void>): (..
       await fn(...args);
     } catch (e) {
       if (e instanceof UsageError) {
-        process.stderr.write(`kedge: ${e.message}\n`);
+        process.stderr.write(`kedge: ${oneLine(e.message)}\n`);
         process.exitCode = 2;
       } else if (e instanceof KedgeError && e.name === 'HubClientError') {
-        process.stderr.write(`error ${e.code}: ${e.message}\n`);
+        const hint = hintFor(e);
+        process.stderr.write(`error ${e.code}: ${oneLine(e.message)}${hint ? ` (${hint})` : ''}\n`);
         process.exitCode = 1;
       } else {
-        throw e;
+        process.stderr.write(`kedge: ${oneLine(e instanceof Error ? e.message : String(e))}\n`);
+        process.exitCode = 1;
       }
     }
   };

@@ -39,12 +39,13 @@ describe('kedge hub commands', () => {
     expect(captured.out).toMatch(/^HostName=127\.0\.0\.1;DeviceId=edge-1;SharedAccessKey=.+=\n$/);
     captured.reset();
     expect(await kedge('devices', 'list')).toBe(0);
-    expect(captured.out).toContain('edge-1\tenabled\tDisconnected\tedge');
+    expect(captured.out).toBe('DEVICE  STATUS   CONNECTION    EDGE  LAST ACTIVITY\nedge-1  enabled  Disconnected  yes   -\n');
     captured.reset();
     expect(await kedge('modules', 'list', 'edge-1')).toBe(0);
-    expect(captured.out).toContain('$edgeAgent');
+    expect(captured.out.split('\n')[0]).toBe('MODULE      CONNECTION    MANAGED BY');
+    expect(captured.out).toMatch(/^\$edgeAgent {2}Disconnected {2}-$/m);
     captured.reset();
-    expect(await kedge('twin', 'update', 'edge-1', '--tags', '{"env":"prod"}')).toBe(0);
+    expect(await kedge('twin', 'update', 'edge-1', '--tags', '{"env":"prod"}', '--json')).toBe(0);
     expect(JSON.parse(captured.out)).toMatchObject({ tags: { env: 'prod' } });
 
     const manifest = {
@@ -67,7 +68,7 @@ describe('kedge hub commands', () => {
     captured.reset();
     expect(await kedge('deploy', 'edge-1', join(dir, 'm.json'))).toBe(0);
     captured.reset();
-    expect(await kedge('twin', 'show', 'edge-1', '--module', '$edgeAgent')).toBe(0);
+    expect(await kedge('twin', 'show', 'edge-1', '--module', '$edgeAgent', '--json')).toBe(0);
     expect(JSON.parse(captured.out)).toMatchObject({ properties: { desired: { modules: { sensor: { settings: { image: 's:1' } } } } } });
 
     captured.reset();
@@ -75,14 +76,77 @@ describe('kedge hub commands', () => {
     expect(captured.out).toBe('created deployment prod\n');
     captured.reset();
     expect(await kedge('deployments', 'list')).toBe(0);
-    expect(captured.out).toMatch(/^prod\tpriority=5\ttargeted=\d\tapplied=\d\ttags\.env='prod'\n$/);
+    expect(captured.out).toMatch(/^ID {4}PRIORITY {2}TARGETED {2}APPLIED {2}FAILED {2}TARGET CONDITION\nprod {2}5 {9}\d {9}\d {8}0 {7}tags\.env='prod'\n$/);
 
     // Errors carry the hub's code; usage errors exit 2.
     captured.reset();
     expect(await kedge('devices', 'show', 'nope')).toBe(1);
-    expect(captured.err).toContain('error CLOUD_ERR_DEVICE_NOT_FOUND');
+    expect(captured.err).toBe("error CLOUD_ERR_DEVICE_NOT_FOUND: Device nope not found (see the hub's devices with `kedge devices list`)\n");
     expect(await kedge('invoke', 'edge-1', 'ping', '--payload', '{bad')).toBe(2);
     expect(await kedge('invoke', 'edge-1', 'ping')).toBe(1);
     expect(captured.err).toContain('CLOUD_ERR_DEVICE_NOT_ONLINE');
+  });
+
+  it('shows devices and twins as FIELD/VALUE tables, or JSON with --json', async () => {
+    expect(await kedge('devices', 'create', 'plain-1')).toBe(0);
+    captured.reset();
+    expect(await kedge('devices', 'show', 'plain-1')).toBe(0);
+    const lines = captured.out.split('\n');
+    expect(lines[0]).toMatch(/^FIELD +VALUE$/);
+    expect(captured.out).toMatch(/^deviceId +plain-1$/m);
+    expect(captured.out).toMatch(/^primaryKey +[A-Za-z0-9+/]{43}=$/m);
+    captured.reset();
+    expect(await kedge('devices', 'show', 'plain-1', '--json')).toBe(0);
+    expect(JSON.parse(captured.out)).toMatchObject({ deviceId: 'plain-1', status: 'enabled' });
+    captured.reset();
+    expect(await kedge('twin', 'update', 'plain-1', '--tags', '{"site":{"floor":2}}', '--desired', '{"rate":5}')).toBe(0);
+    expect(captured.out).toMatch(/^tags\.site\.floor +2$/m);
+    expect(captured.out).toMatch(/^properties\.desired\.rate +5$/m);
+    expect(captured.out).not.toContain('$metadata');
+    captured.reset();
+    expect(await kedge('deployments', 'show', 'prod')).toBe(0);
+    expect(captured.out).toMatch(/^targetCondition +tags\.env='prod'$/m);
+    expect(captured.out).toMatch(/^modules +\$edgeAgent, \$edgeHub$/m);
+  });
+
+  it('queries twins (projections and COUNT … GROUP BY) and prints statistics', async () => {
+    expect(await kedge('query', "SELECT deviceId, tags.env AS env FROM devices WHERE capabilities.iotEdge = true")).toBe(0);
+    expect(captured.out).toBe('DEVICEID  ENV\nedge-1    prod\n');
+    captured.reset();
+    expect(await kedge('query', 'SELECT tags.env AS env, COUNT() AS n FROM devices GROUP BY tags.env', '--json')).toBe(0);
+    expect(JSON.parse(captured.out)).toEqual([{ env: 'prod', n: 1 }, { n: 1 }]);
+    captured.reset();
+    // Every page is read: one item per request here.
+    expect(await kedge('query', 'SELECT * FROM devices', '--page-size', '1')).toBe(0);
+    expect(captured.out).toMatch(/^DEVICE +STATUS +CONNECTION +VERSION\nedge-1 +enabled +Disconnected +\d+\nplain-1 +enabled +Disconnected +\d+\n$/);
+    captured.reset();
+    expect(await kedge('statistics')).toBe(0);
+    expect(captured.out).toBe('FIELD          VALUE\ntotal devices  2\nenabled        2\ndisabled       0\nconnected      0\n');
+    captured.reset();
+    expect(await kedge('statistics', '--json')).toBe(0);
+    expect(JSON.parse(captured.out)).toEqual({ totalDeviceCount: 2, enabledDeviceCount: 2, disabledDeviceCount: 0, connectedDeviceCount: 0 });
+  });
+
+  it('fails in one line that says what to do next: exit 1 for the hub, 2 for usage', async () => {
+    expect(await kedge('query', 'SELECT deviceId, COUNT() AS n FROM devices')).toBe(1);
+    expect(captured.err).toMatch(/^error CLOUD_ERR_BAD_REQUEST: query: 'deviceId' must appear in GROUP BY .*\(line 1, column 1\)\n$/);
+    captured.reset();
+    expect(await kedge('query', 'SELECT * FROM devices', '--page-size', '0')).toBe(2);
+    expect(captured.err).toBe('kedge: --page-size must be a whole number from 1 to 1000\n');
+    captured.reset();
+    // A CA file that is not there, and a hub whose certificate is not trusted.
+    const program = new Command('kedge').exitOverride();
+    registerHubCommands(program);
+    await program.parseAsync(['node', 'kedge', 'statistics', '--hub', hub.connectionString(), '--ca', join(dir, 'missing.pem'), '--port', port]);
+    expect(process.exitCode).toBe(2);
+    expect(captured.err).toBe(`kedge: cannot read the CA file ${join(dir, 'missing.pem')} (ENOENT): pass --ca <data-dir>/tls/ca.pem\n`);
+    captured.reset();
+    process.exitCode = undefined;
+    const untrusted = new Command('kedge').exitOverride();
+    registerHubCommands(untrusted);
+    await untrusted.parseAsync(['node', 'kedge', 'statistics', '--hub', hub.connectionString(), '--port', port]);
+    expect(process.exitCode).toBe(1);
+    expect(captured.err).toMatch(/^error CLOUD_ERR_TRANSPORT: .*\(the hub's certificate is not trusted: pass --ca <data-dir>\/tls\/ca\.pem \(or set KEDGE_HUB_CA\)\)\n$/);
+    expect(captured.err.split('\n')).toHaveLength(2);
   });
 });
