@@ -86,6 +86,9 @@ interface Segment {
   readonly ranges: Map<number, Range>;
   writer?: FileHandle | undefined;
   reader?: Promise<FileHandle> | undefined;
+  /** Reads in progress on `reader`; a dropped segment's reader closes when the last one ends. */
+  reading: number;
+  dropped: boolean;
 }
 
 interface QueueState {
@@ -150,6 +153,7 @@ export class FsMessageStore implements MessageStore {
   readonly #maxBytes: number;
   readonly #onFull: OnFull;
   readonly #segmentBytes: number;
+  readonly #budget: number;
   readonly #maxRecord: number;
   readonly #cacheLimit: number;
   readonly #checkpointFlushMs: number;
@@ -179,6 +183,9 @@ export class FsMessageStore implements MessageStore {
   #reclaimScheduled = false;
   #unlinks: Promise<void> = Promise.resolve();
   #sweepTimer: ReturnType<typeof setInterval> | undefined;
+  /** The next segment, created and preallocated ahead of time so a roll does not wait for it. */
+  #spare: Promise<Segment | undefined> | undefined;
+  #sealing: Promise<void> = Promise.resolve();
   #syncTimer: ReturnType<typeof setInterval> | undefined;
   #unsynced = false;
 
@@ -188,7 +195,9 @@ export class FsMessageStore implements MessageStore {
     this.#policy = typeof o.fsync === 'string' ? parseFsyncPolicy(o.fsync) : (o.fsync ?? { kind: 'group' });
     this.#maxBytes = o.maxBytes ?? Number.POSITIVE_INFINITY;
     this.#onFull = o.onFull ?? 'evictOldest';
-    this.#segmentBytes = Math.max(64 * 1024, Math.min(o.segmentBytes ?? 16 * MiB, Math.floor(this.#maxBytes / 4)));
+    this.#segmentBytes = Math.max(64 * 1024, Math.min(o.segmentBytes ?? 16 * MiB, Math.floor(this.#maxBytes / 8)));
+    // The active and the spare segment are preallocated in full: the records' budget leaves room for both.
+    this.#budget = this.#maxBytes - 2 * this.#segmentBytes;
     this.#maxRecord = this.#segmentBytes - SEGMENT_HEADER;
     this.#cacheLimit = o.cacheBytes ?? 32 * MiB;
     this.#checkpointFlushMs = o.checkpointFlushMs ?? 1000;
@@ -216,7 +225,10 @@ export class FsMessageStore implements MessageStore {
       q.durableNext = q.next;
       q.cacheStart = q.next;
     }
-    await this.#openActive(lastId + 1);
+    const active = await this.#createSegment(lastId + 1);
+    this.#segments.push(active);
+    this.#bytes += active.size;
+    this.#spare = this.#prepareSpare(lastId + 2);
     this.#sweepTimer = setInterval(() => this.#reclaim(), this.#sweepMs);
     this.#sweepTimer.unref();
     if (this.#policy.kind === 'interval') {
@@ -263,7 +275,7 @@ export class FsMessageStore implements MessageStore {
       await unlink(path);
       return;
     }
-    const seg: Segment = { id, path, size: SEGMENT_HEADER, ranges: new Map() };
+    const seg: Segment = { id, path, size: SEGMENT_HEADER, ranges: new Map(), reading: 0, dropped: false };
     let pos = SEGMENT_HEADER;
     for (;;) {
       const head = readHead(buf, pos, buf.length, true, this.#maxRecord);
@@ -277,9 +289,12 @@ export class FsMessageStore implements MessageStore {
       pos += head.size;
     }
     if (pos < buf.length) {
-      // A torn last write (crash mid-batch: none of its adds had resolved) or corruption: keep what precedes it.
-      this.#recovery.truncatedBytes += buf.length - pos;
-      this.#log?.warn({ path, at: pos, dropped: buf.length - pos }, 'Truncating a torn or corrupt segment tail');
+      // Zeros are preallocated space. Anything else is a torn last write (a crash mid-batch: none of its adds had
+      // resolved) or corruption: keep what precedes it.
+      if (!isZero(buf, pos)) {
+        this.#recovery.truncatedBytes += buf.length - pos;
+        this.#log?.warn({ path, at: pos, dropped: buf.length - pos }, 'Truncating a torn or corrupt segment tail');
+      }
       const fh = await open(path, 'r+');
       try {
         await fh.truncate(pos);
@@ -297,19 +312,36 @@ export class FsMessageStore implements MessageStore {
     this.#bytes += seg.size;
   }
 
-  async #openActive(id: number): Promise<void> {
+  /**
+   * Creates segment `id` preallocated to its full size with zeros: appending inside an allocated, written file lets
+   * `fdatasync` skip the metadata journal commit a growing file needs (as PostgreSQL does with its WAL segments).
+   * Zeros also end a recovery scan cleanly. The header and the directory entry are synced before any record goes in.
+   */
+  async #createSegment(id: number): Promise<Segment> {
     const path = join(this.#dir, segmentName(id));
     const fh = await open(path, 'wx');
-    const header = Buffer.alloc(SEGMENT_HEADER);
-    MAGIC.copy(header, 0);
-    header.writeUInt32LE(SEGMENT_VERSION, 8);
-    header.writeUInt32LE(id, 12);
-    await writeAll(fh, header, 0);
-    await fh.datasync();
-    await fsyncDir(this.#dir);
-    const seg: Segment = { id, path, size: SEGMENT_HEADER, ranges: new Map(), writer: fh };
-    this.#segments.push(seg);
-    this.#bytes += SEGMENT_HEADER;
+    try {
+      const zeros = Buffer.alloc(Math.min(MiB, this.#segmentBytes));
+      for (let at = 0; at < this.#segmentBytes; at += zeros.length) await writeAll(fh, zeros.subarray(0, Math.min(zeros.length, this.#segmentBytes - at)), at);
+      const header = Buffer.alloc(SEGMENT_HEADER);
+      MAGIC.copy(header, 0);
+      header.writeUInt32LE(SEGMENT_VERSION, 8);
+      header.writeUInt32LE(id, 12);
+      await writeAll(fh, header, 0);
+      await fh.sync();
+      await fsyncDir(this.#dir);
+    } catch (err) {
+      await fh.close();
+      throw err;
+    }
+    return { id, path, size: SEGMENT_HEADER, ranges: new Map(), writer: fh, reading: 0, dropped: false };
+  }
+
+  #prepareSpare(id: number): Promise<Segment | undefined> {
+    return this.#createSegment(id).catch((err: unknown) => {
+      this.#log?.warn({ err, dir: this.#dir }, 'Preparing the next store segment failed; retrying at the next roll');
+      return undefined;
+    });
   }
 
   get #active(): Segment {
@@ -467,9 +499,14 @@ export class FsMessageStore implements MessageStore {
   async #roll(): Promise<void> {
     const old = this.#active;
     if (this.#policy.kind === 'interval') await (old.writer as FileHandle).datasync();
-    await (old.writer as FileHandle).close();
+    const next = (await this.#spare) ?? (await this.#createSegment(old.id + 1));
+    this.#segments.push(next);
+    this.#bytes += next.size;
+    this.#spare = this.#prepareSpare(next.id + 1);
+    // Sealing (cutting the unused preallocated tail, closing) is off the write path.
+    const writer = old.writer as FileHandle;
     old.writer = undefined;
-    await this.#openActive(old.id + 1);
+    this.#sealing = this.#sealing.then(() => seal(writer, old.size).catch((err: unknown) => this.#log?.warn({ err, path: old.path }, 'Sealing a store segment failed')));
     this.#reclaim();
   }
 
@@ -498,9 +535,9 @@ export class FsMessageStore implements MessageStore {
 
   /** Makes room for `n` more bytes; false when the quota cannot be met under the policy. */
   #makeRoom(n: number): boolean {
-    if (this.#bytes + this.#pendingBytes + n <= this.#maxBytes) return true;
+    if (this.#bytes + this.#pendingBytes + n <= this.#budget) return true;
     this.#reclaim();
-    while (this.#bytes + this.#pendingBytes + n > this.#maxBytes) {
+    while (this.#bytes + this.#pendingBytes + n > this.#budget) {
       if (this.#onFull !== 'evictOldest' || this.#segments.length < 2) return false;
       this.#drop(this.#segments[0] as Segment, 'evicted');
     }
@@ -553,13 +590,15 @@ export class FsMessageStore implements MessageStore {
       this.#log?.[reason === 'evicted' ? 'warn' : 'debug']({ queue: q.name, count, reason }, 'Dropped stored messages');
     }
     for (const q of this.#queues.values()) if (q.cursor?.seg === seg) q.cursor = undefined;
+    seg.dropped = true;
     this.#segments = this.#segments.filter((s) => s !== seg);
     this.#bytes -= seg.size;
     const metaFirst = this.#metaDirty;
     this.#unlinks = this.#unlinks.then(async () => {
       // Checkpoints first: a segment is never gone while the state file still points into it.
       if (metaFirst) await this.#writeMeta().catch(() => undefined);
-      if (seg.reader !== undefined) await (await seg.reader).close().catch(() => undefined);
+      // A read in progress keeps its handle (Linux keeps an unlinked file's data until it is closed).
+      if (seg.reading === 0) await closeReader(seg);
       await unlink(seg.path).catch((err: unknown) => this.#log?.warn({ err, path: seg.path }, 'Deleting a segment failed'));
     });
   }
@@ -567,8 +606,14 @@ export class FsMessageStore implements MessageStore {
   // ---- cache ----------------------------------------------------------------------------------------------------
 
   #cacheAppend(q: QueueState, stored: StoredMessage, bytes: number): void {
-    const contiguous = q.cacheStart + BigInt(q.cache.length - q.cacheHead) === stored.offset;
-    if (contiguous && this.#cacheBytes + bytes <= this.#cacheLimit) {
+    // An empty cache (re)starts at this offset: reads below it go to disk. Adds come in offset order per queue.
+    const empty = q.cacheHead === q.cache.length;
+    if (this.#cacheBytes + bytes <= this.#cacheLimit) {
+      if (empty) {
+        q.cache = [];
+        q.cacheHead = 0;
+        q.cacheStart = stored.offset;
+      }
       q.cache.push({ stored, bytes });
       this.#cacheBytes += bytes;
       return;
@@ -628,11 +673,24 @@ export class FsMessageStore implements MessageStore {
       const r = seg.ranges.get(q.id);
       if (r === undefined || r.last < from) continue;
       if (r.first >= stopAt) return;
-      let pos = q.cursor !== undefined && q.cursor.seg === seg && q.cursor.offset <= from ? q.cursor.pos : SEGMENT_HEADER;
+      const pos = q.cursor !== undefined && q.cursor.seg === seg && q.cursor.offset <= from ? q.cursor.pos : SEGMENT_HEADER;
+      if (seg.dropped) continue;
+      seg.reader ??= open(seg.path, 'r');
+      seg.reading++;
+      try {
+        if (await this.#readSegment(q, seg, pos, from, limit, stopAt, out)) return;
+      } finally {
+        if (--seg.reading === 0 && seg.dropped) await closeReader(seg);
+      }
+    }
+  }
+
+  /** Scans one segment from `pos` for `q`'s records in `[from, stopAt)`; true when `out` is full or complete. */
+  async #readSegment(q: QueueState, seg: Segment, start: number, from: bigint, limit: number, stopAt: bigint, out: StoredMessage[]): Promise<boolean> {
+    let pos = start;
       let seen = from;
       const end = seg.size;
-      seg.reader ??= open(seg.path, 'r');
-      const fh = await seg.reader;
+      const fh = await (seg.reader as Promise<FileHandle>);
       while (pos < end) {
         const { buffer: buf, bytesRead } = await fh.read(Buffer.allocUnsafe(Math.min(READ_CHUNK, end - pos)), 0, Math.min(READ_CHUNK, end - pos), pos);
         let chunk = buf.subarray(0, bytesRead);
@@ -653,7 +711,7 @@ export class FsMessageStore implements MessageStore {
             seen = head.offset + 1n;
             if (out.length >= limit || seen >= stopAt) {
               q.cursor = { seg, pos: pos + p + head.size, offset: seen };
-              return;
+              return true;
             }
           } else if (head.queueId === q.id && head.offset >= seen) seen = head.offset + 1n;
           p += head.size;
@@ -662,7 +720,7 @@ export class FsMessageStore implements MessageStore {
         pos += p;
       }
       q.cursor = { seg, pos, offset: seen };
-    }
+    return false;
   }
 
   // ---- status, close --------------------------------------------------------------------------------------------
@@ -699,11 +757,16 @@ export class FsMessageStore implements MessageStore {
       if (this.#failed !== undefined) break;
     }
     await this.#unlinks;
+    const spare = await this.#spare;
+    if (spare !== undefined) {
+      await spare.writer?.close().catch(() => undefined);
+      await unlink(spare.path).catch(() => undefined);
+    }
+    await this.#sealing;
     await this.#writeMeta().catch((err: unknown) => this.#log?.warn({ err }, 'Writing store checkpoints at close failed'));
     for (const seg of this.#segments) {
       if (seg.writer !== undefined) {
-        if (this.#policy.kind === 'interval' && this.#failed === undefined) await seg.writer.datasync().catch(() => undefined);
-        await seg.writer.close().catch(() => undefined);
+        await seal(seg.writer, seg.size).catch((err: unknown) => this.#log?.warn({ err, path: seg.path }, 'Sealing a store segment failed'));
         seg.writer = undefined;
       }
       if (seg.reader !== undefined) await (await seg.reader).close().catch(() => undefined);
@@ -720,6 +783,31 @@ function addToRange(seg: Segment, qid: number, offset: bigint, expiresAt: number
     if (offset > r.last) r.last = offset;
     if (expiresAt > r.maxExpiresAt) r.maxExpiresAt = expiresAt;
   }
+}
+
+async function closeReader(seg: Segment): Promise<void> {
+  const r = seg.reader;
+  seg.reader = undefined;
+  if (r !== undefined) await (await r).close().catch(() => undefined);
+}
+
+/** Syncs a segment, cuts its unused preallocated tail and closes it. */
+async function seal(fh: FileHandle, size: number): Promise<void> {
+  try {
+    await fh.datasync();
+    await fh.truncate(size);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/** True when `buf[from…]` is all zero bytes. */
+function isZero(buf: Buffer, from: number): boolean {
+  let i = from;
+  for (; i + 8 <= buf.length; i += 8) if (buf.readBigUInt64LE(i) !== 0n) return false;
+  for (; i < buf.length; i++) if (buf[i] !== 0) return false;
+  return true;
 }
 
 async function writeAll(fh: FileHandle, data: Buffer, position: number): Promise<void> {
