@@ -1,4 +1,4 @@
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,9 +11,10 @@ import { RestApiClient } from 'azure-iothub/dist/common-http/rest_api_client.js'
 import { pino } from 'pino';
 import { Registry as Metrics } from 'prom-client';
 import { startHub, type RunningHub } from '@kedge/hub';
-import { ClusterConfig } from '@kedge/kube';
+import { ClusterConfig, createKubeClient } from '@kedge/kube';
 import { parseConnectionString } from '@kedge/protocol';
 import { createTestNamespace, eventually, kubeConfigForTests, kubeconfigPathForTests, setFakePodLogs, type TestNamespace } from '@kedge/testing';
+import { agentRbac } from './rbac.js';
 import { startAgent, type RunningAgent } from './start-agent.js';
 
 // End to end: Microsoft's service SDK drives a real Kedge hub; the agent under test runs against the real control
@@ -95,6 +96,7 @@ let registry: Registry;
 let service: ServiceClient;
 let deviceCs: string;
 let agent: RunningAgent | undefined;
+let saDir = '';
 const DEVICE = 'factory-edge-1';
 
 async function startTheHub(): Promise<void> {
@@ -129,10 +131,19 @@ const image = async (name: string) => (await apps.readNamespacedDeployment({ nam
 
 beforeAll(async () => {
   kc = kubeConfigForTests();
-  cluster = ClusterConfig.fromFiles([kubeconfigPathForTests()]);
   apps = kc.makeApiClient(AppsV1Api);
   core = kc.makeApiClient(CoreV1Api);
   ns = await createTestNamespace(kc, 'agent-link');
+  // The agent runs with nothing but the namespaced Role it ships, authenticated as its ServiceAccount.
+  const admin = ClusterConfig.fromFiles([kubeconfigPathForTests()]);
+  for (const o of agentRbac(ns.name)) await createKubeClient(admin).apply(o);
+  const token = await core.createNamespacedServiceAccountToken({ name: 'kedge-agent', namespace: ns.name, body: { spec: { audiences: [], expirationSeconds: 3600 } } });
+  saDir = mkdtempSync(join(tmpdir(), 'kedge-agent-link-sa-'));
+  writeFileSync(join(saDir, 'token'), token.status?.token ?? '');
+  writeFileSync(join(saDir, 'ca.crt'), admin.ca ?? '');
+  writeFileSync(join(saDir, 'namespace'), ns.name);
+  const url = new URL(admin.server);
+  cluster = ClusterConfig.inCluster({ dir: saDir, env: { KUBERNETES_SERVICE_HOST: url.hostname, KUBERNETES_SERVICE_PORT: url.port } });
   host = await freeLoopback();
   dataDir = mkdtempSync(join(tmpdir(), 'kedge-agent-link-hub-'));
   await startTheHub();
@@ -146,6 +157,7 @@ afterAll(async () => {
   await agent?.stop();
   await hub?.close();
   await ns?.cleanup();
+  if (saDir) rmSync(saDir, { recursive: true, force: true });
 });
 
 describe('the edge agent connected to a hub', () => {
@@ -220,7 +232,7 @@ describe('the edge agent connected to a hub', () => {
     expect((await deploymentsOf()).map((d) => `${d.metadata?.name}@${d.metadata?.generation}`).sort()).toEqual(before);
   });
 
-  it('GetModuleLogs through invokeDeviceMethod returns the module pod log lines; ping answers', async () => {
+  it('GetModuleLogs through invokeDeviceMethod returns the module pod log lines; RestartModule replaces its pod; ping answers', async () => {
     const pod = (await core.listNamespacedPod({ namespace: ns.name, labelSelector: 'kedge.io/module=sensor' })).items.find((p) => !p.metadata?.deletionTimestamp);
     await setFakePodLogs(kc, { namespace: ns.name, pod: pod?.metadata?.name ?? '', lines: ['<6> starting sensor', '<4> temperature high', '<6> temperature 21.5'] });
     const r = await eventually(async () => {
@@ -237,6 +249,15 @@ describe('the edge agent connected to a hub', () => {
     expect(r.payload).toEqual([{ id: 'sensor', payload: '<4> temperature high\n<6> temperature 21.5\n' }]);
     const warn = await service.invokeDeviceMethod(DEVICE, '$edgeAgent', { methodName: 'GetModuleLogs', payload: { schemaVersion: '1.0', items: [{ id: 'sens', filter: { loglevel: 4 } }] }, responseTimeoutInSeconds: 30 });
     expect((warn.result as { payload: unknown }).payload).toEqual([{ id: 'sensor', payload: '<4> temperature high\n' }]);
+    // RestartModule: the module's pod is replaced.
+    const restart = await service.invokeDeviceMethod(DEVICE, '$edgeAgent', { methodName: 'RestartModule', payload: { schemaVersion: '1.0', id: 'sensor' }, responseTimeoutInSeconds: 30 });
+    expect((restart.result as { status: number }).status).toBe(200);
+    await eventually(async () => {
+      const pods = (await core.listNamespacedPod({ namespace: ns.name, labelSelector: 'kedge.io/module=sensor' })).items;
+      expect(pods.some((p) => p.metadata?.uid !== pod?.metadata?.uid && p.status?.phase === 'Running')).toBe(true);
+    }, { timeoutMs: 30_000 });
+    const missing = await service.invokeDeviceMethod(DEVICE, '$edgeAgent', { methodName: 'restartModule', payload: { schemaVersion: '1.0', id: 'nope' }, responseTimeoutInSeconds: 30 });
+    expect((missing.result as { status: number }).status).toBe(400);
     const ping = await service.invokeDeviceMethod(DEVICE, '$edgeAgent', { methodName: 'ping', payload: null, responseTimeoutInSeconds: 10 });
     expect((ping.result as { status: number }).status).toBe(200);
     const unknown = await service.invokeDeviceMethod(DEVICE, '$edgeAgent', { methodName: 'Reboot', payload: null, responseTimeoutInSeconds: 10 });
