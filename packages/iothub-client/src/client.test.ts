@@ -152,6 +152,12 @@ describe('IotHubClient against the Kedge hub', () => {
     const c = new IotHubClient({ hostName: HOST, deviceId: 'nobody', sharedAccessKey: Buffer.alloc(32).toString('base64'), port: 1, connectTimeoutMs: 500, backoff: { initialMs: 50, maxMs: 100 } });
     closables.push(c);
     await expect(c.open(300)).rejects.toMatchObject({ code: IotHubErrorCode.Timeout });
+    // A signer that never answers does not hold up close().
+    const stuck = new IotHubClient({ hostName: HOST, deviceId: 'nobody', signer: () => new Promise<string>(() => undefined), port: ports.mqtt, ca: hub.ca });
+    stuck.start();
+    const t0 = Date.now();
+    await stuck.close();
+    expect(Date.now() - t0).toBeLessThan(1000);
     await c.close();
     await expect(c.getTwin()).rejects.toMatchObject({ code: IotHubErrorCode.Closed });
   });

@@ -367,7 +367,7 @@ export class IotHubClient extends EventEmitter<IotHubClientEvents> {
       let renewal = false;
       let error: IotHubClientError | undefined;
       try {
-        const { token, expiresAt } = await this.#token();
+        const { token, expiresAt } = await this.#unlessClosed(this.#token());
         const { m, sessionPresent, closed } = await this.#connectOnce(token);
         this.#mqtt = m;
         await this.#deadline(
@@ -405,6 +405,17 @@ export class IotHubClient extends EventEmitter<IotHubClientEvents> {
       await this.#sleep(delay);
     }
     this.#connected = false;
+  }
+
+  /** `p`, or a rejection as soon as the client is closed (a slow signer or connection attempt must not hold up close()). */
+  #unlessClosed<T>(p: Promise<T>): Promise<T> {
+    const signal = this.#abort.signal;
+    if (signal.aborted) return Promise.reject(new IotHubClientError(IotHubErrorCode.Closed, 'The client was closed'));
+    return new Promise<T>((resolve, reject) => {
+      const onAbort = () => reject(new IotHubClientError(IotHubErrorCode.Closed, 'The client was closed'));
+      signal.addEventListener('abort', onAbort, { once: true });
+      p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+    });
   }
 
   /** One connection attempt: resolves at CONNACK with a promise that settles when that connection closes. */
@@ -447,6 +458,9 @@ export class IotHubClient extends EventEmitter<IotHubClientEvents> {
         m.end(true);
         reject(e);
       };
+      const onAbort = () => (settled ? m.end(true) : fail(new IotHubClientError(IotHubErrorCode.Closed, 'The client was closed')));
+      this.#abort.signal.addEventListener('abort', onAbort, { once: true });
+      void closed.finally(() => this.#abort.signal.removeEventListener('abort', onAbort));
       m.on('connect', (connack) => {
         if (settled) return;
         settled = true;
