@@ -43,6 +43,7 @@ d = rm.create_device_with_sas("py-1", None, None, "enabled")
 out["created"] = [d.device_id, len(d.authentication.symmetric_key.primary_key or "")]
 g = rm.get_device("py-1")
 out["got"] = [g.device_id, g.status]
+out["listed"] = sorted(x.device_id for x in rm.get_devices())
 t = rm.get_twin("py-1")
 t2 = rm.update_twin("py-1", Twin(tags={"site": "py"}, properties=TwinProperties(desired={"rate": 5})), t.etag)
 out["twin"] = [t2.tags, t2.properties.desired.get("rate")]
@@ -211,6 +212,7 @@ function describeQueries(name: string, database: () => Promise<Database>): void 
       const out = JSON.parse(r.stdout) as Record<string, unknown>;
       expect(out['created']).toEqual(['py-1', 44]);
       expect(out['got']).toEqual(['py-1', 'enabled']);
+      expect(out['listed']).toEqual(['py-1', 'q-a', 'q-b', 'q-c', 'q-d', 'q-e']);
       expect(out['twin']).toEqual([{ site: 'py' }, 5]);
       expect(out['twins']).toEqual(['twin', ['py-1'], null]);
       expect(out['pages']).toEqual([['py-1', 'q-a'], ['q-b', 'q-c'], ['q-d', 'q-e']]);
