@@ -9,6 +9,7 @@ import { testQueryRoutes } from './query/test-queries.js';
 import { assertDeviceId, assertModuleId, MAX_ID_LENGTH } from './registry/ids.js';
 import { Registry as IdentityRegistry } from './registry/registry.js';
 import { registryRoutes } from './registry/routes.js';
+import { scopeRoutes } from './scope/routes.js';
 import type { HubServices } from './services.js';
 import { telemetryRoutes } from './telemetry/routes.js';
 import { twinRoutes } from './twins/routes.js';
@@ -123,6 +124,7 @@ export function build(opts: BuildOptions): FastifyInstance {
   registryRoutes(app, s);
   queryRoutes(app, s);
   testQueryRoutes(app, s);
+  scopeRoutes(app, s);
   twinRoutes(app, s);
   methodRoutes(app, s);
   deploymentRoutes(app, s);

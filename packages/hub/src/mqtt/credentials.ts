@@ -1,5 +1,6 @@
 import type { Identity } from '@kedge/protocol';
 import { parseQuery, parseSasToken, parseUsername, verifySasToken } from '@kedge/protocol';
+import { isChildOf } from '../scope/device-scope.js';
 import type { Store } from '../storage/store.js';
 
 /** MQTT 3.1.1 CONNACK return codes: 4 bad user name or password, 5 not authorized [MQTT-3.2.2.3]. */
@@ -112,7 +113,7 @@ export async function checkConnect(
     const edgeHub = await store.getModule(edgeId, EDGE_HUB_MODULE);
     if (!edgeHub) return refuse('the edge device has no $edgeHub identity', ConnackCode.NotAuthorized);
     if (id.deviceId !== edgeId) {
-      if (id.moduleId !== '' || edge.deviceScope === '' || !device.parentScopes.includes(edge.deviceScope)) {
+      if (id.moduleId !== '' || !isChildOf(device, edge)) {
         return refuse('identity is not in the edge device scope', ConnackCode.NotAuthorized);
       }
       dependencies.push({ deviceId: edge.deviceId, moduleId: '', generationId: edge.generationId });
