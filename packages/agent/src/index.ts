@@ -12,3 +12,7 @@ export { agentRbac } from './rbac.js';
 export { statusEvents } from './events.js';
 export { EdgeHubReportStore, RoutesReasons, routesCondition } from './edgehub-report.js';
 export type { EdgeHubReports, EdgeHubRoutesReport, RoutesCondition } from './edgehub-report.js';
+export { WorkloadApi } from './workload.js';
+export type { WorkloadApiOptions, WorkloadListen, WorkloadModule, WorkloadModules } from './workload.js';
+export { DEVICE_CA_SECRET, loadOrCreateDeviceCa } from './device-ca.js';
+export type { DeviceCa, DeviceCaOptions } from './device-ca.js';
