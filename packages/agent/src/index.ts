@@ -25,3 +25,7 @@ export type { LastDesired, ReportedInput } from './reported.js';
 export { ModuleIdentities, MANAGED_BY_IOT_EDGE, identityOf } from './identities.js';
 export { identityEnv, identitySecretName, IdentitySecretKeys, IdentityEnv, TRUST_BUNDLE_DIR } from './module-env.js';
 export { AgentMethods, MethodArgumentError, parseLogTime, MAX_LOGS_PAYLOAD_BYTES } from './methods.js';
+export { WorkloadApi } from './workload.js';
+export type { WorkloadApiOptions, WorkloadListen, WorkloadModule, WorkloadModules } from './workload.js';
+export { DEVICE_CA_SECRET, loadOrCreateDeviceCa } from './device-ca.js';
+export type { DeviceCa, DeviceCaOptions } from './device-ca.js';

@@ -24,6 +24,8 @@ export function agentRbac(namespace: string, serviceAccount = 'kedge-agent'): [V
       { apiGroups: [''], resources: ['events'], verbs: ['create', 'patch'] },
       { apiGroups: ['networking.k8s.io'], resources: ['networkpolicies'], verbs: rw },
       { apiGroups: [''], resources: ['resourcequotas', 'limitranges'], verbs: rw },
+      // Leader election between agent replicas (one Lease, `kedge-agent`).
+      { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['get', 'create', 'update'] },
     ],
   };
   const binding: V1RoleBinding = {

@@ -36,3 +36,5 @@ export type { Query, RequestOptions, ResourceInfo, WatchEventHandler, WatchLike 
 export type { KubernetesList, KubernetesObject, ListMeta, ObjectMeta, OwnerReference } from './types.js';
 export { EventRecorder, EventType } from './events.js';
 export type { EventRecord, EventRecorderOptions, EventSink, EventTarget } from './events.js';
+export { LeaderElector, LeadershipLostError } from './leader.js';
+export type { Lease, LeaderElectionOptions } from './leader.js';
