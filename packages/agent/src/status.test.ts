@@ -88,3 +88,76 @@ describe('computeStatus', () => {
     expect(s.conditions?.find((c) => c.type === 'Ready')).toMatchObject({ status: 'False', reason: 'ApplyFailed', message: 'Service/filter: quota exceeded' });
   });
 });
+
+describe('computeStatus: condition transitions', () => {
+  const t0 = '2026-03-01T00:00:00Z';
+  const t1 = '2026-03-02T00:00:00Z';
+  const avail = { modules: [m()], deployments: new Map([['filter', deployment(1)]]), pods: new Map([['filter', [running]]]) };
+  const waiting = { modules: [m()], deployments: new Map([['filter', deployment(0)]]), pods: new Map<string, V1Pod[]>() };
+  const at = (s: ReturnType<typeof computeStatus>, type: string) => s.conditions?.find((c) => c.type === type);
+
+  it('stamps a condition that flips status with the new time, and keeps the time of one that does not', () => {
+    const before = computeStatus({ generation: 1, now: t0, ...waiting });
+    expect(at(before, 'Ready')).toMatchObject({ status: 'False', reason: 'Progressing', lastTransitionTime: t0 });
+    const after = computeStatus({ generation: 1, now: t1, previous: before, ...avail });
+    expect(at(after, 'Ready')).toMatchObject({ status: 'True', reason: 'AllAvailable', lastTransitionTime: t1 });
+    expect(at(after, 'SpecValid')).toMatchObject({ status: 'True', lastTransitionTime: t0 });
+    const back = computeStatus({ generation: 2, now: '2026-03-03T00:00:00Z', previous: after, ...waiting });
+    expect(at(back, 'Ready')?.lastTransitionTime).toBe('2026-03-03T00:00:00Z');
+    expect(at(back, 'SpecValid')).toMatchObject({ lastTransitionTime: t0, observedGeneration: 2 });
+  });
+
+  it('counts stopped and parked modules out of the desired ones', () => {
+    const s = computeStatus({ generation: 1, now: t0, modules: [m(), m({ name: 'off', objectName: 'off', desiredStatus: 'stopped', replicas: 0 }), m({ name: 'done', objectName: 'done', parked: true, parkedExitCode: 0, replicas: 0, restartPolicy: 'on-failure' })], deployments: new Map([['filter', deployment(1)]]), pods: new Map([['filter', [running]]]) });
+    expect(s).toMatchObject({ phase: 'Ready', modulesDesired: 1, modulesReady: 1 });
+    expect(s.modules?.off?.runtimeStatus).toBe('stopped');
+    expect(s.modules?.done?.runtimeStatus).toBe('stopped');
+  });
+
+  it('is Degraded with ModulesFailing when a module is in back-off, and names it', () => {
+    const crash = pod({ phase: 'Running', containerStatuses: [{ name: 'filter', image: '', imageID: '', ready: false, restartCount: 3, state: { waiting: { reason: 'CrashLoopBackOff' } } }] });
+    const s = computeStatus({ generation: 1, now: t0, modules: [m()], deployments: new Map([['filter', deployment(0)]]), pods: new Map([['filter', [crash]]]) });
+    expect(s).toMatchObject({ phase: 'Degraded', modulesDesired: 1, modulesReady: 0 });
+    expect(at(s, 'ModulesAvailable')).toMatchObject({ status: 'False', reason: 'ModulesFailing', message: 'Failing: filter' });
+    expect(at(s, 'Ready')).toMatchObject({ status: 'False', reason: 'ModulesFailing', message: '0/1 modules available' });
+  });
+
+  it('is Progressing and names the modules it waits for', () => {
+    const s = computeStatus({ generation: 1, now: t0, ...waiting });
+    expect(s.phase).toBe('Progressing');
+    expect(at(s, 'ModulesAvailable')).toMatchObject({ status: 'False', reason: 'Progressing', message: 'Waiting for filter' });
+  });
+
+  it('does not count a module whose pod runs but whose Deployment is not available', () => {
+    const s = computeStatus({ generation: 1, now: t0, modules: [m()], deployments: new Map([['filter', deployment(0)]]), pods: new Map([['filter', [running]]]) });
+    expect(s).toMatchObject({ modulesReady: 0, phase: 'Progressing' });
+  });
+
+  it('truncates long messages to 1000 characters', () => {
+    const s = computeStatus({ generation: 1, now: t0, modules: [], applyError: 'x'.repeat(1500) });
+    const msg = at(s, 'Ready')?.message ?? '';
+    expect(msg).toHaveLength(1000);
+    expect(msg.endsWith('…')).toBe(true);
+    expect(at(computeStatus({ generation: 1, now: t0, modules: [], applyError: 'y'.repeat(1000) }), 'Ready')?.message).toBe('y'.repeat(1000));
+  });
+
+  it('keeps the last ModulesAvailable and RoutesApplied conditions when the spec turns invalid', () => {
+    const good = computeStatus({ generation: 1, now: t0, ...avail, routes: 1 });
+    const bad = computeStatus({ generation: 2, now: t1, previous: good, specErrors: [{ path: 'a', message: 'b' }, { path: 'c', message: 'd' }], specErrorReason: 'PolicyViolation' });
+    expect(bad.conditions?.map((c) => `${c.type}=${c.status}:${c.reason}`)).toEqual(['ModulesAvailable=True:AllAvailable', 'Ready=False:PolicyViolation', 'RoutesApplied=True:RoutesValid', 'SpecValid=False:PolicyViolation']);
+    expect(at(bad, 'SpecValid')).toMatchObject({ message: 'a: b; c: d', lastTransitionTime: t1 });
+    expect(at(bad, 'ModulesAvailable')?.lastTransitionTime).toBe(t0);
+  });
+});
+
+describe('isAvailable', () => {
+  it('needs an observed rollout with an available and an updated replica', () => {
+    expect(isAvailable(undefined)).toBe(false);
+    expect(isAvailable({ metadata: { name: 'x' } })).toBe(false);
+    expect(isAvailable(deployment(1, 3, 3))).toBe(true);
+    expect(isAvailable(deployment(1, 3, 4))).toBe(true);
+    expect(isAvailable(deployment(0))).toBe(false);
+    expect(isAvailable({ metadata: { name: 'x', generation: 1 }, status: { observedGeneration: 1, availableReplicas: 1, updatedReplicas: 0 } })).toBe(false);
+    expect(isAvailable({ metadata: { name: 'x' }, status: { availableReplicas: 1, updatedReplicas: 1 } })).toBe(true);
+  });
+});

@@ -159,6 +159,13 @@ describe('validateManifest: accepted manifests', () => {
     expect(warningsOf(input)).toContain('$edgeHub.properties.desired.properties: unknown $edgeHub property; ignored');
   });
 
+  it('accepts $edgeAgent schemaVersion 1.0, 1.0.x, 1.1 and 1.1.0, and keeps it as written', () => {
+    for (const v of ['1.0', '1.0.5', '1.1', '1.1.0', ' 1.1 ']) {
+      const r = validateManifest(manifest(({ agent }) => { agent.schemaVersion = v; }));
+      expect(r.ok && r.manifest.spec.agentSchemaVersion, v).toBe(v.trim());
+    }
+  });
+
   it('skips empty route strings as edgeHub does', () => {
     const r = validateManifest(manifest(({ hub }) => { hub.routes.empty = ''; }));
     expect(r.ok && Object.keys(r.manifest.spec.routes)).toEqual(['upstream']);
@@ -180,6 +187,11 @@ describe('validateManifest: rejected manifests name the path', () => {
     ['module type', ({ agent }) => { agent.modules.tempSensor.type = 'rkt'; }, '$edgeAgent.properties.desired.modules.tempSensor.type: must be "docker", got "rkt"'],
     ['agent schemaVersion 9.0', ({ agent }) => { agent.schemaVersion = '9.0'; }, '$edgeAgent.properties.desired.schemaVersion: unsupported version "9.0": edgeAgent accepts 1.0 and 1.1'],
     ['agent schemaVersion 1.2', ({ agent }) => { agent.schemaVersion = '1.2'; }, '$edgeAgent.properties.desired.schemaVersion: unsupported version "1.2": edgeAgent accepts 1.0 and 1.1'],
+    ['agent schemaVersion 1.1.1', ({ agent }) => { agent.schemaVersion = '1.1.1'; }, '$edgeAgent.properties.desired.schemaVersion: unsupported version "1.1.1": edgeAgent accepts 1.0 and 1.1'],
+    ['agent schemaVersion 2.0', ({ agent }) => { agent.schemaVersion = '2.0'; }, '$edgeAgent.properties.desired.schemaVersion: unsupported version "2.0"'],
+    ['agent schemaVersion 0.9', ({ agent }) => { agent.schemaVersion = '0.9'; }, '$edgeAgent.properties.desired.schemaVersion: unsupported version "0.9"'],
+    ['agent schemaVersion not a version', ({ agent }) => { agent.schemaVersion = '1'; }, '$edgeAgent.properties.desired.schemaVersion: must be a version such as "1.1", got "1"'],
+    ['agent schemaVersion missing', ({ agent }) => { delete agent.schemaVersion; }, '$edgeAgent.properties.desired.schemaVersion: required'],
     ['hub schemaVersion 1.4', ({ hub }) => { hub.schemaVersion = '1.4'; }, '$edgeHub.properties.desired.schemaVersion: unsupported version "1.4": edgeHub accepts 1.0 to 1.3'],
     ['hub schemaVersion missing', ({ hub }) => { delete hub.schemaVersion; }, '$edgeHub.properties.desired.schemaVersion: required'],
     ['route object on 1.0', ({ hub }) => { hub.schemaVersion = '1.0'; hub.routes.upstream = { route: 'FROM /* INTO $upstream' }; }, '$edgeHub.properties.desired.routes.upstream: route objects need $edgeHub schemaVersion 1.1 or later (this is 1.0)'],

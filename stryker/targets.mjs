@@ -1,0 +1,37 @@
+/**
+ * What `npm run test:mutation` covers: one entry per target (a package, or part of one), with the code Stryker
+ * mutates, the unit tests that may kill the mutants, and `break`, the recorded mutation score below which the run
+ * fails. Raise `break` when a target's score rises; a new package joins with an entry and a threshold.
+ */
+export const targets = {
+  routing: {
+    mutate: ['packages/routing/src/**/*.ts', '!packages/routing/src/**/*.test.ts', '!packages/routing/src/index.ts'],
+    tests: ['packages/routing/src/**/*.test.ts'],
+    break: 70,
+  },
+  manifest: {
+    mutate: ['packages/manifest/src/**/*.ts', '!packages/manifest/src/**/*.test.ts', '!packages/manifest/src/index.ts'],
+    tests: ['packages/manifest/src/**/*.test.ts'],
+    break: 55,
+  },
+  agent: {
+    mutate: ['packages/agent/src/{render,names,status}.ts'],
+    tests: ['packages/agent/src/*.test.ts'],
+    break: 55,
+  },
+  protocol: {
+    mutate: ['packages/protocol/src/**/*.ts', '!packages/protocol/src/**/*.test.ts', '!packages/protocol/src/index.ts'],
+    tests: ['packages/protocol/src/**/*.test.ts'],
+    break: 50,
+  },
+  'hub-auth': {
+    mutate: ['packages/hub/src/auth/**/*.ts', '!packages/hub/src/auth/**/*.test.ts'],
+    tests: ['packages/hub/src/**/*.test.ts'],
+    break: 50,
+  },
+  'hub-twins': {
+    mutate: ['packages/hub/src/twins/**/*.ts', '!packages/hub/src/twins/**/*.test.ts'],
+    tests: ['packages/hub/src/**/*.test.ts'],
+    break: 50,
+  },
+};
