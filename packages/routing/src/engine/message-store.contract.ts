@@ -26,7 +26,7 @@ export type MessageStoreFactory = () => Promise<MessageStoreHarness>;
 
 const enc = new TextEncoder();
 
-/** A message for store tests: body `body`, hostile property keys included. */
+/** A message for store tests: body `body`, hostile property keys included, enqueued now (a durable store may drop expired messages). */
 export function testMessage(body: string, overrides: Partial<EdgeMessage> = {}): EdgeMessage {
   const properties = Object.create(null) as Record<string, string>;
   properties['temperature'] = '21.5';
@@ -45,7 +45,7 @@ export function testMessage(body: string, overrides: Partial<EdgeMessage> = {}):
     properties,
     systemProperties,
     source: { deviceId: 'dev1', moduleId: 'sensor', output: 'out1' },
-    enqueuedAt: Date.UTC(2026, 11, 1, 12, 0, 0),
+    enqueuedAt: Date.now(),
     ...overrides,
   };
 }
@@ -242,7 +242,8 @@ export function describeMessageStore(name: string, factory: MessageStoreFactory,
       await s.store.addQueue('q');
       await s.store.addQueue('gone');
       await s.store.addQueue('empty');
-      for (let i = 0; i < 5; i++) await s.store.add('q', testMessage(`p${i}`), 3600);
+      const added = Array.from({ length: 5 }, (_, i) => testMessage(`p${i}`));
+      for (const m of added) await s.store.add('q', m, 3600);
       await s.store.add('gone', testMessage('g'), 3600);
       await (await s.store.checkpointer('q')).commit(1n);
       await s.store.removeQueue('gone');
@@ -251,8 +252,8 @@ export function describeMessageStore(name: string, factory: MessageStoreFactory,
       assert.equal((await s.store.checkpointer('q')).offset, 1n);
       const got = await s.store.read('q', 2n, 10);
       assert.deepEqual(bodies(got), ['p2', 'p3', 'p4']);
-      assertSameMessage((got[0] as StoredMessage).message, testMessage('p2'));
-      assert.equal((got[0] as StoredMessage).expiresAt, testMessage('p2').enqueuedAt + 3_600_000);
+      assertSameMessage((got[0] as StoredMessage).message, added[2] as EdgeMessage);
+      assert.equal((got[0] as StoredMessage).expiresAt, (added[2] as EdgeMessage).enqueuedAt + 3_600_000);
       const next = await s.store.add('q', testMessage('p5'), 3600);
       assert.equal(next.offset, 5n);
       assert.equal(s.store.stats().queues['q']?.length, 4);

@@ -166,6 +166,8 @@ export const EngineErrorCode = {
   StoreClosed: 'EDGE_ERR_STORE_CLOSED',
   MessageTooLarge: 'EDGE_ERR_MESSAGE_TOO_LARGE',
   RouterClosed: 'EDGE_ERR_ROUTER_CLOSED',
+  /** A durable store's write or fsync failed; it refuses writes until reopened (the operator must look at the disk). */
+  StoreFailed: 'EDGE_ERR_STORE_FAILED',
 } as const;
 export type EngineErrorCode = (typeof EngineErrorCode)[keyof typeof EngineErrorCode];
 
