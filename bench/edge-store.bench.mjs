@@ -8,6 +8,8 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { TextEncoder } from 'node:util';
 import { openMessageStore } from '../packages/edge-store/dist/index.js';
 import { parseEdgeHubDesired, RecordingEndpoint, Router } from '../packages/routing/dist/index.js';
 

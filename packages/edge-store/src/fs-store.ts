@@ -86,6 +86,9 @@ interface Segment {
   readonly ranges: Map<number, Range>;
   writer?: FileHandle | undefined;
   reader?: Promise<FileHandle> | undefined;
+  /** Reads in progress on `reader`; a dropped segment's reader closes when the last one ends. */
+  reading: number;
+  dropped: boolean;
 }
 
 interface QueueState {
@@ -272,7 +275,7 @@ export class FsMessageStore implements MessageStore {
       await unlink(path);
       return;
     }
-    const seg: Segment = { id, path, size: SEGMENT_HEADER, ranges: new Map() };
+    const seg: Segment = { id, path, size: SEGMENT_HEADER, ranges: new Map(), reading: 0, dropped: false };
     let pos = SEGMENT_HEADER;
     for (;;) {
       const head = readHead(buf, pos, buf.length, true, this.#maxRecord);
@@ -331,7 +334,7 @@ export class FsMessageStore implements MessageStore {
       await fh.close();
       throw err;
     }
-    return { id, path, size: SEGMENT_HEADER, ranges: new Map(), writer: fh };
+    return { id, path, size: SEGMENT_HEADER, ranges: new Map(), writer: fh, reading: 0, dropped: false };
   }
 
   #prepareSpare(id: number): Promise<Segment | undefined> {
@@ -587,13 +590,15 @@ export class FsMessageStore implements MessageStore {
       this.#log?.[reason === 'evicted' ? 'warn' : 'debug']({ queue: q.name, count, reason }, 'Dropped stored messages');
     }
     for (const q of this.#queues.values()) if (q.cursor?.seg === seg) q.cursor = undefined;
+    seg.dropped = true;
     this.#segments = this.#segments.filter((s) => s !== seg);
     this.#bytes -= seg.size;
     const metaFirst = this.#metaDirty;
     this.#unlinks = this.#unlinks.then(async () => {
       // Checkpoints first: a segment is never gone while the state file still points into it.
       if (metaFirst) await this.#writeMeta().catch(() => undefined);
-      if (seg.reader !== undefined) await (await seg.reader).close().catch(() => undefined);
+      // A read in progress keeps its handle (Linux keeps an unlinked file's data until it is closed).
+      if (seg.reading === 0) await closeReader(seg);
       await unlink(seg.path).catch((err: unknown) => this.#log?.warn({ err, path: seg.path }, 'Deleting a segment failed'));
     });
   }
@@ -668,11 +673,24 @@ export class FsMessageStore implements MessageStore {
       const r = seg.ranges.get(q.id);
       if (r === undefined || r.last < from) continue;
       if (r.first >= stopAt) return;
-      let pos = q.cursor !== undefined && q.cursor.seg === seg && q.cursor.offset <= from ? q.cursor.pos : SEGMENT_HEADER;
+      const pos = q.cursor !== undefined && q.cursor.seg === seg && q.cursor.offset <= from ? q.cursor.pos : SEGMENT_HEADER;
+      if (seg.dropped) continue;
+      seg.reader ??= open(seg.path, 'r');
+      seg.reading++;
+      try {
+        if (await this.#readSegment(q, seg, pos, from, limit, stopAt, out)) return;
+      } finally {
+        if (--seg.reading === 0 && seg.dropped) await closeReader(seg);
+      }
+    }
+  }
+
+  /** Scans one segment from `pos` for `q`'s records in `[from, stopAt)`; true when `out` is full or complete. */
+  async #readSegment(q: QueueState, seg: Segment, start: number, from: bigint, limit: number, stopAt: bigint, out: StoredMessage[]): Promise<boolean> {
+    let pos = start;
       let seen = from;
       const end = seg.size;
-      seg.reader ??= open(seg.path, 'r');
-      const fh = await seg.reader;
+      const fh = await (seg.reader as Promise<FileHandle>);
       while (pos < end) {
         const { buffer: buf, bytesRead } = await fh.read(Buffer.allocUnsafe(Math.min(READ_CHUNK, end - pos)), 0, Math.min(READ_CHUNK, end - pos), pos);
         let chunk = buf.subarray(0, bytesRead);
@@ -693,7 +711,7 @@ export class FsMessageStore implements MessageStore {
             seen = head.offset + 1n;
             if (out.length >= limit || seen >= stopAt) {
               q.cursor = { seg, pos: pos + p + head.size, offset: seen };
-              return;
+              return true;
             }
           } else if (head.queueId === q.id && head.offset >= seen) seen = head.offset + 1n;
           p += head.size;
@@ -702,7 +720,7 @@ export class FsMessageStore implements MessageStore {
         pos += p;
       }
       q.cursor = { seg, pos, offset: seen };
-    }
+    return false;
   }
 
   // ---- status, close --------------------------------------------------------------------------------------------
@@ -765,6 +783,12 @@ function addToRange(seg: Segment, qid: number, offset: bigint, expiresAt: number
     if (offset > r.last) r.last = offset;
     if (expiresAt > r.maxExpiresAt) r.maxExpiresAt = expiresAt;
   }
+}
+
+async function closeReader(seg: Segment): Promise<void> {
+  const r = seg.reader;
+  seg.reader = undefined;
+  if (r !== undefined) await (await r).close().catch(() => undefined);
 }
 
 /** Syncs a segment, cuts its unused preallocated tail and closes it. */
