@@ -18,7 +18,7 @@ for (const from of names) {
         name: `layer-${from}-must-not-import-${to}`,
         comment: `${from} (L${layer[from]}) may not import ${to} (L${layer[to]}): imports only point down`,
         severity: 'error',
-        from: testsImport[from].includes(to) ? { path: `^packages/${from}/src/`, pathNot: '\\.test\\.ts$' } : { path: `^packages/${from}/src/` },
+        from: testsImport[from].includes(to) ? { path: `^packages/${from}/src/`, pathNot: ['\\.test\\.ts$', `^packages/${from}/src/test-support/`] } : { path: `^packages/${from}/src/` },
         to: { path: `^packages/${to}/` },
       });
     }

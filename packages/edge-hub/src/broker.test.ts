@@ -53,7 +53,9 @@ describe('edge hub broker', () => {
     twinGet: () => Promise.resolve({ status: 200, body: JSON.stringify({ desired: { $version: 3, a: 1 }, reported: { $version: 1 } }) }),
     twinReported: () => Promise.resolve({ status: 204, body: '', version: 2 }),
     methodResponse: () => undefined,
-    sessionChanged: (id, connected) => sessions.push(`${id.deviceId}/${id.moduleId}:${String(connected)}`),
+    sessionChanged: (id, connected) => {
+      sessions.push(`${id.deviceId}/${id.moduleId}:${String(connected)}`);
+    },
   };
 
   beforeAll(async () => {

@@ -59,8 +59,11 @@ export interface BrokerHandler {
   twinGet(id: Identity): Promise<TwinReply>;
   twinReported(id: Identity, patch: string): Promise<TwinReply>;
   methodResponse(id: Identity, rid: string, status: number, payload: Buffer): void;
-  /** A client connected or subscribed to a feature: the upstream link follows it. */
-  sessionChanged(id: Identity, connected: boolean, features: ReadonlySet<Feature>): void;
+  /**
+   * A client connected, disconnected or changed its subscriptions: the upstream link follows it. The returned
+   * promise (if any) settles when the change is in effect upstream; the broker sends the SUBACK after it.
+   */
+  sessionChanged(id: Identity, connected: boolean, features: ReadonlySet<Feature>): Promise<void> | void;
 }
 
 /** Settings of the broker. */
@@ -172,7 +175,12 @@ export class EdgeBroker {
         );
       },
       authorizePublish: (client, packet, done) => this.#authorizePublish(client, packet, done),
-      authorizeSubscribe: (client, sub, done) => done(null, this.#authorizeSubscribe(client, sub)),
+      authorizeSubscribe: (client, sub, done) => {
+        this.#authorizeSubscribe(client, sub).then(
+          (granted) => done(null, granted),
+          () => done(null, null),
+        );
+      },
       // Only what the edge hub itself sends to a connection reaches it (client.publish still passes through here).
       authorizeForward: (client, packet) => {
         const a = this.#auth.get(client);
@@ -193,7 +201,7 @@ export class EdgeBroker {
         const f = subscriptionFeature(t, a.id);
         if (f) session.features.delete(f);
       }
-      this.#d.handler.sessionChanged(a.id, true, session.features);
+      void this.#d.handler.sessionChanged(a.id, true, session.features);
     });
 
     const handle = (stream: Duplex, req?: unknown): void => {
@@ -282,7 +290,7 @@ export class EdgeBroker {
     if (client.clean || !this.#sessions.has(client.id)) this.#sessions.set(client.id, { features: new Set() });
     this.#d.metrics.connectedClients.set(this.#connections.size);
     this.#d.log.info({ clientId: key }, 'Client connected');
-    this.#d.handler.sessionChanged(a.id, true, this.#sessions.get(client.id)?.features ?? new Set());
+    void this.#d.handler.sessionChanged(a.id, true, this.#sessions.get(client.id)?.features ?? new Set());
   }
 
   #onGone(client: Client): void {
@@ -303,7 +311,7 @@ export class EdgeBroker {
     this.#d.metrics.connectedClients.set(this.#connections.size);
     this.#d.metrics.disconnects.inc({ id: key });
     this.#d.log.info({ clientId: key }, 'Client disconnected');
-    this.#d.handler.sessionChanged(a.id, false, new Set());
+    void this.#d.handler.sessionChanged(a.id, false, new Set());
   }
 
   #drop(conn: Connection, why: string): void {
@@ -327,7 +335,7 @@ export class EdgeBroker {
     }
   }
 
-  #authorizeSubscribe(client: Client, sub: Subscription): Subscription | null {
+  async #authorizeSubscribe(client: Client, sub: Subscription): Promise<Subscription | null> {
     const a = this.#auth.get(client);
     const feature = a && subscriptionFeature(sub.topic, a.id);
     // A leaf device has no cloud-to-device path through the edge hub yet: refused rather than silently dead.
@@ -338,7 +346,8 @@ export class EdgeBroker {
     const session = this.#sessions.get(client.id) ?? { features: new Set<Feature>() };
     this.#sessions.set(client.id, session);
     session.features.add(feature);
-    this.#d.handler.sessionChanged(a.id, true, session.features);
+    // SUBACK once the upstream subscription is in place (desired patches, method requests).
+    await this.#d.handler.sessionChanged(a.id, true, session.features);
     // QoS 2 is not supported by IoT Hub: grant at most 1.
     return { ...sub, qos: sub.qos > 1 ? 1 : sub.qos };
   }

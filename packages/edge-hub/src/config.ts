@@ -70,8 +70,17 @@ export const EdgeHubConfigSchema = z.object({
       idleMs: z.number().int().positive().default(60_000),
     })
     .default({ reconnectMinMs: 100, reconnectMaxMs: 1000, keepaliveSeconds: 60, tokenTtlSeconds: 3600, requestTimeoutMs: 10_000, waitMs: 5_000, idleMs: 60_000 }),
-  /** Options of the durable store (`@kedge/edge-store`), passed through. */
-  store: z.record(z.string(), z.unknown()).default({}),
+  /** The durable store (`@kedge/edge-store`, under `<dataDir>/store`). */
+  store: z
+    .object({
+      /** `group` (default: group commit, one fdatasync per batch, acknowledged after it), `always`, `interval:<ms>`. */
+      fsync: z.string().regex(/^(group|always|interval:\d{1,5})$/).default('group'),
+      /** Disk quota in bytes; unlimited when absent. */
+      maxBytes: z.number().int().positive().optional(),
+      /** At the quota: drop the oldest messages (counted) or refuse new ones (not acknowledged). */
+      onFull: z.enum(['evictOldest', 'rejectNew']).default('evictOldest'),
+    })
+    .default({ fsync: 'group', onFull: 'evictOldest' }),
   /** Endpoint executor settings (`@kedge/routing` `ExecutorOptions`). */
   executor: z
     .object({ batchSize: z.number().int().positive().optional(), sendTimeoutMs: z.number().int().positive().optional() })

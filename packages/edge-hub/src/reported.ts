@@ -47,6 +47,7 @@ export class EdgeHubReporter {
     const k = clientReportKey(key);
     const now = new Date().toISOString();
     if (connected) {
+      if (this.#clients.get(k)?.status === 'Connected') return;
       this.#removed.delete(k);
       this.#clients.set(k, { status: 'Connected', lastConnectedTimeUtc: now });
     } else if (isModule) {

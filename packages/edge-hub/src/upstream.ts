@@ -122,16 +122,33 @@ export class UpstreamConnection {
     this.#idle.unref();
   }
 
-  /** Which hub feeds the connection subscribes to (applied at once when connected, and on every reconnect). */
-  follow(features: { desired: boolean; methods: boolean }): void {
+  /**
+   * Which hub feeds the connection subscribes to (applied at once when connected, and on every reconnect). Resolves
+   * once the hub acknowledged the new subscriptions (at once when offline), so a client's SUBACK can wait for them:
+   * a desired patch written right after the client subscribed is not missed.
+   */
+  follow(features: { desired: boolean; methods: boolean }): Promise<void> {
     const before = this.#subscriptions;
     this.#subscriptions = features;
+    this.#log.debug({ features, connected: this.#connected }, 'Upstream subscriptions');
     const c = this.#client;
-    if (!c || !this.#connected) return;
-    if (features.desired && !before.desired) c.subscribe('$iothub/twin/PATCH/properties/desired/#', { qos: 0 });
-    if (features.methods && !before.methods) c.subscribe('$iothub/methods/POST/#', { qos: 0 });
-    if (!features.desired && before.desired) c.unsubscribe('$iothub/twin/PATCH/properties/desired/#');
-    if (!features.methods && before.methods) c.unsubscribe('$iothub/methods/POST/#');
+    if (!c || !this.#connected) return Promise.resolve();
+    const add: string[] = [];
+    if (features.desired && !before.desired) add.push('$iothub/twin/PATCH/properties/desired/#');
+    if (features.methods && !before.methods) add.push('$iothub/methods/POST/#');
+    const remove: string[] = [];
+    if (!features.desired && before.desired) remove.push('$iothub/twin/PATCH/properties/desired/#');
+    if (!features.methods && before.methods) remove.push('$iothub/methods/POST/#');
+    if (remove.length > 0) c.unsubscribe(remove);
+    if (add.length === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, this.#o.requestTimeoutMs);
+      c.subscribe(add, { qos: 0 }, (err) => {
+        clearTimeout(timer);
+        if (err) this.#log.warn({ err: err.message }, 'Upstream subscription failed');
+        resolve();
+      });
+    });
   }
 
   #username(): string {
@@ -222,6 +239,7 @@ export class UpstreamConnection {
   }
 
   #onMessage(topic: string, payload: Buffer): void {
+    this.#log.debug({ topic: topic.slice(0, 200) }, 'Upstream message');
     if (topic.startsWith('$iothub/twin/res/')) {
       const m = /^\$iothub\/twin\/res\/(\d{3})\/\?(.*)$/.exec(topic);
       if (!m) return;

@@ -1,0 +1,474 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { Server } from 'node:http';
+import { join } from 'node:path';
+import type { Feature, Identity } from '@kedge/protocol';
+import { Feature as F, certificateCovers, checkPatch, issueCa, issueServerCertificate } from '@kedge/protocol';
+import type { EdgeMessage, Endpoint, EndpointHooks, MessageStore, RouteSink } from '@kedge/routing';
+import { DEFAULT_TIME_TO_LIVE_SECS, Router, parseEdgeHubDesired, sinkKey } from '@kedge/routing';
+import { openMessageStore } from '@kedge/edge-store';
+import { EdgeBroker } from './broker.js';
+import type { BrokerHandler, InboundTelemetry, TwinReply } from './broker.js';
+import type { EdgeHubConfig, EdgeHubConfigInput } from './config.js';
+import { parseEdgeHubConfig } from './config.js';
+import { writeFileDurably } from './durable-file.js';
+import { ModuleInputEndpoint, UpstreamEndpoint } from './endpoints.js';
+import { isEdgeHubError } from './errors.js';
+import { EDGE_HUB_MODULE, HubRestClient } from './hub-client.js';
+import { IdentityCache, identityKey } from './identities.js';
+import { createLogger } from './log.js';
+import type { Logger } from './log.js';
+import { EdgeHubMetrics } from './metrics.js';
+import { EdgeHubReporter } from './reported.js';
+import { TwinCache, parseSafe } from './twins.js';
+import type { SafeObject } from './twins.js';
+import { Need, UpstreamLink } from './upstream.js';
+import type { UpstreamConnection } from './upstream.js';
+
+/** A running edge hub. */
+export interface RunningEdgeHub {
+  /** Where it listens: `mqtt` (mqtts), `websocket` (wss, when enabled), `metrics` (http, when enabled). */
+  readonly urls: { readonly mqtt: string; readonly websocket?: string; readonly metrics?: string };
+  /** PEM of the CA modules and leaf devices must trust (`EdgeModuleCACertificateFile`). */
+  readonly ca: string;
+  /** The file holding {@link ca}. */
+  readonly caFile: string;
+  readonly metrics: EdgeHubMetrics;
+  /** The router (routes, endpoint states, queue lengths). */
+  readonly router: Router;
+  /** Graceful stop: no new connections, in-flight acknowledgements finish, the store is flushed and closed. */
+  close(): Promise<void>;
+}
+
+/** Extra wiring for embedding (tests, bench); the config stays the single source of settings. */
+export interface EdgeHubStartOptions {
+  readonly logger?: Logger;
+  /**
+   * Opens the durable store. The default is `@kedge/edge-store`'s `openMessageStore(<dataDir>/store, config.store)`.
+   */
+  readonly openStore?: (dir: string, options: EdgeHubConfig['store'], log: Logger) => Promise<MessageStore>;
+}
+
+const urlHost = (h: string): string => (h.includes(':') ? `[${h}]` : h);
+
+/** The TLS material: the given one, or a per-device CA and a server certificate under `<dataDir>/tls` (reused). */
+function tlsMaterial(config: EdgeHubConfig, names: readonly string[]): { cert: string; key: string; ca: string; caFile: string } {
+  const dir = join(config.dataDir, 'tls');
+  const caFile = join(dir, 'ca.pem');
+  if (config.tls) {
+    writeFileDurably(caFile, config.tls.ca, 0o644);
+    return { ...config.tls, caFile };
+  }
+  const files = { caKey: join(dir, 'ca.key'), cert: join(dir, 'server.pem'), key: join(dir, 'server.key') };
+  mkdirSync(dir, { recursive: true });
+  let ca = existsSync(caFile) && existsSync(files.caKey) ? { cert: readFileSync(caFile, 'utf8'), key: readFileSync(files.caKey, 'utf8') } : undefined;
+  if (!ca) {
+    ca = issueCa(`Kedge edge hub CA ${config.deviceId}`, { years: 5 });
+    writeFileDurably(files.caKey, ca.key);
+    writeFileDurably(caFile, ca.cert, 0o644);
+  }
+  if (existsSync(files.cert) && existsSync(files.key)) {
+    const cert = readFileSync(files.cert, 'utf8');
+    if (certificateCovers(cert, names)) return { cert, key: readFileSync(files.key, 'utf8'), ca: ca.cert, caFile };
+  }
+  const server = issueServerCertificate(ca, names, { years: 1 });
+  writeFileDurably(files.key, server.key);
+  writeFileDurably(files.cert, server.cert, 0o644);
+  return { cert: server.cert, key: server.key, ca: ca.cert, caFile };
+}
+
+const defaultStore = (dir: string, options: EdgeHubConfig['store'], log: Logger): Promise<MessageStore> =>
+  openMessageStore(dir, { ...options, log: log.child({ component: 'store' }) });
+
+/** A time-ordered, random message id. */
+const messageId = (): string => `${Date.now().toString(36).padStart(9, '0')}-${randomBytes(8).toString('hex')}`;
+
+const userPart = (doc: SafeObject): SafeObject => {
+  const out = Object.create(null) as SafeObject;
+  for (const k of Object.keys(doc)) if (k !== '$metadata' && k !== '$version') out[k] = doc[k];
+  return out;
+};
+
+/**
+ * Starts an edge hub: loads the cached device scope and twins, opens the durable store, starts the broker and the
+ * upstream link, and applies the routes of the `$edgeHub` twin (live, on every desired change; from the cached twin
+ * while the hub is unreachable). Reports `$edgeHub` reported properties (schemaVersion, lastDesiredVersion,
+ * lastDesiredStatus, clients).
+ * @throws EdgeHubError `EDGE_ERR_CONFIG` for an invalid configuration; listener errors (port in use) as they are.
+ */
+export async function startEdgeHub(input: EdgeHubConfigInput, options: EdgeHubStartOptions = {}): Promise<RunningEdgeHub> {
+  const config = parseEdgeHubConfig(input);
+  const log = options.logger ?? createLogger({ level: config.logLevel });
+  const edge = config.deviceId;
+  const self: Identity = { deviceId: edge, moduleId: EDGE_HUB_MODULE };
+  const metrics = new EdgeHubMetrics({ iothub: config.hub.hostName, edgeDevice: edge });
+  const names = [...new Set([config.hostName, ...config.altNames, ...(config.mqtt.host === '0.0.0.0' || config.mqtt.host === '::' ? [] : [config.mqtt.host])])];
+  const tls = tlsMaterial(config, names);
+  mkdirSync(config.dataDir, { recursive: true });
+
+  const rest = new HubRestClient({
+    hostName: config.hub.hostName,
+    ...(config.hub.address ? { address: config.hub.address } : {}),
+    port: config.hub.httpsPort,
+    ...(config.hub.ca ? { ca: config.hub.ca } : {}),
+    deviceId: edge,
+    key: config.edgeHubKey,
+    timeoutMs: config.upstream.requestTimeoutMs,
+  });
+  const identities = new IdentityCache({
+    file: join(config.dataDir, 'identities.json'),
+    source: rest,
+    log: log.child({ component: 'identities' }),
+    refreshSeconds: config.identities.refreshSeconds,
+    unknownRefreshSeconds: config.identities.unknownRefreshSeconds,
+  });
+  identities.load();
+  const twins = new TwinCache(join(config.dataDir, 'twins'), log.child({ component: 'twins' }));
+  const store = await (options.openStore ?? defaultStore)(join(config.dataDir, 'store'), config.store, log);
+
+  const moduleHooks = new Map<string, EndpointHooks>();
+  let upstreamHooks: EndpointHooks | undefined;
+  // The factory and the handlers below refer to `broker` and `link`, declared further down: they run only once
+  // routes are applied and clients connect, after both exist.
+
+  const endpoints = (sink: RouteSink, hooks: EndpointHooks): Endpoint => {
+    const id = sinkKey(sink);
+    if (sink.kind === 'upstream') {
+      upstreamHooks = hooks;
+      return new UpstreamEndpoint({ id, link, metrics, waitMs: config.upstream.waitMs, hooks });
+    }
+    moduleHooks.set(sink.module, hooks);
+    return new ModuleInputEndpoint({ id, edgeDeviceId: edge, module: sink.module, input: sink.input, broker, metrics });
+  };
+  const router = new Router({
+    store,
+    endpoints,
+    log: log.child({ component: 'router' }),
+    executor: {
+      ...(config.executor.batchSize ? { batchSize: config.executor.batchSize } : {}),
+      ...(config.executor.sendTimeoutMs ? { sendTimeoutMs: config.executor.sendTimeoutMs } : {}),
+    },
+  });
+
+  const reporter = new EdgeHubReporter({ log: log.child({ component: 'reported' }), send: (patch) => sendSelfReported(patch) });
+
+  // ---- $edgeHub desired properties → routes ----
+  let lastDesiredVersion = -1;
+  const applyDesired = async (desired: SafeObject): Promise<void> => {
+    const version = typeof desired['$version'] === 'number' ? desired['$version'] : 0;
+    const parsed = parseEdgeHubDesired(JSON.parse(JSON.stringify(userPart(desired))) as unknown);
+    if (!parsed.ok) {
+      const description = `Error while parsing desired properties - ${parsed.error.map((i) => `${i.path}: ${i.message}`).join('; ')}`;
+      log.error({ version, description }, 'Refused $edgeHub desired properties; the previous routes stay');
+      reporter.desired(version, 400, description);
+      lastDesiredVersion = version;
+      return;
+    }
+    const saf = desired['storeAndForwardConfiguration'];
+    const ttl = typeof saf === 'object' && saf !== null && typeof (saf as SafeObject)['timeToLiveSecs'] === 'number' ? ((saf as SafeObject)['timeToLiveSecs'] as number) : DEFAULT_TIME_TO_LIVE_SECS;
+    await router.replaceRoutes(parsed.value, { timeToLiveSecs: ttl });
+    lastDesiredVersion = version;
+    log.info({ version, routes: parsed.value.length }, 'Applied $edgeHub routes');
+    reporter.desired(version, 200, '');
+  };
+  const refreshConfig = async (): Promise<void> => {
+    const conn = link.self();
+    if (!conn?.connected) return;
+    try {
+      const r = await conn.twinRequest('get', '');
+      if (r.status !== 200 || !twins.put(self, r.body)) {
+        log.warn({ status: r.status }, 'Could not read the $edgeHub twin');
+        return;
+      }
+      const desired = twins.desired(self);
+      if (desired) await applyDesired(desired);
+    } catch (e) {
+      log.warn({ err: e instanceof Error ? e.message : String(e) }, 'Could not read the $edgeHub twin; keeping the current routes');
+    }
+  };
+  let configChain: Promise<void> = Promise.resolve();
+  const serially = (fn: () => Promise<void>): void => {
+    configChain = configChain.then(fn).catch((e: unknown) => log.error({ err: e }, 'Applying $edgeHub desired properties failed'));
+  };
+  const sendSelfReported = async (patch: SafeObject): Promise<boolean> => {
+    const conn = link.self();
+    if (!conn?.connected) return false;
+    try {
+      const r = await conn.twinRequest('reported', JSON.stringify(patch));
+      return r.status >= 200 && r.status < 300;
+    } catch {
+      return false;
+    }
+  };
+
+  // ---- twins of clients ----
+  const flushPending = async (id: Identity): Promise<void> => {
+    const conn = link.connection(id);
+    while (conn?.connected && twins.pending(id).length > 0) {
+      const patch = twins.pending(id)[0] as SafeObject;
+      const r = await conn.twinRequest('reported', JSON.stringify(patch));
+      if (r.status >= 200 && r.status < 300) twins.shiftPending(id, r.version);
+      else if (r.status >= 400 && r.status < 500) {
+        log.warn({ id: identityKey(id.deviceId, id.moduleId), status: r.status }, 'The hub refused a reported patch accepted offline; dropped');
+        twins.shiftPending(id, undefined);
+      } else return;
+    }
+  };
+  /** The connection of `id`, once up: waits for it while the hub is reachable (a client's first request races its upstream connect). */
+  const upstreamOf = async (id: Identity): Promise<UpstreamConnection | undefined> => {
+    const conn = link.connection(id);
+    if (conn.connected) return conn;
+    if (!link.online) return undefined;
+    conn.acquire(Need.Session);
+    try {
+      await conn.waitConnected(config.upstream.requestTimeoutMs);
+      return conn;
+    } catch {
+      return undefined;
+    }
+  };
+  const twinError = (status: number, message: string): TwinReply => ({ status, body: JSON.stringify({ errorCode: status * 1000, message }) });
+
+  const handler: BrokerHandler = {
+    async telemetry(id: Identity, m: InboundTelemetry): Promise<void> {
+      const output = id.moduleId ? m.systemProperties['outputName'] : undefined;
+      const message: EdgeMessage = {
+        id: messageId(),
+        body: m.body,
+        properties: m.properties,
+        systemProperties: m.systemProperties,
+        source: { deviceId: id.deviceId, ...(id.moduleId ? { moduleId: id.moduleId } : {}), ...(output ? { output } : {}) },
+        enqueuedAt: m.receivedAt,
+      };
+      const from = identityKey(id.deviceId, id.moduleId);
+      metrics.received.inc({ route_output: output ?? '', id: from });
+      metrics.messageSize.observe({ id: from }, m.body.length);
+      try {
+        const outcome = await router.route(message);
+        if (outcome.deliveries.length === 0) metrics.dropped.inc({ reason: 'no_route', from, from_route_output: output ?? '' });
+      } catch (e) {
+        metrics.unacked.inc({ reason: 'storage_failure', from, from_route_output: output ?? '' });
+        log.warn({ from, err: e instanceof Error ? e.message : String(e) }, 'Could not store a message; not acknowledged');
+        throw e;
+      }
+    },
+    async twinGet(id: Identity): Promise<TwinReply> {
+      metrics.getTwin.inc({ source: identityKey(id.deviceId, id.moduleId), id: 'edgeHub' });
+      const conn = await upstreamOf(id);
+      if (conn) {
+        try {
+          await flushPending(id);
+          const r = await conn.twinRequest('get', '');
+          if (r.status === 200 && twins.put(id, r.body)) return { status: 200, body: twins.get(id) ?? r.body };
+          if (r.status !== 200) return { status: r.status, body: r.body };
+        } catch (e) {
+          if (!isEdgeHubError(e)) throw e;
+        }
+      }
+      const cached = twins.get(id);
+      return cached === undefined ? twinError(503, 'the hub is unreachable and the twin is not cached') : { status: 200, body: cached };
+    },
+    async twinReported(id: Identity, text: string): Promise<TwinReply> {
+      const patch = parseSafe(text);
+      const checked = checkPatch(patch, 'reported');
+      if (!checked.ok) return twinError(400, `${checked.error.path}: ${checked.error.message}`);
+      const safe = patch as SafeObject;
+      metrics.reported.inc({ target: 'upstream', id: identityKey(id.deviceId, id.moduleId) });
+      const conn = await upstreamOf(id);
+      let reply: TwinReply | undefined;
+      if (conn && twins.pending(id).length === 0) {
+        try {
+          const r = await conn.twinRequest('reported', JSON.stringify(safe));
+          if (r.status >= 200 && r.status < 300) twins.applyReported(id, safe, r.version);
+          reply = { status: r.status, body: r.body, ...(r.version === undefined ? {} : { version: r.version }) };
+        } catch (e) {
+          if (!isEdgeHubError(e)) throw e;
+        }
+      }
+      // Offline: accepted locally and sent when the hub is back (iotedge-protocols.md §3.5).
+      reply ??= { status: 204, body: '', version: twins.addPending(id, safe) };
+      if (reply.status >= 200 && reply.status < 300) {
+        void router
+          .route({
+            id: messageId(),
+            body: Buffer.from(JSON.stringify(safe)),
+            properties: Object.create(null) as Record<string, string>,
+            systemProperties: Object.assign(Object.create(null) as Record<string, string>, {
+              messageType: 'twinChangeNotification',
+              messageSchema: 'twinChangeNotification',
+              contentType: 'application/json',
+              contentEncoding: 'utf-8',
+              connectionDeviceId: id.deviceId,
+              ...(id.moduleId ? { connectionModuleId: id.moduleId } : {}),
+            }),
+            source: { kind: 'twinChangeNotification', deviceId: id.deviceId, ...(id.moduleId ? { moduleId: id.moduleId } : {}) },
+            enqueuedAt: Date.now(),
+          })
+          .catch((e: unknown) => log.warn({ err: e instanceof Error ? e.message : String(e) }, 'Could not route a twin change notification'));
+      }
+      return reply;
+    },
+    methodResponse(id: Identity, rid: string, status: number, payload: Buffer): void {
+      link.connection(id).publishQos0(`$iothub/methods/res/${status}/?$rid=${encodeURIComponent(rid)}`, payload);
+    },
+    sessionChanged(id: Identity, connected: boolean, features: ReadonlySet<Feature>): Promise<void> {
+      const conn = link.connection(id);
+      reporter.client(identityKey(id.deviceId, id.moduleId), connected, id.moduleId !== '');
+      if (!connected) {
+        conn.release(Need.Session);
+        return conn.follow({ desired: false, methods: false });
+      }
+      conn.acquire(Need.Session);
+      if (features.has(F.Inputs)) moduleHooks.get(id.moduleId)?.available();
+      return conn.follow({ desired: features.has(F.Desired), methods: features.has(F.Methods) });
+    },
+  };
+
+  const broker = new EdgeBroker(
+    {
+      edgeDeviceId: edge,
+      hostNames: [config.hub.hostName, ...names],
+      tls,
+      maxMessageBytes: config.limits.maxMessageBytes,
+      connectTimeoutMs: config.limits.connectTimeoutMs,
+      // A PUBLISH carries its topic (property bag) besides the body: 64 KiB of headroom.
+      frames: { beforeConnectBytes: config.limits.maxConnectBytes, afterConnectBytes: config.limits.maxMessageBytes + 64 * 1024 },
+    },
+    { identities, handler, log: log.child({ component: 'broker' }), metrics },
+  );
+  const brokerRef = broker;
+  const link: UpstreamLink = new UpstreamLink(
+    {
+      hostName: config.hub.hostName,
+      ...(config.hub.address ? { address: config.hub.address } : {}),
+      port: config.hub.mqttPort,
+      ...(config.hub.ca ? { ca: config.hub.ca } : {}),
+      edgeDeviceId: edge,
+      edgeHubKey: config.edgeHubKey,
+      ...config.upstream,
+    },
+    {
+      desired(id, version, body) {
+        const patch = parseSafe(body);
+        if (id.deviceId === self.deviceId && id.moduleId === self.moduleId) {
+          // A gap in versions means a patch was missed: re-read the whole twin (edgeAgent/edgeHub do the same).
+          if (version !== lastDesiredVersion + 1) serially(refreshConfig);
+          else
+            serially(async () => {
+              twins.applyDesired(self, patch);
+              const desired = twins.desired(self);
+              if (desired) await applyDesired(desired);
+            });
+          return;
+        }
+        twins.applyDesired(id, patch);
+        brokerRef.sendDesired(id, version, body);
+      },
+      method(id, name, rid, payload) {
+        metrics.methods.inc({ from: 'upstream', to: identityKey(id.deviceId, id.moduleId) });
+        if (!brokerRef.sendMethodRequest(id, name, rid, payload)) {
+          link.connection(id).publishQos0(`$iothub/methods/res/404/?$rid=${encodeURIComponent(rid)}`, JSON.stringify({ message: `${identityKey(id.deviceId, id.moduleId)} is not connected` }));
+        }
+      },
+      online(id) {
+        upstreamHooks?.available();
+        if (id.deviceId === self.deviceId && id.moduleId === self.moduleId) {
+          serially(refreshConfig);
+          reporter.online();
+          void identities.refresh();
+        } else {
+          void flushPending(id).catch(() => undefined);
+        }
+      },
+    },
+    log.child({ component: 'upstream' }),
+    metrics,
+  );
+  identities.onChange((changed) => brokerRef.recheck(changed));
+
+  let metricsServer: Server | undefined;
+  try {
+    // Offline start: the routes of the cached $edgeHub twin apply until the hub answers.
+    const cachedDesired = twins.desired(self);
+    if (cachedDesired) await applyDesired(cachedDesired);
+    const ports = await broker.start({ mqtt: config.mqtt, ...(config.websocket ? { websocket: config.websocket } : {}) });
+    identities.start();
+    link.self().acquire(Need.Self);
+    void link.self().follow({ desired: true, methods: false });
+    if (config.metrics) metricsServer = await serveMetrics(metrics, router, config.metrics);
+    const maddr = metricsServer?.address();
+    const host = urlHost(config.hostName);
+    log.info({ deviceId: edge, mqttPort: ports.mqttPort, websocketPort: ports.websocketPort, identities: identities.size }, 'Started edge hub');
+    return {
+      urls: {
+        mqtt: `mqtts://${host}:${ports.mqttPort}`,
+        ...(ports.websocketPort === undefined ? {} : { websocket: `wss://${host}:${ports.websocketPort}/$iothub/websocket` }),
+        ...(typeof maddr === 'object' && maddr ? { metrics: `http://${urlHost(config.metrics?.host ?? '127.0.0.1')}:${maddr.port}/metrics` } : {}),
+      },
+      ca: tls.ca,
+      caFile: tls.caFile,
+      metrics,
+      router,
+      async close() {
+        log.info({ deviceId: edge }, 'Stopping edge hub');
+        reporter.close();
+        identities.close();
+        // 1. No new messages: the broker closes (publishes being stored finish and are acknowledged first).
+        await brokerRef.close();
+        metricsServer?.closeAllConnections();
+        await new Promise<void>((resolve) => (metricsServer ? metricsServer.close(() => resolve()) : resolve()));
+        // 2. The executors stop, then the store flushes and closes; last the upstream link.
+        await router.close();
+        await store.close();
+        link.close();
+        log.info({ deviceId: edge }, 'Stopped edge hub');
+      },
+    };
+  } catch (e) {
+    reporter.close();
+    identities.close();
+    await brokerRef.close().catch(() => undefined);
+    await router.close().catch(() => undefined);
+    await store.close().catch(() => undefined);
+    link.close();
+    throw e;
+  }
+}
+
+/** Serves `/metrics` (Prometheus text) and `/health` over plain HTTP. */
+async function serveMetrics(metrics: EdgeHubMetrics, router: Router, at: { host: string; port: number }): Promise<Server> {
+  const seen = new Map<string, { expired: number; evicted: number }>();
+  const server = createServer((req, res) => {
+    if (req.url === '/health') {
+      res.writeHead(200, { 'content-type': 'text/plain' }).end('ok');
+      return;
+    }
+    if (req.url !== '/metrics') {
+      res.writeHead(404).end();
+      return;
+    }
+    const status = router.status();
+    metrics.queueLength.reset();
+    for (const ep of status.endpoints) {
+      for (const q of ep.queues) {
+        const priority = String(q.priority);
+        metrics.queueLength.set({ endpoint: ep.id, priority }, q.length);
+        const before = seen.get(q.queue) ?? { expired: 0, evicted: 0 };
+        if (q.dropped.expired > before.expired) metrics.dropped.inc({ reason: 'ttl_expiry', from: '', from_route_output: '' }, q.dropped.expired - before.expired);
+        if (q.dropped.evicted > before.evicted) metrics.dropped.inc({ reason: 'quota_eviction', from: '', from_route_output: '' }, q.dropped.evicted - before.evicted);
+        seen.set(q.queue, { expired: Math.max(before.expired, q.dropped.expired), evicted: Math.max(before.evicted, q.dropped.evicted) });
+      }
+    }
+    metrics.registry.metrics().then(
+      (text) => res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(text),
+      () => res.writeHead(500).end(),
+    );
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(at.port, at.host, () => resolve());
+  });
+  return server;
+}
+
