@@ -74,7 +74,11 @@ export async function checkConnect(
   creds: ConnectCredentials,
   nowSeconds: number,
 ): Promise<Outcome> {
-  const { clientId, username, password } = creds;
+  const { clientId, password } = creds;
+  // The property segment may carry a raw `/` (`auth-chain=edge/module;edge`): escape it so that the segment stays
+  // the last one of the user name; query decoding turns it back.
+  const q = creds.username.indexOf('?');
+  const username = q < 0 ? creds.username : `${creds.username.slice(0, q + 1)}${creds.username.slice(q + 1).replaceAll('/', '%2F')}`;
   const slash = clientId.indexOf('/');
   const id: Identity = slash < 0 ? { deviceId: clientId, moduleId: '' } : { deviceId: clientId.slice(0, slash), moduleId: clientId.slice(slash + 1) };
   if (!id.deviceId || id.moduleId.includes('/')) return refuse('client id must be {deviceId} or {deviceId}/{moduleId}', ConnackCode.NotAuthorized);

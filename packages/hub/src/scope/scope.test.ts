@@ -64,10 +64,10 @@ function describeScopes(name: string, database: () => Promise<{ url: string | un
       });
     }
 
-    async function onBehalfOf(identity: string, password = edgeHubToken(), chain = `${identity};edge1`): Promise<{ client: MqttClient; closed: Promise<void> }> {
+    async function onBehalfOf(identity: string, password = edgeHubToken(), chain = `${identity};edge1`, escape = true): Promise<{ client: MqttClient; closed: Promise<void> }> {
       const client = await mqtt.connectAsync(`mqtts://${hub.host}:8883`, {
         clientId: identity,
-        username: `${hub.host}/${identity}/?api-version=2021-04-12&auth-chain=${encodeURIComponent(chain)}`,
+        username: `${hub.host}/${identity}/?api-version=2021-04-12&auth-chain=${escape ? encodeURIComponent(chain) : chain}`,
         password,
         ca: hub.ca,
         protocolVersion: 4,
@@ -142,6 +142,8 @@ function describeScopes(name: string, database: () => Promise<{ url: string | un
       const mod = await onBehalfOf('edge1/sensor');
       await mod.client.publishAsync('devices/edge1/modules/sensor/messages/events/', 'from-module', { qos: 1 });
       await onBehalfOf('edge1');
+      // The chain may also come unescaped (`edge1/sensor;edge1` as is).
+      await onBehalfOf('edge1/sensor', edgeHubToken(), 'edge1/sensor;edge1', false);
       await expect(onBehalfOf('stranger')).rejects.toThrow();
       await expect(onBehalfOf('leaf1', edgeHubToken(), 'leaf2;edge1')).rejects.toThrow();
       await expect(onBehalfOf('leaf1', edgeHubToken(), 'leaf1;edge1;edge0')).rejects.toThrow();
