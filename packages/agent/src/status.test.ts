@@ -161,3 +161,20 @@ describe('isAvailable', () => {
     expect(isAvailable({ metadata: { name: 'x' }, status: { availableReplicas: 1, updatedReplicas: 1 } })).toBe(true);
   });
 });
+
+describe('moduleStatus: which container and which fields', () => {
+  it("reads the module's own container when the pod has several, else the first", () => {
+    const sidecar = { name: 'proxy', image: 'p', imageID: '', ready: true, restartCount: 9, state: { running: { startedAt: '2026-01-01T00:00:00Z' as unknown as Date } } };
+    const own = { name: 'filter', image: 'f', imageID: '', ready: false, restartCount: 1, state: { terminated: { exitCode: 4, startedAt: '2026-01-01T00:02:00Z' as unknown as Date, finishedAt: '2026-01-01T00:03:00Z' as unknown as Date } } };
+    const s = moduleStatus(m(), undefined, [pod({ phase: 'Running', containerStatuses: [sidecar, own] })]);
+    expect(s).toMatchObject({ runtimeStatus: 'failed', restartCount: 1, exitCode: 4, lastStartTimeUtc: '2026-01-01T00:02:00Z', lastExitTimeUtc: '2026-01-01T00:03:00Z', description: 'Exited with code 4' });
+    expect(moduleStatus(m({ objectName: 'other' }), undefined, [pod({ phase: 'Running', containerStatuses: [sidecar, own] })])).toMatchObject({ runtimeStatus: 'running', restartCount: 9 });
+  });
+
+  it('carries version, image, deployment name and ready replicas, and leaves out what it does not know', () => {
+    const s = moduleStatus(m({ version: '1.2' }), deployment(1), [running]);
+    expect(s).toMatchObject({ version: '1.2', image: 'filter:1', deployment: 'filter', desiredStatus: 'running', readyReplicas: 1 });
+    const bare = moduleStatus(m(), undefined, [pod({ phase: 'Pending' })]);
+    expect(bare).toEqual({ desiredStatus: 'running', image: 'filter:1', deployment: 'filter', restartCount: 0, runtimeStatus: 'pending', description: 'Pod Pending' });
+  });
+});
