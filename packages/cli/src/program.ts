@@ -3,6 +3,7 @@ import { registerManifestCommands } from './commands/manifest.js';
 import { registerRouteCommands } from './commands/route.js';
 import { registerHubCommands } from './commands/hub.js';
 import { registerClusterCommands } from './commands/agent.js';
+import { registerEdgeHubCommands } from './commands/edge-hub.js';
 
 /**
  * Builds the `kedge` command tree. Each command family lives in `commands/<family>.ts` and registers itself here;
@@ -17,5 +18,6 @@ export function buildProgram(): Command {
   registerRouteCommands(program);
   registerHubCommands(program);
   registerClusterCommands(program);
+  registerEdgeHubCommands(program);
   return program;
 }
