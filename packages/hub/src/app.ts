@@ -6,6 +6,7 @@ import { errorBody, hubError, isHubError } from './errors.js';
 import { methodRoutes } from './methods/routes.js';
 import { Registry as IdentityRegistry } from './registry/registry.js';
 import { registryRoutes } from './registry/routes.js';
+import { scopeRoutes } from './scope/routes.js';
 import type { HubServices } from './services.js';
 import { telemetryRoutes } from './telemetry/routes.js';
 import { twinRoutes } from './twins/routes.js';
@@ -92,6 +93,7 @@ export function build(opts: BuildOptions): FastifyInstance {
   if (opts.opsOnly === true) return app;
 
   registryRoutes(app, s);
+  scopeRoutes(app, s);
   twinRoutes(app, s);
   methodRoutes(app, s);
   deploymentRoutes(app, s);

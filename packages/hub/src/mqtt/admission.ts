@@ -15,8 +15,13 @@ export const DeviceLimitsSchema = z
     /** Connections not yet authenticated (TLS handshake or CONNECT pending), in total and per source address. */
     maxPendingConnections: z.number().int().positive().default(1000),
     maxPendingPerAddress: z.number().int().positive().default(100),
+    /**
+     * Every live session is also re-checked against the registry this often, besides on each identity change: a
+     * backstop for changes whose announcement was lost (a dropped PostgreSQL listener) or written past the hub.
+     */
+    recheckSeconds: z.number().positive().default(300),
   })
-  .default({ connectTimeoutMs: 10_000, maxConnectBytes: 8 * 1024, maxPendingConnections: 1000, maxPendingPerAddress: 100 });
+  .default({ connectTimeoutMs: 10_000, maxConnectBytes: 8 * 1024, maxPendingConnections: 1000, maxPendingPerAddress: 100, recheckSeconds: 300 });
 export type DeviceLimits = z.output<typeof DeviceLimitsSchema>;
 
 /** Bytes an MQTT packet may carry beyond the message body: topic (with its property bag) and fixed header. */

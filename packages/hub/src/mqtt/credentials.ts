@@ -1,5 +1,6 @@
 import type { Identity } from '@kedge/protocol';
 import { parseQuery, parseSasToken, parseUsername, verifySasToken } from '@kedge/protocol';
+import { isChildOf } from '../scope/device-scope.js';
 import type { Store } from '../storage/store.js';
 
 /** MQTT 3.1.1 CONNACK return codes: 4 bad user name or password, 5 not authorized [MQTT-3.2.2.3]. */
@@ -73,7 +74,11 @@ export async function checkConnect(
   creds: ConnectCredentials,
   nowSeconds: number,
 ): Promise<Outcome> {
-  const { clientId, username, password } = creds;
+  const { clientId, password } = creds;
+  // The property segment may carry a raw `/` (`auth-chain=edge/module;edge`): escape it so that the segment stays
+  // the last one of the user name; query decoding turns it back.
+  const q = creds.username.indexOf('?');
+  const username = q < 0 ? creds.username : `${creds.username.slice(0, q + 1)}${creds.username.slice(q + 1).replaceAll('/', '%2F')}`;
   const slash = clientId.indexOf('/');
   const id: Identity = slash < 0 ? { deviceId: clientId, moduleId: '' } : { deviceId: clientId.slice(0, slash), moduleId: clientId.slice(slash + 1) };
   if (!id.deviceId || id.moduleId.includes('/')) return refuse('client id must be {deviceId} or {deviceId}/{moduleId}', ConnackCode.NotAuthorized);
@@ -112,7 +117,7 @@ export async function checkConnect(
     const edgeHub = await store.getModule(edgeId, EDGE_HUB_MODULE);
     if (!edgeHub) return refuse('the edge device has no $edgeHub identity', ConnackCode.NotAuthorized);
     if (id.deviceId !== edgeId) {
-      if (id.moduleId !== '' || edge.deviceScope === '' || !device.parentScopes.includes(edge.deviceScope)) {
+      if (id.moduleId !== '' || !isChildOf(device, edge)) {
         return refuse('identity is not in the edge device scope', ConnackCode.NotAuthorized);
       }
       dependencies.push({ deviceId: edge.deviceId, moduleId: '', generationId: edge.generationId });

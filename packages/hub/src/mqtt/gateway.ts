@@ -90,6 +90,7 @@ export class DeviceGateway implements MethodTransport {
   #tlsServer: TlsServer | undefined;
   readonly #wss: WebSocketServer;
   #unsubscribe: (() => void) | undefined;
+  #recheckTimer: NodeJS.Timeout | undefined;
 
   constructor(deps: GatewayDeps) {
     this.#d = deps;
@@ -151,6 +152,10 @@ export class DeviceGateway implements MethodTransport {
       }
     });
     this.#unsubscribe = this.#d.bus.subscribe((e) => this.#onBus(e));
+    this.#recheckTimer = setInterval(() => {
+      this.#recheckAll().catch((err: unknown) => this.#d.log.warn({ err }, 'Failed to re-check MQTT sessions'));
+    }, this.#d.limits.recheckSeconds * 1000);
+    this.#recheckTimer.unref();
 
     const server = createTlsServer(
       { key: this.#d.tls.key, cert: this.#d.tls.cert, minVersion: 'TLSv1.2', handshakeTimeout: this.#d.limits.connectTimeoutMs },
@@ -279,8 +284,16 @@ export class DeviceGateway implements MethodTransport {
 
   /** Re-checks every live connection resting on identity `deviceId[/moduleId]` against the registry. */
   async #recheck(deviceId: string, moduleId: string): Promise<void> {
-    const affected = [...this.#live].filter(([, l]) => !l.revoked && dependsOn(l.grant, deviceId, moduleId));
+    await this.#recheckClients([...this.#live].filter(([, l]) => dependsOn(l.grant, deviceId, moduleId)));
+  }
+
+  #recheckAll(): Promise<void> {
+    return this.#recheckClients([...this.#live]);
+  }
+
+  async #recheckClients(affected: ReadonlyArray<readonly [Client, Live]>): Promise<void> {
     for (const [client, live] of affected) {
+      if (live.revoked) continue;
       const r = await checkConnect(this.#d.store, this.#d.hostNames, { clientId: client.id, username: live.username, password: live.password }, this.#now());
       if (!r.ok) this.#revoke(client, live, r.refusal.reason, true);
       else if (!sameGeneration(live.grant, r.grant)) this.#revoke(client, live, 'identity re-created', true);
@@ -448,6 +461,7 @@ export class DeviceGateway implements MethodTransport {
   /** Stops accepting connections and closes the broker (in-flight publishes finish first). */
   async close(): Promise<void> {
     this.#unsubscribe?.();
+    if (this.#recheckTimer) clearInterval(this.#recheckTimer);
     const server = this.#tlsServer;
     const closed = server ? new Promise<void>((resolve) => server.close(() => resolve())) : Promise.resolve();
     const broker = this.#broker;

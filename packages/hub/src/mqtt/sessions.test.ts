@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Registry } from 'azure-iothub';
 import mqtt from 'mqtt';
+import Database from 'better-sqlite3';
 import type { MqttClient } from 'mqtt';
 import pino from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -174,7 +175,7 @@ describeSessions('two PostgreSQL replicas: device on B, registry changed through
   let hostB = await freeLoopbackAddress();
   while (hostB === hostA) hostB = await freeLoopbackAddress();
   const tls = ensureCertificates(mkdtempSync(join(tmpdir(), 'kedge-tls-')), [hostA, hostB]);
-  const common = { hostName: hostA, altNames: [hostB], db: pg.url, tls, deployments: { resyncSeconds: 3600 } };
+  const common = { hostName: hostA, altNames: [hostB], db: pg.url, tls, deployments: { resyncSeconds: 3600 }};
   const logger = pino({ level: 'silent' });
   const a = await startHub({ ...common, dataDir: mkdtempSync(join(tmpdir(), 'kedge-a-')), replicaId: 'a', service: { host: hostA, port: 443 }, mqtt: { host: hostA, port: 8883 } }, { logger });
   const b = await startHub({ ...common, dataDir: mkdtempSync(join(tmpdir(), 'kedge-b-')), replicaId: 'b', service: { host: hostB, port: 443 }, mqtt: { host: hostB, port: 8883 } }, { logger });
@@ -188,4 +189,42 @@ describeSessions('two PostgreSQL replicas: device on B, registry changed through
       await pg.stop();
     },
   };
+});
+
+describe('MQTT sessions: the periodic re-check', () => {
+  let hub: RunningHub | undefined;
+  let dataDir = '';
+  let host = '';
+  afterAll(async () => {
+    await hub?.close();
+  });
+
+  it('closes a session whose device was disabled past the hub (no announcement)', async () => {
+    host = await freeLoopbackAddress();
+    dataDir = mkdtempSync(join(tmpdir(), 'kedge-recheck-'));
+    hub = await startHub(
+      { dataDir, hostName: host, service: { host, port: 443 }, mqtt: { host, port: 8883 }, deployments: { resyncSeconds: 3600 }, deviceLimits: { recheckSeconds: 1 } },
+      { logger: pino({ level: 'silent' }) },
+    );
+    const key = generateKey();
+    await registryFor(hub.connectionString(), hub.ca).create({ deviceId: 'behind', authentication: { symmetricKey: { primaryKey: key, secondaryKey: generateKey() } } });
+    const client = await mqtt.connectAsync(`mqtts://${host}:8883`, {
+      clientId: 'behind',
+      username: `${host}/behind/?api-version=2021-04-12`,
+      password: createSasToken({ audience: `${host}/devices/behind`, key, expirySeconds: now() + 600 }),
+      ca: hub.ca,
+      protocolVersion: 4,
+      reconnectPeriod: 0,
+    });
+    const closed = new Promise<void>((resolve) => client.once('close', () => resolve()));
+    // Written straight into the database, as a lost bus event would leave it: only the re-check can notice.
+    const db = new Database(join(dataDir, 'hub.db'));
+    try {
+      db.prepare("UPDATE devices SET status = 'disabled' WHERE device_id = ?").run('behind');
+    } finally {
+      db.close();
+    }
+    await closed;
+    await client.endAsync(true);
+  });
 });

@@ -145,6 +145,8 @@ export class Registry {
       auth: authFrom(body, cur.auth),
       iotEdge,
       deviceScope: iotEdge ? `ms-azure-iot-edge://${deviceId}-${cur.generationId}` : cur.deviceScope,
+      // A child moves to another parent (or none) by updating its parentScopes; absent keeps them.
+      parentScopes: Array.isArray(body['parentScopes']) ? body['parentScopes'].filter((s): s is string => typeof s === 'string') : cur.parentScopes,
     };
     const saved = await this.#store.updateDevice(next, expectedEtag);
     if (iotEdge && !cur.iotEdge) {
