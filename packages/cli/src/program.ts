@@ -4,6 +4,7 @@ import { registerRouteCommands } from './commands/route.js';
 import { registerHubCommands } from './commands/hub.js';
 import { registerClusterCommands } from './commands/agent.js';
 import { registerInstallCommands } from './commands/install.js';
+import { registerEdgeHubCommands } from './commands/edge-hub.js';
 
 /**
  * Builds the `kedge` command tree. Each command family lives in `commands/<family>.ts` and registers itself here;
@@ -22,5 +23,6 @@ export function buildProgram(): Command {
   registerHubCommands(program);
   registerClusterCommands(program);
   registerInstallCommands(program);
+  registerEdgeHubCommands(program);
   return program;
 }

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually, runPython } from '@kedge/testing';
 import { startEdgeHub } from './edge-hub.js';
 import type { RunningEdgeHub } from './edge-hub.js';
-import { freeLoopbackAddress, manifest, provisionEdge, seedIdentities, startTestHub, testLog } from './test-support/hub.js';
+import { freeLoopbackAddress, manifest, provisionEdge, startTestHub, testLog } from './test-support/hub.js';
 import type { TestEdge, TestHub } from './test-support/hub.js';
 
 const EDGE = 'edge-e2e';
@@ -78,8 +78,8 @@ describe('edge hub with the Azure IoT SDKs against a real Kedge hub', () => {
     edge = await provisionEdge(t, EDGE, MODULES, ['leaf-1']);
     await t.client.applyContent(EDGE, manifest(ROUTES, MODULES, { modA: { threshold: 1 } }));
     edgeHost = await freeLoopbackAddress([8883]);
+    // No identity cache yet: the edge hub fetches its device scope from the hub.
     const dataDir = mkdtempSync(join(tmpdir(), 'kedge-edge-hub-'));
-    seedIdentities(dataDir, edge);
     edgeHub = await startEdgeHub(
       {
         connectionString: edge.edgeHubConnectionString,

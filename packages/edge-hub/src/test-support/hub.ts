@@ -2,7 +2,7 @@
  * Test support: a real Kedge hub in-process (`startHub` from `@kedge/hub`, a devDependency: only tests import it),
  * an edge device provisioned in it, and the connection strings Microsoft's SDKs use against the edge hub.
  */
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { request } from 'node:https';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -143,15 +143,3 @@ export function manifest(routes: Record<string, string>, modules: readonly strin
   };
 }
 
-/**
- * Writes the edge hub's identity cache (`<dataDir>/identities.json`) as a refresh from the hub's device-scope API
- * would: used to start an edge hub whose hub is unreachable (clients connect from the cache).
- */
-export function seedIdentities(dataDir: string, edge: TestEdge): void {
-  const identities = [
-    ...Object.entries(edge.moduleKeys).map(([moduleId, key]) => ({ deviceId: edge.deviceId, moduleId, primaryKey: key, secondaryKey: '', enabled: true })),
-    ...Object.entries(edge.leafKeys).map(([deviceId, key]) => ({ deviceId, moduleId: '', primaryKey: key, secondaryKey: '', enabled: true })),
-  ];
-  mkdirSync(dataDir, { recursive: true });
-  writeFileSync(join(dataDir, 'identities.json'), JSON.stringify({ version: 1, identities }), { mode: 0o600 });
-}

@@ -1,0 +1,107 @@
+import { readFileSync } from 'node:fs';
+import type { Command } from 'commander';
+import { UsageError, run } from './hub/common.js';
+
+interface RunOptions {
+  connectionString?: string;
+  hubAddress?: string;
+  hubCa?: string;
+  hubMqttPort: string;
+  hubHttpsPort: string;
+  hostName?: string;
+  host: string;
+  mqttPort: string;
+  wsPort: string;
+  metricsPort?: string;
+  metricsHost: string;
+  dataDir: string;
+  fsync: string;
+  maxStoreBytes?: string;
+  logLevel: string;
+}
+
+const port = (v: string, flag: string): number => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new UsageError(`invalid ${flag} ${v}`);
+  return n;
+};
+
+const readFile = (path: string, flag: string): string => {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new UsageError(`cannot read ${flag} ${path}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
+  }
+};
+
+/**
+ * `kedge edge-hub run`: runs an edge hub until SIGINT/SIGTERM. The `$edgeHub` connection string comes from
+ * `--connection-string` or `KEDGE_EDGEHUB_CONNECTION_STRING` (read when the command runs, never logged).
+ */
+export function registerEdgeHubCommands(program: Command): void {
+  const edgeHub = program.command('edge-hub').description("Kedge's edge hub: the device's IoT Hub-compatible MQTT broker, routes and store-and-forward");
+  edgeHub
+    .command('run')
+    .description('Run the edge hub of one edge device')
+    .option('--connection-string <cs>', "the $edgeHub module's connection string (default: $KEDGE_EDGEHUB_CONNECTION_STRING)")
+    .option('--hub-address <address>', "where to reach the hub when its HostName does not resolve to it")
+    .option('--hub-ca <file>', "PEM of the CA the hub's certificate chains to (default: the system store)")
+    .option('--hub-mqtt-port <port>', "the hub's MQTT over TLS port", '8883')
+    .option('--hub-https-port <port>', "the hub's HTTPS port (device scope)", '443')
+    .option('--host-name <name>', 'the name modules dial (GatewayHostName): TLS name and SAS audience (default: --host, or localhost)')
+    .option('--host <address>', 'listen address', '127.0.0.1')
+    .option('--mqtt-port <port>', 'MQTT over TLS port', '8883')
+    .option('--ws-port <port>', "MQTT over WebSockets port, or 'off'", '8443')
+    .option('--metrics-host <address>', 'plain-HTTP /metrics listen address', '127.0.0.1')
+    .option('--metrics-port <port>', 'plain-HTTP /metrics port (disabled when absent; IoT Edge uses 9600)')
+    .option('--data-dir <dir>', 'store, identity and twin caches, TLS material', './kedge-edge-hub-data')
+    .option('--fsync <policy>', 'group | always | interval:<ms>', 'group')
+    .option('--max-store-bytes <n>', 'disk quota of the store (oldest messages are evicted and counted)')
+    .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent', 'info')
+    .action(
+      run(async (opts: RunOptions) => {
+        const connectionString = opts.connectionString ?? process.env['KEDGE_EDGEHUB_CONNECTION_STRING'];
+        if (!connectionString) throw new UsageError('the $edgeHub connection string is required (--connection-string or KEDGE_EDGEHUB_CONNECTION_STRING)');
+        const hostName = opts.hostName ?? (opts.host === '0.0.0.0' || opts.host === '::' ? 'localhost' : opts.host);
+        const maxBytes = opts.maxStoreBytes === undefined ? undefined : Number(opts.maxStoreBytes);
+        if (maxBytes !== undefined && (!Number.isInteger(maxBytes) || maxBytes <= 0)) throw new UsageError(`invalid --max-store-bytes ${opts.maxStoreBytes ?? ''}`);
+        const { startEdgeHub, isEdgeHubError } = await import('@kedge/edge-hub');
+        let edge;
+        try {
+          edge = await startEdgeHub({
+            connectionString,
+            hub: {
+              ...(opts.hubAddress ? { address: opts.hubAddress } : {}),
+              ...(opts.hubCa ? { ca: readFile(opts.hubCa, '--hub-ca') } : {}),
+              mqttPort: port(opts.hubMqttPort, '--hub-mqtt-port'),
+              httpsPort: port(opts.hubHttpsPort, '--hub-https-port'),
+            },
+            hostName,
+            dataDir: opts.dataDir,
+            mqtt: { host: opts.host, port: port(opts.mqttPort, '--mqtt-port') },
+            websocket: opts.wsPort === 'off' ? null : { host: opts.host, port: port(opts.wsPort, '--ws-port') },
+            metrics: opts.metricsPort ? { host: opts.metricsHost, port: port(opts.metricsPort, '--metrics-port') } : null,
+            store: { fsync: opts.fsync, ...(maxBytes === undefined ? {} : { maxBytes }) },
+            logLevel: opts.logLevel as 'info',
+          });
+        } catch (e) {
+          if (isEdgeHubError(e, 'EDGE_ERR_CONFIG')) throw new UsageError(e.message);
+          throw e;
+        }
+        process.stderr.write(
+          `kedge edge-hub listening: ${edge.urls.mqtt} (MQTT)${edge.urls.websocket ? `, ${edge.urls.websocket}` : ''}${edge.urls.metrics ? `, ${edge.urls.metrics}` : ''}\n` +
+            `  CA for modules (EdgeModuleCACertificateFile): ${edge.caFile}\n`,
+        );
+        await new Promise<void>((resolve) => {
+          const stop = (): void => {
+            process.off('SIGINT', stop);
+            process.off('SIGTERM', stop);
+            resolve();
+          };
+          process.on('SIGINT', stop);
+          process.on('SIGTERM', stop);
+        });
+        await edge.close();
+      }),
+    );
+}
