@@ -20,6 +20,20 @@ export const DevicePolicySchema = z.strictObject({
   portBindingServiceType: z.enum(['ClusterIP', 'NodePort', 'LoadBalancer']).default('ClusterIP'),
   /** Hub host name given to modules as IOTEDGE_IOTHUBHOSTNAME. */
   hubHostName: z.string().optional(),
+  /**
+   * How modules get their identity (Secrets written by the agent's module identities, `identities.ts`). Absent: no
+   * identity variables are rendered (a controller without a hub link). `connectionString`: `EdgeHubConnectionString`
+   * from the module's identity Secret and `EdgeModuleCACertificateFile` from the trust-bundle ConfigMap;
+   * `workload`: only the `IOTEDGE_*` variables, the module signs through the workload API at `workloadUri`.
+   */
+  moduleIdentity: z
+    .strictObject({
+      mode: z.enum(['connectionString', 'workload']).default('connectionString'),
+      workloadUri: z.string().default('http://kedge-workload:15580'),
+      /** ConfigMap (key `ca.pem`) with the CA that issued the edge hub's server certificate. */
+      trustBundleConfigMap: z.string().default('kedge-trust-bundle'),
+    })
+    .optional(),
   /** Render the edgeAgent system module as a Deployment. @default false: the agent is installed by Helm, not by itself */
   manageEdgeAgent: z.boolean().default(false),
   /** Namespace hardening applied with the modules. */

@@ -19,6 +19,8 @@ export function agentRbac(namespace: string, serviceAccount = 'kedge-agent'): [V
       { apiGroups: ['apps'], resources: ['deployments'], verbs: rw },
       { apiGroups: [''], resources: ['services', 'serviceaccounts', 'persistentvolumeclaims', 'secrets'], verbs: rw },
       { apiGroups: [''], resources: ['pods', 'pods/log'], verbs: ['get', 'list', 'watch'] },
+      // The RestartModule direct method deletes a module's pod (its Deployment starts a new one).
+      { apiGroups: [''], resources: ['pods'], verbs: ['delete'] },
       { apiGroups: [''], resources: ['events'], verbs: ['create', 'patch'] },
       { apiGroups: ['networking.k8s.io'], resources: ['networkpolicies'], verbs: rw },
       { apiGroups: [''], resources: ['resourcequotas', 'limitranges'], verbs: rw },

@@ -29,6 +29,7 @@ import {
   type RegistryCredential,
 } from '@kedge/manifest';
 import { Annotations, Labels, MANAGED_BY, isDnsLabel, toDnsLabel, toLabelValue } from './names.js';
+import { identityEnv } from './module-env.js';
 import type { DevicePolicy } from './policy.js';
 
 /** The EdgeDeployment being rendered: enough metadata for names and owner references. */
@@ -542,6 +543,7 @@ function renderDeployment(
   // readiness everywhere, so an unhealthy module is reported and not counted available.
   const restartsWhenUnhealthy = e.spec.restartPolicy === 'always' || e.spec.restartPolicy === 'on-unhealthy';
   const ports = containerPorts(co, ctx, path);
+  const ident = identityEnv(e.name, name, ctx.policy);
   const container: V1Container = {
     name: name.slice(0, 63),
     image: e.spec.settings.digest ? `${e.spec.settings.image.replace(/@.*$/, '')}@${e.spec.settings.digest}` : e.spec.settings.image,
@@ -549,12 +551,12 @@ function renderDeployment(
     ...(co.Entrypoint?.length ? { command: [...co.Entrypoint] } : {}),
     ...(co.Cmd?.length ? { args: [...co.Cmd] } : {}),
     ...(co.WorkingDir ? { workingDir: co.WorkingDir } : {}),
-    env: renderEnv(e, co, ctx, path),
+    env: [...renderEnv(e, co, ctx, path).filter((v) => !ident.env.some((i) => i.name === v.name)), ...ident.env],
     ...(ports.length ? { ports } : {}),
     ...(resources ? { resources } : {}),
     ...(probe ? { readinessProbe: probe, ...(restartsWhenUnhealthy ? { livenessProbe: probe } : {}) } : {}),
     ...(Object.keys(securityContext).length ? { securityContext } : {}),
-    ...(vols.mounts.length ? { volumeMounts: vols.mounts } : {}),
+    ...(vols.mounts.length || ident.mounts.length ? { volumeMounts: [...vols.mounts, ...ident.mounts] } : {}),
   };
   const sysctls = Object.entries(hc.Sysctls ?? {}).map(([n, value]) => ({ name: n, value }));
   const podSecurity = { ...(sysctls.length ? { sysctls } : {}), ...(k8s.securityContext ?? {}) };
@@ -564,7 +566,7 @@ function renderDeployment(
     automountServiceAccountToken: false,
     restartPolicy: 'Always',
     containers: [container],
-    ...(vols.volumes.length ? { volumes: vols.volumes } : {}),
+    ...(vols.volumes.length || ident.volumes.length ? { volumes: [...vols.volumes, ...ident.volumes] } : {}),
     ...(pullSecrets.length ? { imagePullSecrets: pullSecrets.map((n) => ({ name: n })) } : {}),
     ...(hostNetwork ? { hostNetwork: true, dnsPolicy: 'ClusterFirstWithHostNet' } : {}),
     ...(hc.IpcMode === 'host' ? { hostIPC: true } : {}),

@@ -24,6 +24,8 @@ export interface RequestOptions {
   readonly accept?: string;
   readonly timeoutMs: number;
   readonly signal?: AbortSignal;
+  /** `text` returns the body as a string (e.g. `pods/log`), not parsed JSON. @default json */
+  readonly responseType?: 'json' | 'text';
 }
 
 /** Receives each watch event. A throw ends the watch: {@link WatchLike.watch} rejects with it. */
@@ -134,6 +136,7 @@ export class KubeTransport implements WatchLike {
         continue;
       }
       if (res.status < 200 || res.status > 299) throw new HttpStatusError(res.status, res.text, res.headers);
+      if (opts.responseType === 'text') return res.text;
       if (res.text === '') return undefined;
       try {
         return JSON.parse(res.text) as unknown;

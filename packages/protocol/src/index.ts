@@ -4,6 +4,7 @@
  * documents and their rules, system property names.
  */
 export * from './topics.js';
+export * from './client-topics.js';
 export * from './sas.js';
 export * from './twin.js';
 export * from './system-properties.js';

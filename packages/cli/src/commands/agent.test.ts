@@ -38,4 +38,17 @@ describe('kedge agent', () => {
     expect(await kedge('agent', 'run', '--policy', policy, '--metrics-port', '0')).toBe(2);
     expect(captured.err).toMatch(/invalid policy .*policy\.yaml: allowHostPaths/);
   });
+
+  it('run refuses a hub link without a namespace, and a connection string that is not a device one (exit 2)', async () => {
+    const kc = join(dir, 'kc-hub.yaml');
+    writeFileSync(kc, 'current-context: a\ncontexts: [{name: a, context: {cluster: c, user: u}}]\nclusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]\nusers: [{name: u, user: {token: t}}]\n');
+    const cs = join(dir, 'device.cs');
+    writeFileSync(cs, 'HostName=hub.example;DeviceId=d1;SharedAccessKey=AAAA\n');
+    expect(await kedge('agent', 'run', '--kubeconfig', kc, '--hub-connection-string-file', cs, '--metrics-port', '0')).toBe(2);
+    expect(captured.err).toMatch(/namespace is required with hub/);
+    captured.reset();
+    writeFileSync(cs, 'HostName=hub.example;DeviceId=d1;ModuleId=m;SharedAccessKey=AAAA\n');
+    expect(await kedge('agent', 'run', '--kubeconfig', kc, '-n', 'd1', '--hub-connection-string-file', cs, '--metrics-port', '0')).toBe(2);
+    expect(captured.err).toMatch(/hub\.connectionString: must be a device connection string/);
+  });
 });

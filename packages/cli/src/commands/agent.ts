@@ -1,4 +1,3 @@
-import { createServer } from 'node:http';
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { stringify } from 'yaml';
@@ -15,7 +14,15 @@ interface RunOptions {
   metricsPort: string;
   metricsHost: string;
   logLevel: string;
+  hubConnectionStringFile?: string;
+  hubCa?: string;
+  edgeDeployment?: string;
+  leaderElect?: boolean;
+  leaderLease: string;
 }
+
+/** Where `kedge agent run` reads the device's connection string when no file is given (the Helm chart's Secret). */
+const CONNECTION_STRING_ENV = 'KEDGE_DEVICE_CONNECTION_STRING';
 
 /** Registers `kedge agent run|rbac` and `kedge crds`. */
 export function registerClusterCommands(program: Command): void {
@@ -36,70 +43,83 @@ export function registerClusterCommands(program: Command): void {
     });
   agent
     .command('run')
-    .description('Run the EdgeDeployment controller until SIGINT/SIGTERM')
-    .option('-n, --namespace <ns>', "watch only this device's namespace (default: all namespaces)")
+    .description('Run the edge agent (EdgeDeployment controller and, with a device connection string, the hub link) until SIGINT/SIGTERM')
+    .option('-n, --namespace <ns>', "the device's namespace (default: all namespaces; required with a hub link)")
     .option('--kubeconfig <file>', 'kubeconfig (default: $KUBECONFIG, else the pod\'s ServiceAccount in a cluster, else ~/.kube/config)')
     .option('--context <name>', 'kubeconfig context (default: its current-context)')
     .option('--policy <file>', 'device policy (JSON or YAML), see docs/agent.md')
+    .option('--hub-connection-string-file <file>', `the edge device's connection string (default: $${CONNECTION_STRING_ENV}; neither: no hub link)`)
+    .option('--hub-ca <file>', "PEM of the CA of the hub's certificate (default: the system's)")
+    .option('--edge-deployment <name>', "the device's EdgeDeployment (default: the device id)")
+    .option('--leader-elect', 'run as one of several replicas: only the holder of the Lease works (needs --namespace)')
+    .option('--leader-lease <name>', 'the Lease replicas compete for', 'kedge-agent')
     .option('--workers <n>', 'reconcile workers', '4')
-    .option('--metrics-port <port>', 'port for /metrics and /healthz (0: off)', '9600')
+    .option('--metrics-port <port>', 'port for /metrics, /healthz and /readyz (0: off)', '9600')
     .option('--metrics-host <host>', 'address for /metrics', '127.0.0.1')
     .option('--log-level <level>', 'pino log level', 'info')
     .action(async (opts: RunOptions) => {
-      const [{ ClusterConfig, ClusterConfigError }, { pino }, { Registry, collectDefaultMetrics }, { DevicePolicySchema, startEdgeDeploymentController }] = await Promise.all([
-        import('@kedge/kube'),
-        import('pino'),
-        import('prom-client'),
-        loadAgent(),
-      ]);
-      const log = pino({ level: opts.logLevel, redact: ['*.password', '*.token', '*.data'] });
+      const [{ ClusterConfig, ClusterConfigError, createKubeClient }, { pino }, { AgentConfigError, startAgent, leaseLeader, fencedKubeClient }] = await Promise.all([import('@kedge/kube'), import('pino'), loadAgent()]);
+      const fail = (message: string) => {
+        process.stderr.write(`kedge agent: ${message}\n`);
+        process.exitCode = 2;
+      };
+      const log = pino({ level: opts.logLevel, redact: ['*.password', '*.token', '*.data', '*.connectionString', '*.sharedAccessKey'] });
       let policyInput: unknown = {};
       if (opts.policy) {
         const text = await readFile(opts.policy, 'utf8');
         const { parse } = await import('yaml');
         policyInput = parse(text) as unknown;
       }
+      const { DevicePolicySchema } = await loadAgent();
       const policy = DevicePolicySchema.safeParse(policyInput ?? {});
-      if (!policy.success) {
-        process.stderr.write(`kedge agent: invalid policy ${opts.policy ?? ''}: ${policy.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}\n`);
-        process.exitCode = 2;
-        return;
-      }
-      let config;
+      if (!policy.success) return fail(`invalid policy ${opts.policy ?? ''}: ${policy.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+      let connectionString = process.env[CONNECTION_STRING_ENV];
+      let ca: string | undefined;
       try {
-        config = ClusterConfig.load({ ...(opts.kubeconfig ? { kubeconfig: opts.kubeconfig } : {}), ...(opts.context ? { context: opts.context } : {}) });
+        if (opts.hubConnectionStringFile) connectionString = (await readFile(opts.hubConnectionStringFile, 'utf8')).trim();
+        if (opts.hubCa) ca = await readFile(opts.hubCa, 'utf8');
+      } catch (e) {
+        return fail(`cannot read ${(e as { path?: string }).path ?? 'a file'}: ${(e as { code?: string }).code ?? 'error'}`);
+      }
+      let cluster;
+      try {
+        cluster = ClusterConfig.load({ ...(opts.kubeconfig ? { kubeconfig: opts.kubeconfig } : {}), ...(opts.context ? { context: opts.context } : {}) });
       } catch (e) {
         if (!(e instanceof ClusterConfigError)) throw e;
-        process.stderr.write(`kedge agent: ${e.message}\n`);
-        process.exitCode = 2;
-        return;
+        return fail(e.message);
       }
-      const registry = new Registry();
-      collectDefaultMetrics({ register: registry });
-      const running = await startEdgeDeploymentController({
-        config,
-        ...(opts.namespace ? { namespace: opts.namespace } : {}),
-        policy: policy.data,
-        log,
-        registry,
-        workers: Number(opts.workers),
-      });
       const port = Number(opts.metricsPort);
-      const server = port > 0
-        ? createServer((req, res) => {
-            if (req.url === '/metrics') {
-              void registry.metrics().then((m) => res.writeHead(200, { 'content-type': registry.contentType }).end(m));
-            } else if (req.url === '/healthz' || req.url === '/readyz') res.writeHead(200).end('ok');
-            else res.writeHead(404).end();
-          }).listen(port, opts.metricsHost)
-        : undefined;
-      log.info({ namespace: opts.namespace ?? '(all)', metricsPort: port }, 'Started EdgeDeployment controller');
-      await new Promise<void>((resolve) => {
-        process.once('SIGINT', resolve);
-        process.once('SIGTERM', resolve);
-      });
-      log.info('Stopping EdgeDeployment controller');
-      server?.close();
+      if (opts.leaderElect && !opts.namespace) return fail('--leader-elect needs --namespace (the Lease lives in the device namespace)');
+      const leader = opts.leaderElect && opts.namespace ? leaseLeader(cluster, { namespace: opts.namespace, lease: opts.leaderLease, log }) : undefined;
+      let running;
+      try {
+        running = await startAgent(
+          {
+            ...(opts.namespace ? { namespace: opts.namespace } : {}),
+            policy: policy.data,
+            workers: Number(opts.workers),
+            metrics: port > 0 ? { port, host: opts.metricsHost } : null,
+            ...(connectionString ? { hub: { connectionString, ...(ca ? { ca } : {}) } } : {}),
+            ...(opts.edgeDeployment ? { edgeDeploymentName: opts.edgeDeployment } : {}),
+          },
+          // With leader election every write passes the fencing check first.
+          { cluster, log, ...(leader ? { leader, kube: fencedKubeClient(createKubeClient(cluster), () => leader.elector.isLeader()) } : {}) },
+        );
+      } catch (e) {
+        await leader?.stop();
+        if (e instanceof AgentConfigError) return fail(e.message);
+        throw e;
+      }
+      log.info({ namespace: opts.namespace ?? '(all)', metrics: running.url, hub: connectionString !== undefined }, 'Started the edge agent');
+      await Promise.race([
+        running.stopped,
+        new Promise<void>((resolve) => {
+          process.once('SIGINT', resolve);
+          process.once('SIGTERM', resolve);
+        }),
+      ]);
+      log.info('Stopping the edge agent');
       await running.stop();
+      await leader?.stop();
     });
 }

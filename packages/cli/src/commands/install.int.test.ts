@@ -43,7 +43,7 @@ describe('the Helm charts', () => {
   it('render: a device needs its id and credentials; the Role is the one `kedge agent rbac` prints', () => {
     expect(() => run('template', 'dev', 'deploy/helm/kedge-device')).toThrow(/deviceId is required/);
     const docs = parseAllDocuments(run('template', 'dev', 'deploy/helm/kedge-device', ...deviceValues)).map((d) => d.toJS() as KubernetesObject & { rules?: unknown });
-    expect(docs.map((d) => d.kind).sort()).toEqual(['Deployment', 'EdgeDeployment', 'Namespace', 'Role', 'RoleBinding', 'Secret', 'Service', 'ServiceAccount']);
+    expect(docs.map((d) => d.kind).sort()).toEqual(['Deployment', 'EdgeDeployment', 'Namespace', 'Role', 'RoleBinding', 'Secret', 'ServiceAccount']);
     expect(docs.find((d) => d.kind === 'Role')?.rules).toEqual(agentRbac(ns)[1].rules);
     const crd = parseAllDocuments(run('template', 'crds', 'deploy/helm/kedge-crds')).map((d) => d.toJS() as KubernetesObject);
     expect(crd.map((d) => `${d.kind}/${d.metadata?.name}`)).toEqual(['CustomResourceDefinition/edgedeployments.kedge.io']);
