@@ -4,6 +4,7 @@ import { registerRouteCommands } from './commands/route.js';
 import { registerHubCommands } from './commands/hub.js';
 import { registerClusterCommands } from './commands/agent.js';
 import { registerInstallCommands } from './commands/install.js';
+import { registerCheckCommands } from './commands/check.js';
 
 /**
  * Builds the `kedge` command tree. Each command family lives in `commands/<family>.ts` and registers itself here;
@@ -19,5 +20,6 @@ export function buildProgram(): Command {
   registerHubCommands(program);
   registerClusterCommands(program);
   registerInstallCommands(program);
+  registerCheckCommands(program);
   return program;
 }
