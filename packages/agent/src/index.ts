@@ -29,3 +29,5 @@ export { WorkloadApi } from './workload.js';
 export type { WorkloadApiOptions, WorkloadListen, WorkloadModule, WorkloadModules } from './workload.js';
 export { DEVICE_CA_SECRET, loadOrCreateDeviceCa } from './device-ca.js';
 export type { DeviceCa, DeviceCaOptions } from './device-ca.js';
+export { fencedKubeClient, leaseLeader } from './leader-election.js';
+export type { LeaseLeader, LeaseLeaderOptions } from './leader-election.js';

@@ -5,6 +5,7 @@ import { registerHubCommands } from './commands/hub.js';
 import { registerClusterCommands } from './commands/agent.js';
 import { registerInstallCommands } from './commands/install.js';
 import { registerEdgeHubCommands } from './commands/edge-hub.js';
+import { registerCheckCommands } from './commands/check.js';
 
 /**
  * Builds the `kedge` command tree. Each command family lives in `commands/<family>.ts` and registers itself here;
@@ -24,5 +25,6 @@ export function buildProgram(): Command {
   registerClusterCommands(program);
   registerInstallCommands(program);
   registerEdgeHubCommands(program);
+  registerCheckCommands(program);
   return program;
 }

@@ -17,6 +17,8 @@ interface RunOptions {
   hubConnectionStringFile?: string;
   hubCa?: string;
   edgeDeployment?: string;
+  leaderElect?: boolean;
+  leaderLease: string;
 }
 
 /** Where `kedge agent run` reads the device's connection string when no file is given (the Helm chart's Secret). */
@@ -49,12 +51,14 @@ export function registerClusterCommands(program: Command): void {
     .option('--hub-connection-string-file <file>', `the edge device's connection string (default: $${CONNECTION_STRING_ENV}; neither: no hub link)`)
     .option('--hub-ca <file>', "PEM of the CA of the hub's certificate (default: the system's)")
     .option('--edge-deployment <name>', "the device's EdgeDeployment (default: the device id)")
+    .option('--leader-elect', 'run as one of several replicas: only the holder of the Lease works (needs --namespace)')
+    .option('--leader-lease <name>', 'the Lease replicas compete for', 'kedge-agent')
     .option('--workers <n>', 'reconcile workers', '4')
     .option('--metrics-port <port>', 'port for /metrics, /healthz and /readyz (0: off)', '9600')
     .option('--metrics-host <host>', 'address for /metrics', '127.0.0.1')
     .option('--log-level <level>', 'pino log level', 'info')
     .action(async (opts: RunOptions) => {
-      const [{ ClusterConfig, ClusterConfigError }, { pino }, { AgentConfigError, startAgent }] = await Promise.all([import('@kedge/kube'), import('pino'), loadAgent()]);
+      const [{ ClusterConfig, ClusterConfigError, createKubeClient }, { pino }, { AgentConfigError, startAgent, leaseLeader, fencedKubeClient }] = await Promise.all([import('@kedge/kube'), import('pino'), loadAgent()]);
       const fail = (message: string) => {
         process.stderr.write(`kedge agent: ${message}\n`);
         process.exitCode = 2;
@@ -85,6 +89,8 @@ export function registerClusterCommands(program: Command): void {
         return fail(e.message);
       }
       const port = Number(opts.metricsPort);
+      if (opts.leaderElect && !opts.namespace) return fail('--leader-elect needs --namespace (the Lease lives in the device namespace)');
+      const leader = opts.leaderElect && opts.namespace ? leaseLeader(cluster, { namespace: opts.namespace, lease: opts.leaderLease, log }) : undefined;
       let running;
       try {
         running = await startAgent(
@@ -96,9 +102,11 @@ export function registerClusterCommands(program: Command): void {
             ...(connectionString ? { hub: { connectionString, ...(ca ? { ca } : {}) } } : {}),
             ...(opts.edgeDeployment ? { edgeDeploymentName: opts.edgeDeployment } : {}),
           },
-          { cluster, log },
+          // With leader election every write passes the fencing check first.
+          { cluster, log, ...(leader ? { leader, kube: fencedKubeClient(createKubeClient(cluster), () => leader.elector.isLeader()) } : {}) },
         );
       } catch (e) {
+        await leader?.stop();
         if (e instanceof AgentConfigError) return fail(e.message);
         throw e;
       }
@@ -112,5 +120,6 @@ export function registerClusterCommands(program: Command): void {
       ]);
       log.info('Stopping the edge agent');
       await running.stop();
+      await leader?.stop();
     });
 }

@@ -20,7 +20,7 @@ describe('kedge install', () => {
     expect(await kedge('install', '--device', 'Line-4', '-n', 'line-4', '--connection-string', 'HostName=h;DeviceId=Line-4;SharedAccessKey=a2V5')).toBe(0);
     const docs = parseAllDocuments(captured.out).map((d) => d.toJS() as Doc);
     expect(docs.map((d) => `${d.kind}/${d.metadata.name}`)).toEqual([
-      'Namespace/line-4', 'ServiceAccount/kedge-agent', 'Role/kedge-agent', 'RoleBinding/kedge-agent', 'Secret/kedge-device-credentials', 'Deployment/kedge-agent', 'Service/kedge-workload', 'EdgeDeployment/default',
+      'Namespace/line-4', 'ServiceAccount/kedge-agent', 'Role/kedge-agent', 'RoleBinding/kedge-agent', 'Secret/kedge-device-credentials', 'Deployment/kedge-agent', 'EdgeDeployment/default',
     ]);
     expect(docs.filter((d) => d.kind !== 'Namespace').every((d) => d.metadata.namespace === 'line-4')).toBe(true);
     expect(docs.find((d) => d.kind === 'Role')?.rules).toEqual(agentRbac('line-4')[1].rules);

@@ -19,12 +19,10 @@ export interface DeviceValues {
   readonly podSecurity: string;
 }
 
-/** Ports the agent serves: metrics/health and the workload API modules call. */
-export const AGENT_PORTS = { metrics: 9600, workload: 15580 } as const;
+/** Ports the agent serves: metrics/health. */
+export const AGENT_PORTS = { metrics: 9600 } as const;
 /** Secret with the device's credentials, read by the agent as `KEDGE_DEVICE_CONNECTION_STRING`. */
 export const CREDENTIALS_SECRET = 'kedge-device-credentials';
-/** Service modules reach the workload API through (`IOTEDGE_WORKLOADURI=http://kedge-workload:15580/`). */
-export const WORKLOAD_SERVICE = 'kedge-workload';
 
 /**
  * The V8 flags of the agent's container command line (docs/agent.md, Memory): Node refuses `--lite-mode` in
@@ -37,7 +35,7 @@ type Obj = Record<string, unknown> & { kind: string };
 /**
  * Everything one device needs in its namespace, in apply order: the namespace, the agent's ServiceAccount, Role
  * and RoleBinding (from {@link agentRbac}: the very Role `kedge agent rbac` prints), the credentials Secret, the
- * agent Deployment and its workload Service, and the device's EdgeDeployment holding the edge hub as its system
+ * agent Deployment, and the device's EdgeDeployment holding the edge hub as its system
  * module (the cloud's `$edgeAgent` twin later fills in the modules).
  */
 export function deviceObjects(v: DeviceValues): Obj[] {
@@ -85,19 +83,14 @@ export function deviceObjects(v: DeviceValues): Obj[] {
                 '0.0.0.0',
                 '--metrics-port',
                 String(AGENT_PORTS.metrics),
-                '--workload-listen',
-                `0.0.0.0:${AGENT_PORTS.workload}`,
               ],
               env: [
                 { name: 'KEDGE_DEVICE_CONNECTION_STRING', valueFrom: { secretKeyRef: { name: CREDENTIALS_SECRET, key: 'connectionString' } } },
                 { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
               ],
-              ports: [
-                { name: 'metrics', containerPort: AGENT_PORTS.metrics },
-                { name: 'workload', containerPort: AGENT_PORTS.workload },
-              ],
-              readinessProbe: { httpGet: { path: '/readyz', port: 'metrics' }, periodSeconds: 5 },
-              livenessProbe: { httpGet: { path: '/healthz', port: 'metrics' }, periodSeconds: 10, failureThreshold: 6 },
+              // No probes yet: a standby replica serves nothing until it leads (startAgent starts its HTTP server
+              // after acquiring the Lease), so a readiness probe would stall every rollout of 2+ replicas.
+              ports: [{ name: 'metrics', containerPort: AGENT_PORTS.metrics }],
               resources: { requests: { cpu: '50m', memory: '96Mi' }, limits: { memory: '160Mi' } },
               securityContext: { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } },
             },
@@ -105,12 +98,6 @@ export function deviceObjects(v: DeviceValues): Obj[] {
         },
       },
     },
-  };
-  const service: Obj = {
-    apiVersion: 'v1',
-    kind: 'Service',
-    metadata: { name: WORKLOAD_SERVICE, namespace: v.namespace, labels },
-    spec: { selector, ports: [{ name: 'workload', port: AGENT_PORTS.workload, targetPort: 'workload' }] },
   };
   const edgeDeployment: Obj = {
     apiVersion: EdgeDeploymentResource.apiVersion,
@@ -128,7 +115,7 @@ export function deviceObjects(v: DeviceValues): Obj[] {
       },
     },
   };
-  return [ns, ...rbac, secret, deployment, service, edgeDeployment];
+  return [ns, ...rbac, secret, deployment, edgeDeployment];
 }
 
 /** YAML documents for `kubectl apply -f -`. */
