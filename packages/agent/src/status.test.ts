@@ -142,9 +142,11 @@ describe('computeStatus: condition transitions', () => {
   });
 
   it('keeps the last ModulesAvailable and RoutesApplied conditions when the spec turns invalid', () => {
-    const good = computeStatus({ generation: 1, now: t0, ...avail, routes: 1 });
+    // RoutesApplied=True comes only from the edge hub's report of the routes it loaded.
+    const loaded = { status: 'True', reason: 'RoutesLoaded', message: 'The edge hub runs the 1 route(s) of the spec' } as const;
+    const good = computeStatus({ generation: 1, now: t0, ...avail, routes: 1, routesApplied: loaded });
     const bad = computeStatus({ generation: 2, now: t1, previous: good, specErrors: [{ path: 'a', message: 'b' }, { path: 'c', message: 'd' }], specErrorReason: 'PolicyViolation' });
-    expect(bad.conditions?.map((c) => `${c.type}=${c.status}:${c.reason}`)).toEqual(['ModulesAvailable=True:AllAvailable', 'Ready=False:PolicyViolation', 'RoutesApplied=True:RoutesValid', 'SpecValid=False:PolicyViolation']);
+    expect(bad.conditions?.map((c) => `${c.type}=${c.status}:${c.reason}`)).toEqual(['ModulesAvailable=True:AllAvailable', 'Ready=False:PolicyViolation', 'RoutesApplied=True:RoutesLoaded', 'SpecValid=False:PolicyViolation']);
     expect(at(bad, 'SpecValid')).toMatchObject({ message: 'a: b; c: d', lastTransitionTime: t1 });
     expect(at(bad, 'ModulesAvailable')?.lastTransitionTime).toBe(t0);
   });

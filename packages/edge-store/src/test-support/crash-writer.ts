@@ -11,7 +11,9 @@ const [dir, firstArg, concurrencyArg] = process.argv.slice(2);
 if (dir === undefined) throw new Error('usage: crash-writer <dir> <first index> <concurrency>');
 const first = Number(firstArg ?? '0');
 const concurrency = Number(concurrencyArg ?? '64');
-const store = await openMessageStore(dir);
+// Checkpoints are flushed lazily (1 s by default); 10 ms here, so one is on disk well before the test kills the writer
+// (3000 acknowledged messages take hundreds of milliseconds even on a fast machine), whatever the machine's speed.
+const store = await openMessageStore(dir, { checkpointFlushMs: 10 });
 await store.addQueue('a');
 await store.addQueue('b');
 const b = await store.checkpointer('b');
