@@ -77,7 +77,7 @@ describe('edge hub broker', () => {
         tls: server,
         maxMessageBytes: 1024,
         connectTimeoutMs: 800,
-        frames: { beforeConnectBytes: 2048, afterConnectBytes: 4096 },
+        frames: { maxConnectBytes: 2048, maxPacketBytes: 4096 },
       },
       { identities, handler, log, metrics: new EdgeHubMetrics({ iothub: HUB, edgeDevice: EDGE }) },
     );

@@ -22,8 +22,8 @@ import {
   subscriptionFeature,
   verifySasToken,
 } from '@kedge/protocol';
-import { FrameGuard } from './frame-guard.js';
-import type { FrameLimits } from './frame-guard.js';
+import { FrameGuard } from '@kedge/protocol';
+import type { FrameLimits } from '@kedge/protocol';
 import { EDGE_HUB_MODULE } from './hub-client.js';
 import type { ScopeIdentity } from './hub-client.js';
 import { identityKey } from './identities.js';
@@ -170,7 +170,11 @@ export class EdgeBroker {
       maxClientsIdLength: 256,
       authenticate: (client, username, password, done) => {
         this.#authenticate(client, username, password).then(
-          () => done(null, true),
+          () => {
+            // The CONNECT is accepted: lift the guard's limit to the one for authenticated clients.
+            (client.conn as unknown as Partial<FrameGuard>).authenticated?.();
+            done(null, true);
+          },
           (e: Error & { returnCode?: number }) => done(authError(e.message, e.returnCode ?? NOT_AUTHORIZED), false),
         );
       },

@@ -333,7 +333,7 @@ export async function startEdgeHub(input: EdgeHubConfigInput, options: EdgeHubSt
       maxMessageBytes: config.limits.maxMessageBytes,
       connectTimeoutMs: config.limits.connectTimeoutMs,
       // A PUBLISH carries its topic (property bag) besides the body: 64 KiB of headroom.
-      frames: { beforeConnectBytes: config.limits.maxConnectBytes, afterConnectBytes: config.limits.maxMessageBytes + 64 * 1024 },
+      frames: { maxConnectBytes: config.limits.maxConnectBytes, maxPacketBytes: config.limits.maxMessageBytes + 64 * 1024 },
     },
     { identities, handler, log: log.child({ component: 'broker' }), metrics },
   );

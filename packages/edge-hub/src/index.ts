@@ -8,8 +8,6 @@ export { HubRestClient, EDGE_HUB_MODULE } from './hub-client.js';
 export type { ScopeIdentity, HubRestOptions } from './hub-client.js';
 export { IdentityCache, identityKey } from './identities.js';
 export type { IdentityCacheOptions, ScopeSource } from './identities.js';
-export { FrameGuard, FrameTooLargeError } from './frame-guard.js';
-export type { FrameLimits } from './frame-guard.js';
 export { startEdgeHub } from './edge-hub.js';
 export type { RunningEdgeHub, EdgeHubStartOptions } from './edge-hub.js';
 export { EdgeHubConfigSchema, parseEdgeHubConfig } from './config.js';

@@ -10,3 +10,4 @@ export * from './json.js';
 export * from './twin.js';
 export * from './system-properties.js';
 export * from './pki.js';
+export * from './frame-guard.js';

@@ -6,7 +6,7 @@ import type { Server as TlsServer, TLSSocket } from 'node:tls';
 import { Aedes } from 'aedes';
 import type { Client, PublishPacket, Subscription } from 'aedes';
 import { createWebSocketStream, WebSocketServer } from 'ws';
-import { Feature as F, isOutboundFor, parseInbound, parseJsonBytes, splitBag, subscriptionFeature, SYSTEM_PROPERTY_NAMES, userProperties } from '@kedge/protocol';
+import { Feature as F, FrameGuard, isOutboundFor, parseInbound, parseJsonBytes, splitBag, subscriptionFeature, SYSTEM_PROPERTY_NAMES, userProperties } from '@kedge/protocol';
 import type { Feature, Identity } from '@kedge/protocol';
 import type { Bus, BusEvent } from '../cluster/bus.js';
 import { isHubError } from '../errors.js';
@@ -21,7 +21,6 @@ import type { DeviceLimits, Ticket } from './admission.js';
 import { Admission, PACKET_OVERHEAD_BYTES } from './admission.js';
 import type { ConnectGrant } from './credentials.js';
 import { checkConnect, ConnackCode, dependsOn, sameGeneration } from './credentials.js';
-import { FrameGuard } from './frame-guard.js';
 
 /** Longest delay `setTimeout` takes (2^31-1 ms, about 24.8 days); longer expiries re-arm. */
 const MAX_TIMER_MS = 2 ** 31 - 1;

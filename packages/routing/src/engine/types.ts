@@ -205,17 +205,12 @@ export class StoreClosedError extends EngineError {
   }
 }
 
-/** Time for the engine: wall-clock milliseconds (TTLs are absolute times) and timers. Injected; tests use `FakeClock`. */
-export interface Clock {
-  /** Milliseconds since the epoch. */
-  now(): number;
-  /** Runs `fn` once after `ms`. Real timers are `unref`'d. */
-  setTimeout(fn: () => void, ms: number): TimerHandle;
-  clearTimeout(handle: TimerHandle): void;
-}
-declare const timerBrand: unique symbol;
-/** An opaque timer handle returned by {@link Clock.setTimeout}. */
-export type TimerHandle = { readonly [timerBrand]: true };
+/**
+ * Time for the engine: `@kedge/contracts`' clock, read as wall-clock milliseconds (TTLs are absolute times) with
+ * timers. Injected; tests use `FakeClock`.
+ */
+import type { Clock } from '@kedge/contracts';
+export type { Clock, TimerHandle } from '@kedge/contracts';
 
 /** The subset of a pino logger the engine uses. */
 export interface EngineLogger {

@@ -11,13 +11,13 @@ export interface FrameLimits {
   readonly maxPacketBytes: number;
 }
 
-/** A client sent a packet the hub refuses to buffer (too large, or no CONNECT first). Code `MQTT_FRAME_REFUSED`. */
+/** A client sent a packet the broker refuses to buffer (too large, or no CONNECT first). Code `MQTT_FRAME_REFUSED`. */
 export class FrameRefusedError extends Error {
   readonly code = 'MQTT_FRAME_REFUSED';
 }
 
 /**
- * Sits between a client's socket and aedes and refuses a packet as soon as its fixed header announces more bytes
+ * Sits between a client's socket and aedes (in the cloud hub and in the edge hub) and refuses a packet as soon as its fixed header announces more bytes
  * than allowed, before any of its body is buffered: mqtt-packet's parser (9.x) has no size limit and would keep
  * appending until the announced Remaining Length has arrived (a CONNECT claiming 200 MB makes it buffer 200 MB).
  *
