@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { IssueCollector } from './issues.js';
 import { parseCreateOptions } from './create-options.js';
+import { parseEdgeDeploymentSpec } from './spec.js';
 import { validateManifest } from './validate.js';
 
 /**
@@ -85,6 +86,17 @@ describe('parseCreateOptions with hostile keys', () => {
     expect(Object.entries(r?.options.HostConfig?.Sysctls ?? {})).toEqual([['__proto__', '1']]);
     expect(Object.entries(r?.options.HostConfig?.PortBindings ?? {})).toEqual([['__proto__', [{ HostPort: '80' }]]]);
     expect(Object.getPrototypeOf(r?.options.Labels)).toBeNull();
+    expect(Object.getOwnPropertyNames(Object.prototype).sort()).toEqual(protoBefore);
+  });
+});
+
+describe('parseEdgeDeploymentSpec with hostile keys', () => {
+  const m = '{"type":"docker","settings":{"image":"img:1"}}';
+  it('refuses "__proto__" names, which zod would drop silently, and keeps constructor as data', () => {
+    const r = parseEdgeDeploymentSpec(JSON.parse(`{"modules":{"__proto__":${m},"x":{"type":"docker","env":{"__proto__":{"value":"v"}},"settings":{"image":"i"}}},"routes":{"__proto__":{"route":"FROM /* INTO $upstream"}}}`));
+    expect(r.ok ? [] : r.error.map((i) => i.path)).toEqual(['spec.modules.__proto__', 'spec.routes.__proto__', 'spec.modules.x.env.__proto__']);
+    const ok = parseEdgeDeploymentSpec(JSON.parse(`{"modules":{"constructor":${m}}}`));
+    expect(ok.ok && Object.keys(ok.value.spec.modules)).toEqual(['constructor']);
     expect(Object.getOwnPropertyNames(Object.prototype).sort()).toEqual(protoBefore);
   });
 });
