@@ -1,6 +1,6 @@
 import { arch, platform } from 'node:os';
 import { chunkKey, type EdgeDeploymentStatus, type ModuleSpec, type ModuleStatusReport } from '@kedge/manifest';
-import type { JsonObject } from '@kedge/protocol';
+import { newObject, ownValue, type JsonObject } from '@kedge/protocol';
 import { ConditionTypes } from './status.js';
 import { DesiredStatusCode, type DesiredStatus } from './desired.js';
 
@@ -87,8 +87,9 @@ export function desiredStatus(input: ReportedInput): DesiredStatus {
  * the twin holds and sends only the merge patch.
  */
 export function edgeAgentReported(input: ReportedInput): JsonObject {
-  const modules: JsonObject = {};
-  for (const [name, spec] of Object.entries(input.spec?.modules ?? {})) modules[name] = moduleReport(spec, input.status?.modules?.[name], false);
+  // Module names are user keys: a null-prototype record, and own-key reads of the observed status.
+  const modules = newObject();
+  for (const [name, spec] of Object.entries(input.spec?.modules ?? {})) modules[name] = moduleReport(spec, input.status?.modules ? ownValue(input.status.modules, name) : undefined, false);
   const systemModules: JsonObject = {};
   const hub = input.spec?.systemModules?.['edgeHub'];
   if (hub) systemModules['edgeHub'] = moduleReport(hub, input.status?.modules?.['edgeHub'], true);

@@ -1,5 +1,6 @@
 import type { V1ContainerStatus, V1Deployment, V1Pod } from '@kubernetes/client-node';
 import type { Issue } from '@kedge/contracts';
+import { newObject, ownValue } from '@kedge/protocol';
 import type { Condition, EdgeDeploymentStatus, ModuleStatusReport } from '@kedge/manifest';
 import type { RoutesCondition } from './edgehub-report.js';
 import type { RenderedModule } from './render.js';
@@ -173,14 +174,15 @@ export function computeStatus(input: StatusInput): EdgeDeploymentStatus {
     };
   }
   cond(ConditionTypes.SpecValid, 'True', Reasons.Valid, 'The spec is valid');
-  const modules: Record<string, ModuleStatusReport> = {};
+  // Module names are user keys (a module may be called `constructor`): a null-prototype record, own-key reads.
+  const modules = newObject<ModuleStatusReport>();
   let desired = 0;
   let ready = 0;
   const failing: string[] = [];
   const notReady: string[] = [];
   for (const m of input.modules ?? []) {
     const d = input.deployments?.get(m.objectName);
-    const s = moduleStatus(m, d, input.pods?.get(m.objectName) ?? [], prev?.modules?.[m.name]);
+    const s = moduleStatus(m, d, input.pods?.get(m.objectName) ?? [], prev?.modules ? ownValue(prev.modules, m.name) : undefined);
     modules[m.name] = s;
     if (m.desiredStatus !== 'running' || m.parked) continue;
     desired++;

@@ -1,5 +1,6 @@
 import { K8S_EXPERIMENTAL_KEYS, validateKubernetesOptions, type KubernetesOptions } from './k8s-options.js';
 import type { IssueCollector} from './issues.js';
+import { newObject } from '@kedge/protocol';
 import { isObject, typeName, type PathSegment } from './issues.js';
 
 /** A port binding of `HostConfig.PortBindings` (`"80/tcp": [{"HostPort": "8080"}]`). */
@@ -210,7 +211,7 @@ function coerceVolumeBooleans(v: unknown, path: readonly PathSegment[], issues: 
   const fix = (o: unknown, p: readonly PathSegment[]): unknown => {
     if (Array.isArray(o)) return o.map((x, i) => fix(x, [...p, i]));
     if (!isObject(o)) return o;
-    const r: Record<string, unknown> = {};
+    const r = newObject<unknown>();
     for (const [k, x] of Object.entries(o)) {
       if ((k === 'readOnly' || k === 'optional') && (x === 'true' || x === 'false')) {
         issues.warn([...p, k], `boolean given as the string "${x}"; read as ${x}`);
@@ -257,7 +258,7 @@ function coerce(value: unknown, kind: Kind, path: readonly PathSegment[], issues
       return coerce(value, 'strings', path, issues);
     case 'stringMap':
       if (isObject(value)) {
-        const out: Record<string, string> = {};
+        const out = newObject<string>();
         for (const [k, v] of Object.entries(value)) {
           if (typeof v === 'string') out[k] = v;
           else if (typeof v === 'number' || typeof v === 'boolean') out[k] = String(v);
@@ -272,7 +273,7 @@ function coerce(value: unknown, kind: Kind, path: readonly PathSegment[], issues
       return Array.isArray(value) ? value : bad('an array');
     case 'ports': {
       if (!isObject(value)) return bad('an object of port bindings');
-      const out: Record<string, PortBinding[]> = {};
+      const out = newObject<PortBinding[]>();
       for (const [port, list] of Object.entries(value)) {
         if (!Array.isArray(list)) {
           issues.warn([...path, port], `expected an array of bindings, got ${typeName(list)}; ignored`);

@@ -3,6 +3,7 @@ import { checkRouteName, compileRoute, describeRouteError } from '@kedge/routing
 import { parseCreateOptions, type CreateOptions } from './create-options.js';
 import { IssueCollector } from './issues.js';
 import { EdgeDeploymentSpecSchema, type EdgeDeploymentSpec } from './schema.js';
+import { isObject } from './issues.js';
 import { checkModuleName } from './validate.js';
 import { zodIssues } from './zod-issues.js';
 
@@ -19,6 +20,8 @@ export interface ParsedSpec {
  * same rules as a manifest: schema, module names, createOptions, routes. Errors carry paths under `spec`.
  */
 export function parseEdgeDeploymentSpec(input: unknown): { ok: true; value: ParsedSpec } | { ok: false; error: Issue[] } {
+  const proto = protoKeys(input);
+  if (proto.length > 0) return { ok: false, error: proto };
   const r = EdgeDeploymentSpecSchema.safeParse(input, { reportInput: true });
   if (!r.success) return { ok: false, error: zodIssues(r.error, ['spec']) };
   const spec = r.data;
@@ -49,4 +52,22 @@ export function parseEdgeDeploymentSpec(input: unknown): { ok: true; value: Pars
   }
   if (issues.errors.length > 0) return { ok: false, error: issues.errors };
   return { ok: true, value: { spec, createOptions, warnings: issues.warnings } };
+}
+
+/**
+ * zod's records drop an own `__proto__` key without an issue, so a resource naming a module, route, credential or env
+ * var `__proto__` would lose it silently; refuse it by path instead (validateManifest refuses it the same way).
+ */
+function protoKeys(input: unknown): Issue[] {
+  const out: Issue[] = [];
+  if (!isObject(input)) return out;
+  const has = (o: unknown): boolean => isObject(o) && Object.hasOwn(o, '__proto__');
+  const refuse = (path: string) => out.push({ path, message: '"__proto__" cannot be a name here: the EdgeDeployment resource cannot carry a key of that name' });
+  for (const k of ['modules', 'routes', 'registryCredentials'] as const) if (has(input[k])) refuse(`spec.${k}.__proto__`);
+  for (const group of ['modules', 'systemModules'] as const) {
+    const mods = input[group];
+    if (!isObject(mods)) continue;
+    for (const [name, m] of Object.entries(mods)) if (isObject(m) && has(m.env)) refuse(`spec.${group}.${name}.env.__proto__`);
+  }
+  return out;
 }

@@ -1,5 +1,5 @@
 import type { Issue } from '@kedge/contracts';
-import { TwinLimits, checkPatch } from '@kedge/protocol';
+import { TwinLimits, checkPatch, newObject, objectFromEntries, ownValue } from '@kedge/protocol';
 import { DEFAULT_TIME_TO_LIVE_SECS, parseEdgeHubDesired, type CompiledRoute, type RouteSpec as CompiledRouteSpec } from '@kedge/routing';
 import { isChunkKey, joinChunks } from './chunks.js';
 import { parseCreateOptions, type CreateOptions } from './create-options.js';
@@ -39,6 +39,13 @@ const HUB = '$edgeHub';
 const MODULE_KEYS = new Set(['version', 'type', 'status', 'restartPolicy', 'startupOrder', 'imagePullPolicy', 'env', 'settings', 'k8s']);
 /** Keys IoT Hub or tools add to modules that mean nothing to the runtime. */
 const MODULE_KEYS_IGNORED = new Set(['configuration']);
+/**
+ * The one name no record of the spec can hold: zod's records (the EdgeDeployment resource is re-validated by them)
+ * drop an own `__proto__` key, so a module, route, credential or env var of that name would vanish silently. Every
+ * other key (`constructor`, `toString`, …) is kept as data: the records below are null-prototype objects.
+ */
+const PROTO = '__proto__';
+const protoRefused = (what: string): string => `"${PROTO}" cannot be ${what} name: the EdgeDeployment resource cannot carry a key of that name`;
 
 /**
  * Finds the `modulesContent` in what a user hands us: a bare modulesContent, `{"modulesContent": …}` or
@@ -81,9 +88,13 @@ export function validateManifest(input: unknown): ManifestResult {
 
   const agent = desiredOf(content, AGENT, issues);
   const hub = desiredOf(content, HUB, issues);
-  const moduleTwins: Record<string, Record<string, unknown>> = {};
+  const moduleTwins = newObject<Record<string, unknown>>();
   for (const [name, entry] of Object.entries(content)) {
     if (name === AGENT || name === HUB) continue;
+    if (name === PROTO) {
+      issues.error([name], protoRefused('a module'));
+      continue;
+    }
     const d = desiredOf(content, name, issues);
     if (d) moduleTwins[name] = d;
     else if (!isObject(entry)) issues.error([name], `expected an object, got ${typeName(entry)}`);
@@ -91,7 +102,7 @@ export function validateManifest(input: unknown): ManifestResult {
 
   for (const [name, d] of [[AGENT, agent], [HUB, hub], ...Object.entries(moduleTwins)] as const) if (d) checkTwinSafe(name, d, issues);
 
-  const createOptions: Record<string, CreateOptions> = {};
+  const createOptions = newObject<CreateOptions>();
   const agentPart = agent ? checkAgent(agent, [AGENT, DESIRED], issues, createOptions) : undefined;
   const hubPart = hub ? checkHub(hub, [HUB, DESIRED], issues) : undefined;
 
@@ -187,7 +198,7 @@ function checkAgent(d: Record<string, unknown>, path: readonly PathSegment[], is
   else if (!sv) issues.error([...path, 'schemaVersion'], `must be a version such as "1.1", got ${JSON.stringify(d.schemaVersion)}`);
   else if (sv[0] !== 1 || sv[1] > 1 || (sv[1] === 1 && sv[2] > 0)) issues.error([...path, 'schemaVersion'], `unsupported version "${JSON.stringify(d.schemaVersion).replace(/^"|"$/g, "")}": edgeAgent accepts 1.0 and 1.1`);
 
-  const registryCredentials: Record<string, RegistryCredential> = {};
+  const registryCredentials = newObject<RegistryCredential>();
   const runtime = d.runtime;
   if (runtime === undefined) issues.error([...path, 'runtime'], 'required');
   else if (!isObject(runtime)) issues.error([...path, 'runtime'], `expected an object, got ${typeName(runtime)}`);
@@ -202,6 +213,10 @@ function checkAgent(d: Record<string, unknown>, path: readonly PathSegment[], is
       else if (isObject(rc)) {
         for (const [name, cred] of Object.entries(rc)) {
           const p = [...path, 'runtime', 'settings', 'registryCredentials', name];
+          if (name === PROTO) {
+            issues.error(p, protoRefused('a registry credential'));
+            continue;
+          }
           const c = checkCredential(cred, p, issues);
           if (c) registryCredentials[name] = c;
         }
@@ -228,14 +243,14 @@ function checkAgent(d: Record<string, unknown>, path: readonly PathSegment[], is
     for (const k of Object.keys(sys)) if (k !== 'edgeAgent' && k !== 'edgeHub') issues.error([...path, 'systemModules', k], 'unknown system module; only edgeAgent and edgeHub exist');
   }
 
-  const modules: Record<string, ModuleSpec> = {};
+  const modules = newObject<ModuleSpec>();
   const mods = d.modules;
   if (mods !== undefined && mods !== null && !isObject(mods)) issues.error([...path, 'modules'], `expected an object, got ${typeName(mods)}`);
   else if (isObject(mods)) {
     const seen = new Map<string, string>();
     for (const [name, raw] of Object.entries(mods)) {
       const p = [...path, 'modules', name];
-      const nameProblem = checkModuleName(name);
+      const nameProblem = name === PROTO ? protoRefused('a module') : checkModuleName(name);
       if (nameProblem) issues.error(p, nameProblem);
       const lower = name.toLowerCase();
       const other = seen.get(lower);
@@ -322,12 +337,16 @@ export function checkModule(
     else if (agentMinor < 1) issues.warn([...p, 'startupOrder'], 'needs $edgeAgent schemaVersion 1.1; edgeAgent 1.0 ignores it, Kedge honours it');
     startupOrder = typeof so === 'number' ? so : undefined;
   }
-  const env: Record<string, { value: string }> = {};
+  const env = newObject<{ value: string }>();
   if (raw.env !== undefined && raw.env !== null) {
     if (!isObject(raw.env)) issues.error([...p, 'env'], `expected an object of {"value": …}, got ${typeName(raw.env)}`);
     else {
       for (const [k, v] of Object.entries(raw.env)) {
         const ep = [...p, 'env', k];
+        if (k === PROTO) {
+          issues.error(ep, protoRefused('an environment variable'));
+          continue;
+        }
         if (!isObject(v) || !('value' in v)) {
           issues.error(ep, 'expected {"value": "<string>"}');
           continue;
@@ -429,6 +448,7 @@ function checkHub(d: Record<string, unknown>, path: readonly PathSegment[], issu
   if (!parsed.ok) issues.errors.push(...parsed.error);
   const routes = isObject(d.routes) ? d.routes : {};
   for (const [name, value] of Object.entries(routes)) {
+    if (name === PROTO) issues.error([...path, 'routes', name], protoRefused('a route'));
     if (!isObject(value)) continue;
     for (const k of Object.keys(value)) if (!ROUTE_KEYS.includes(k)) issues.warn([...path, 'routes', name, k], 'unknown route property; ignored');
   }
@@ -453,7 +473,7 @@ function checkHub(d: Record<string, unknown>, path: readonly PathSegment[], issu
   const ttl = sf.timeToLiveSecs;
   return {
     schemaVersion: String(d.schemaVersion).trim(),
-    routes: Object.fromEntries(parsed.value.map((r) => [r.name, asWritten(routes[r.name], r.text)])),
+    routes: objectFromEntries(parsed.value.map((r) => [r.name, asWritten(ownValue(routes, r.name), r.text)])),
     storeAndForward: { timeToLiveSecs: typeof ttl === 'number' ? ttl : DEFAULT_TIME_TO_LIVE_SECS, ...(maxSizeBytes !== undefined ? { maxSizeBytes } : {}) },
     compiled: parsed.value,
   };

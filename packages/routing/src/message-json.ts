@@ -3,8 +3,9 @@ import type { JsonValue, MessageSource, RouteMessage } from './message.js';
 
 const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
 
+/** A property bag: user keys (`__proto__`, `constructor` are ordinary property names), so a null-prototype object. */
 function bag(v: unknown, path: string, issues: Issue[]): Record<string, string | null> {
-  const out: Record<string, string | null> = {};
+  const out = Object.create(null) as Record<string, string | null>;
   if (v === undefined) return out;
   if (!isObject(v)) {
     issues.push({ path, message: 'must be an object of string values' });
