@@ -27,3 +27,16 @@ export async function loadDocument(file: string): Promise<{ value: unknown } | u
   process.exitCode = 2;
   return undefined;
 }
+
+/** Resolves at the first SIGINT or SIGTERM, then stops listening: long-running commands close gracefully after it. */
+export function untilStopSignal(): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const stop = (): void => {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      resolve();
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
+}

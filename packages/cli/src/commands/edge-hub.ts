@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { UsageError, run } from './hub/common.js';
+import { untilStopSignal } from '../io.js';
 
 interface RunOptions {
   connectionString?: string;
@@ -92,15 +93,7 @@ export function registerEdgeHubCommands(program: Command): void {
           `kedge edge-hub listening: ${edge.urls.mqtt} (MQTT)${edge.urls.websocket ? `, ${edge.urls.websocket}` : ''}${edge.urls.metrics ? `, ${edge.urls.metrics}` : ''}\n` +
             `  CA for modules (EdgeModuleCACertificateFile): ${edge.caFile}\n`,
         );
-        await new Promise<void>((resolve) => {
-          const stop = (): void => {
-            process.off('SIGINT', stop);
-            process.off('SIGTERM', stop);
-            resolve();
-          };
-          process.on('SIGINT', stop);
-          process.on('SIGTERM', stop);
-        });
+        await untilStopSignal();
         await edge.close();
       }),
     );

@@ -2,6 +2,7 @@ import { chmodSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { UsageError, run } from './common.js';
+import { untilStopSignal } from '../../io.js';
 
 interface ServeOptions {
   dataDir: string;
@@ -62,15 +63,7 @@ export function registerServe(program: Command): void {
             `  CA for clients: ${caFile}\n  owner connection string: ${csFile}\n` +
             `  export KEDGE_HUB_CONNECTION_STRING="$(cat ${csFile})" KEDGE_HUB_CA=${caFile}\n`,
         );
-        await new Promise<void>((resolve) => {
-          const stop = (): void => {
-            process.off('SIGINT', stop);
-            process.off('SIGTERM', stop);
-            resolve();
-          };
-          process.on('SIGINT', stop);
-          process.on('SIGTERM', stop);
-        });
+        await untilStopSignal();
         await hub.close();
       }),
     );
