@@ -60,8 +60,11 @@ export const EdgeHubConfigSchema = z.object({
     .default({ refreshSeconds: 300, unknownRefreshSeconds: 10 }),
   upstream: z
     .object({
+      /** Backoff of the edge hub's own connection (the probe): first delay, cap. */
       reconnectMinMs: z.number().int().positive().default(100),
-      reconnectMaxMs: z.number().int().positive().default(1000),
+      reconnectMaxMs: z.number().int().positive().default(500),
+      /** Backoff cap of the connections on behalf of modules and leaf devices (woken when the probe connects). */
+      childReconnectMaxMs: z.number().int().positive().default(30_000),
       keepaliveSeconds: z.number().int().positive().default(60),
       tokenTtlSeconds: z.number().int().min(600).default(3600),
       requestTimeoutMs: z.number().int().positive().default(10_000),
@@ -69,7 +72,7 @@ export const EdgeHubConfigSchema = z.object({
       waitMs: z.number().int().min(0).default(5_000),
       idleMs: z.number().int().positive().default(60_000),
     })
-    .default({ reconnectMinMs: 100, reconnectMaxMs: 1000, keepaliveSeconds: 60, tokenTtlSeconds: 3600, requestTimeoutMs: 10_000, waitMs: 5_000, idleMs: 60_000 }),
+    .default({ reconnectMinMs: 100, reconnectMaxMs: 500, childReconnectMaxMs: 30_000, keepaliveSeconds: 60, tokenTtlSeconds: 3600, requestTimeoutMs: 10_000, waitMs: 5_000, idleMs: 60_000 }),
   /** The durable store (`@kedge/edge-store`, under `<dataDir>/store`). */
   store: z
     .object({

@@ -19,9 +19,18 @@ export interface UpstreamOptions {
   readonly edgeDeviceId: string;
   /** The `$edgeHub` module's key (base64): every upstream connection signs with it. */
   readonly edgeHubKey: string;
-  /** Reconnect backoff: first delay, cap (jittered: each delay is drawn from [delay/2, delay]). */
+  /**
+   * Reconnect backoff of the edge hub's own connection, the probe: first delay and cap (jittered, see
+   * {@link reconnectDelay}). A low cap is what makes draining resume within a second of the hub coming back.
+   */
   readonly reconnectMinMs: number;
   readonly reconnectMaxMs: number;
+  /**
+   * Cap of the backoff of every other connection (modules and leaf devices on whose behalf the edge hub connects).
+   * They do not need to probe fast: when the probe connects, every connection waiting out its backoff retries at
+   * once, so one device does not hammer a hub that is down with one connection attempt per identity per second.
+   */
+  readonly childReconnectMaxMs: number;
   readonly keepaliveSeconds: number;
   readonly tokenTtlSeconds: number;
   /** Twin and method request timeout. */
@@ -53,6 +62,16 @@ export interface HubTwinReply {
 
 const API_VERSION = '2021-04-12';
 
+/**
+ * The wait before reconnect attempt `attempt` (0 for the first after a loss): exponential from `minMs`, capped at
+ * `maxMs`, drawn uniformly from [cap/2, cap] so that many edge hubs losing the same hub do not retry in step.
+ * Never more than `maxMs`: that bound is the resume-time guarantee.
+ */
+export function reconnectDelay(attempt: number, minMs: number, maxMs: number, random: () => number = Math.random): number {
+  const cap = Math.min(maxMs, minMs * 2 ** Math.min(Math.max(0, attempt), 30));
+  return cap / 2 + random() * (cap / 2);
+}
+
 interface PendingRequest {
   resolve(r: HubTwinReply): void;
   reject(e: Error): void;
@@ -64,8 +83,9 @@ interface PendingRequest {
  * key) or a child's (`{child}` or `{edge}/{module}`, user name with `auth-chain={child};{edge}` and a `$edgeHub`
  * token: the contract of the hub's MQTT endpoint). Each attempt is a fresh MQTT.js client with its reconnect turned
  * off, so nothing it had in flight is silently resent later: the router retries what was not acknowledged. Between
- * attempts it waits a jittered exponential backoff capped at `reconnectMaxMs` (default 1 s, so draining resumes
- * within about a second of the hub coming back).
+ * attempts it waits a jittered exponential backoff ({@link reconnectDelay}): capped at `reconnectMaxMs` (500 ms) for
+ * the edge hub's own connection, the probe, and at `childReconnectMaxMs` for the others, which {@link UpstreamLink}
+ * wakes with {@link retryNow} as soon as the probe is connected.
  */
 export class UpstreamConnection {
   readonly id: Identity;
@@ -73,6 +93,7 @@ export class UpstreamConnection {
   readonly #events: UpstreamEvents;
   readonly #log: Logger;
   readonly #metrics: EdgeHubMetrics;
+  readonly #onUp: (c: UpstreamConnection) => void;
   readonly #needs = new Set<Need>();
   #client: MqttClient | undefined;
   #connected = false;
@@ -85,12 +106,14 @@ export class UpstreamConnection {
   readonly #waiters = new Set<() => void>();
   #subscriptions = { desired: false, methods: false };
 
-  constructor(id: Identity, options: UpstreamOptions, events: UpstreamEvents, log: Logger, metrics: EdgeHubMetrics) {
+  /** `onUp` is told when the connection is up and subscribed, before `events.online`. */
+  constructor(id: Identity, options: UpstreamOptions, events: UpstreamEvents, log: Logger, metrics: EdgeHubMetrics, onUp: (c: UpstreamConnection) => void = () => undefined) {
     this.id = id;
     this.#o = options;
     this.#events = events;
     this.#log = log.child({ upstream: identityKey(id.deviceId, id.moduleId) });
     this.#metrics = metrics;
+    this.#onUp = onUp;
   }
 
   get connected(): boolean {
@@ -109,6 +132,17 @@ export class UpstreamConnection {
     if (this.#idle) clearTimeout(this.#idle);
     this.#idle = undefined;
     if (!this.#client && !this.#retry) this.#open();
+  }
+
+  /**
+   * Ends the wait of a reconnect backoff and tries at once (nothing when connected, connecting or not needed): the
+   * hub answered another connection, so this one is likely to succeed too.
+   */
+  retryNow(): void {
+    if (!this.#retry || this.#closed || this.#needs.size === 0) return;
+    clearTimeout(this.#retry);
+    this.#retry = undefined;
+    this.#open();
   }
 
   /** Drops `need`; the connection closes after `idleMs` once nothing needs it. */
@@ -202,6 +236,7 @@ export class UpstreamConnection {
           return;
         }
         this.#log.info({}, 'Upstream connected');
+        this.#onUp(this);
         for (const w of this.#waiters) w();
         this.#waiters.clear();
         this.#events.online(this.id);
@@ -227,9 +262,7 @@ export class UpstreamConnection {
         this.#log.warn({}, 'Upstream connection lost; reconnecting');
       }
       if (this.#closed || this.#needs.size === 0) return;
-      const cap = Math.min(o.reconnectMaxMs, o.reconnectMinMs * 2 ** Math.min(this.#attempt, 20));
-      this.#attempt++;
-      const delay = cap / 2 + Math.random() * (cap / 2);
+      const delay = reconnectDelay(this.#attempt++, o.reconnectMinMs, this.isSelf ? o.reconnectMaxMs : Math.max(o.reconnectMaxMs, o.childReconnectMaxMs));
       this.#retry = setTimeout(() => {
         this.#retry = undefined;
         if (!this.#closed && this.#needs.size > 0) this.#open();
@@ -345,7 +378,8 @@ export class UpstreamConnection {
 
 /**
  * The edge hub's link to the hub: one {@link UpstreamConnection} per identity that needs one (the edge hub itself,
- * connected clients that use twins or methods, identities whose telemetry is being drained).
+ * connected clients that use twins or methods, identities whose telemetry is being drained). The edge hub's own
+ * connection is the probe: when it comes up, every other connection waiting out a backoff retries at once.
  */
 export class UpstreamLink {
   readonly #o: UpstreamOptions;
@@ -368,10 +402,15 @@ export class UpstreamLink {
     let c = this.#conns.get(key);
     if (!c) {
       if (this.#closed) throw new EdgeHubError(EdgeErrorCode.Closed, 'edge hub is closing');
-      c = new UpstreamConnection(id, this.#o, this.#events, this.#log, this.#metrics);
+      c = new UpstreamConnection(id, this.#o, this.#events, this.#log, this.#metrics, (up) => this.#up(up));
       this.#conns.set(key, c);
     }
     return c;
+  }
+
+  #up(c: UpstreamConnection): void {
+    if (!c.isSelf) return;
+    for (const other of this.#conns.values()) if (other !== c) other.retryNow();
   }
 
   /** The edge hub's own connection (`{edge}/$edgeHub`). */

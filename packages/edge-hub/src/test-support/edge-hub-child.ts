@@ -1,0 +1,21 @@
+/**
+ * Test support: an edge hub in a process of its own, so a test can `kill -9` it. The configuration is the JSON in
+ * `KEDGE_EDGE_HUB_CONFIG`. Prints `ready {json}` on stdout once started (the metrics URL); answers every `status`
+ * line on stdin with `status {json}` (route count and `router.status()`); SIGTERM closes it gracefully.
+ */
+import { createInterface } from 'node:readline';
+import pino from 'pino';
+import { startEdgeHub } from '../edge-hub.js';
+import type { EdgeHubConfigInput } from '../config.js';
+
+const config = JSON.parse(process.env['KEDGE_EDGE_HUB_CONFIG'] ?? '{}') as EdgeHubConfigInput;
+const logger = pino({ level: process.env['KEDGE_TEST_LOG'] ?? 'warn' }, pino.destination(2));
+const hub = await startEdgeHub(config, { logger });
+const bigints = (_k: string, v: unknown): unknown => (typeof v === 'bigint' ? v.toString() : v);
+process.stdout.write(`ready ${JSON.stringify({ metrics: hub.urls.metrics, mqtt: hub.urls.mqtt })}\n`);
+createInterface({ input: process.stdin }).on('line', (line) => {
+  if (line.trim() === 'status') process.stdout.write(`status ${JSON.stringify({ routes: hub.router.routes.length, status: hub.router.status() }, bigints)}\n`);
+});
+process.once('SIGTERM', () => {
+  void hub.close().then(() => process.exit(0));
+});
