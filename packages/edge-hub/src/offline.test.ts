@@ -3,12 +3,9 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { connect } from 'mqtt';
-import type { MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createSasToken } from '@kedge/protocol';
 import { eventually } from '@kedge/testing';
-import { EdgeHubProcess, RawPublisher, SdkPublisher, checkArrivals, metricSum } from './test-support/offline.js';
+import { EdgeHubProcess, RawPublisher, SdkPublisher, checkArrivals, connectModule, metricSum } from './test-support/offline.js';
 import type { ArrivalCheck, ModuleTarget } from './test-support/offline.js';
 import { freeLoopbackAddress, manifest, provisionEdge, startTestHub } from './test-support/hub.js';
 import type { TestEdge, TestHub } from './test-support/hub.js';
@@ -147,10 +144,13 @@ describe('edge hub offline: a hub outage and a kill -9 with every acknowledgemen
 
     // 5. The sink module was offline all along: it connects and gets its messages.
     const atSink = new Map<string, Array<{ seq: number; body: string }>>(SENDERS.map((s) => [s, []]));
-    const sink = await subscribeSink(target(SINK), (text) => {
+    const sink = await connectModule(target(SINK));
+    sink.on('message', (_topic, payload) => {
+      const text = payload.toString('utf8');
       const b = JSON.parse(text) as { s: string; seq: number };
       atSink.get(b.s)?.push({ seq: b.seq, body: text });
     });
+    await sink.subscribeAsync(`devices/${EDGE}/modules/${SINK}/inputs/#`, { qos: 1 });
     await eventually(() => complete(atSink), { timeoutMs: 120_000, intervalMs: 200, message: 'all acknowledged messages at the sink module' }).catch((e: unknown) => console.log(String(e)));
     const sinkSeconds = (Date.now() - listening) / 1000;
     sink.end(true);
@@ -191,27 +191,3 @@ describe('edge hub offline: a hub outage and a kill -9 with every acknowledgemen
     expect(resumeMs).toBeLessThan(3000);
   }, 600_000);
 });
-
-/** The sink module: a plain MQTT client subscribed to its inputs (QoS 1, PUBACK on receipt). */
-async function subscribeSink(t: ModuleTarget, onMessage: (body: string) => void): Promise<MqttClient> {
-  const clientId = `${t.deviceId}/${t.moduleId}`;
-  const c = connect({
-    protocol: 'mqtts',
-    host: t.edgeHost,
-    port: t.port,
-    ca: t.ca,
-    clientId,
-    username: `${t.hubHost}/${clientId}/?api-version=2021-04-12`,
-    password: createSasToken({ audience: `${t.hubHost}/devices/${t.deviceId}/modules/${t.moduleId}`, key: t.key, expirySeconds: Math.floor(Date.now() / 1000) + 3600 }),
-    protocolVersion: 4,
-    clean: true,
-    reconnectPeriod: 0,
-  });
-  c.on('message', (_topic, payload) => onMessage(payload.toString('utf8')));
-  await new Promise<void>((resolve, reject) => {
-    c.once('connect', () => resolve());
-    c.once('error', reject);
-  });
-  await c.subscribeAsync(`devices/${t.deviceId}/modules/${t.moduleId}/inputs/#`, { qos: 1 });
-  return c;
-}

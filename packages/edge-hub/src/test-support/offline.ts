@@ -355,3 +355,46 @@ export class SdkPublisher {
     await this.client.close().catch(() => undefined);
   }
 }
+
+/** A module's plain MQTT.js connection to the edge hub (clean session, no reconnect); rejects if CONNECT fails. */
+export async function connectModule(t: ModuleTarget): Promise<MqttClient> {
+  const clientId = `${t.deviceId}/${t.moduleId}`;
+  const c = connect({
+    protocol: 'mqtts',
+    host: t.edgeHost,
+    port: t.port,
+    ca: t.ca,
+    clientId,
+    username: `${t.hubHost}/${clientId}/?api-version=2021-04-12`,
+    password: createSasToken({ audience: `${t.hubHost}/devices/${t.deviceId}/modules/${t.moduleId}`, key: t.key, expirySeconds: Math.floor(Date.now() / 1000) + 3600 }),
+    protocolVersion: 4,
+    clean: true,
+    reconnectPeriod: 0,
+    connectTimeout: 5000,
+  });
+  c.on('error', () => undefined);
+  // publishOnce() listens for 'close' once per message in flight.
+  c.setMaxListeners(0);
+  await new Promise<void>((resolve, reject) => {
+    c.once('connect', () => resolve());
+    c.once('close', () => reject(new Error(`${clientId} could not connect`)));
+  });
+  return c;
+}
+
+/** The telemetry topic of `t`'s output `output` (JSON, UTF-8). */
+export const outputTopic = (t: ModuleTarget, output: string): string =>
+  `devices/${t.deviceId}/modules/${t.moduleId}/messages/events/%24.on=${output}&%24.ct=application%2Fjson&%24.ce=utf-8`;
+
+/** Publishes with QoS 1: `acked` on the PUBACK, `closed` if the connection ends first (no PUBACK). */
+export function publishOnce(c: MqttClient, topic: string, payload: string): Promise<'acked' | 'closed'> {
+  if (!c.connected) return Promise.resolve('closed');
+  return new Promise((resolve) => {
+    const onClose = (): void => resolve('closed');
+    c.once('close', onClose);
+    c.publish(topic, payload, { qos: 1 }, (err) => {
+      c.removeListener('close', onClose);
+      resolve(err ? 'closed' : 'acked');
+    });
+  });
+}
