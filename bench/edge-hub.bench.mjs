@@ -15,7 +15,7 @@
 //
 //   node bench/edge-hub.bench.mjs
 //   KEDGE_BENCH_SECONDS=5 KEDGE_BENCH_PUBLISHERS=8 KEDGE_BENCH_WINDOW=64 node bench/edge-hub.bench.mjs
-//   KEDGE_BENCH_PROFILE=1 …   # the edge hub child runs with --cpu-prof (profiles in bench/results/)
+//   KEDGE_BENCH_PROFILE=1 KEDGE_BENCH_CASES=routed …   # the edge hub child runs with --cpu-prof (bench/results/)
 import { spawn, spawnSync, fork } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -35,6 +35,8 @@ const WINDOW = env('KEDGE_BENCH_WINDOW', 64);
 const RATE = env('KEDGE_BENCH_RATE', 2000);
 const DRAIN = env('KEDGE_BENCH_DRAIN_MESSAGES', 20_000);
 const PROFILE = process.env.KEDGE_BENCH_PROFILE === '1';
+/** Which cases run (a comma list of routed, rate, upstream, outage, mosquitto); all by default. */
+const CASES = new Set((process.env.KEDGE_BENCH_CASES ?? 'routed,rate,upstream,outage,mosquitto').split(','));
 const EDGE = 'bench-edge';
 const SINK = 'sink';
 const pubs = Array.from({ length: PUBLISHERS }, (_, i) => `p${i}`);
@@ -92,11 +94,14 @@ if (process.argv[2] === '--serve') {
       { logger },
     );
     while (edge.router.routes.length < cfg.routeCount) await new Promise((r) => setTimeout(r, 20));
+    const delivered = () => {
+      const out = {};
+      for (const ep of edge.router.status().endpoints) out[ep.id] = ep.queues.reduce((n, q) => n + q.delivered, 0);
+      return out;
+    };
     const status = () => {
-      const delivered = {};
-      for (const ep of edge.router.status().endpoints) delivered[ep.id] = ep.queues.reduce((n, q) => n + q.delivered, 0);
       const mem = process.memoryUsage();
-      return { delivered, rss: mem.rss, heapUsed: mem.heapUsed };
+      return { delivered: delivered(), rss: mem.rss, heapUsed: mem.heapUsed, cpuMs: process.cpuUsage().user / 1000 + process.cpuUsage().system / 1000 };
     };
     process.send({ ready: true, mqttPort: Number(new URL(edge.urls.mqtt).port), ca: edge.ca });
     process.on('message', async (m) => {
@@ -109,7 +114,7 @@ if (process.argv[2] === '--serve') {
         let first;
         const t0 = Date.now();
         for (;;) {
-          const n = status().delivered[m.id] ?? 0;
+          const n = delivered()[m.id] ?? 0;
           if (first === undefined && n > m.from) first = Date.now();
           if (n >= m.to || Date.now() - t0 > m.timeoutMs) {
             process.send({ watched: { first, done: Date.now(), delivered: n } });
@@ -387,104 +392,119 @@ try {
   // Warm-up (JIT, TLS sessions, store segments), not measured.
   await drive({ publishers: routed, sink, seconds: 1 });
 
-  console.log('\ncase                                   msg/s   PUBACK p50/p99 ms   end-to-end p50/p99 ms');
+  console.log('\ncase                                   msg/s   PUBACK p50/p99 ms   end-to-end p50/p99 ms   edge hub CPU µs/msg');
   const line = (label, r) =>
-    console.log(`${label.padEnd(36)} ${String(r.ackedPerSec).padStart(8)}   ${`${r.pubackP50Ms} / ${r.pubackP99Ms}`.padStart(17)}   ${r.e2eP50Ms === undefined ? '-' : `${r.e2eP50Ms} / ${r.e2eP99Ms}`.padStart(17)}`);
-  result.edgeHub.routed = await drive({ publishers: routed, sink });
-  line('a. edge hub module→route→module', result.edgeHub.routed);
-  result.edgeHub.routedAtRate = await drive({ publishers: routed, sink, rate: RATE });
-  line(`a. same, offered ${RATE} msg/s`, result.edgeHub.routedAtRate);
-
-  const up0 = (await status()).delivered.$upstream ?? 0;
-  const t0 = performance.now();
-  result.edgeHub.upstream = await drive({ publishers: upstream });
-  const up1 = (await status()).delivered.$upstream ?? 0;
-  result.edgeHub.upstream.deliveredToHubPerSec = Math.round((up1 - up0) / ((performance.now() - t0) / 1000));
-  line('b. edge hub module→$upstream (enqueue)', result.edgeHub.upstream);
-  // Let the backlog of b drain before the outage.
-  const upAcked = up0 + result.edgeHub.upstream.acked;
-  await edge.ask({ cmd: 'watch', id: '$upstream', from: 0, to: upAcked, timeoutMs: 120_000 }, 'watched');
-
-  // Outage: hub stopped, DRAIN messages stored, hub started; resume and drain rate measured by the edge hub child.
-  await hub.ask('stop', 'stopped');
-  const stored = await drive({ publishers: upstream, count: DRAIN, seconds: 120 });
-  const before = (await status()).delivered.$upstream ?? 0;
-  const watching = edge.ask({ cmd: 'watch', id: '$upstream', from: before, to: before + stored.acked, timeoutMs: 180_000 }, 'watched');
-  const started = await hub.ask('start', 'started');
-  const w = (await watching).watched;
-  result.edgeHub.outage = {
-    stored: stored.acked,
-    storeRatePerSec: stored.ackedPerSec,
-    resumeMs: w.first === undefined ? null : w.first - started.at,
-    drainPerSec: w.first === undefined ? null : Math.round((w.delivered - before) / Math.max(0.001, (w.done - w.first) / 1000)),
-    delivered: w.delivered - before,
+    console.log(`${label.padEnd(36)} ${String(r.ackedPerSec).padStart(8)}   ${`${r.pubackP50Ms} / ${r.pubackP99Ms}`.padStart(17)}   ${(r.e2eP50Ms === undefined ? '-' : `${r.e2eP50Ms} / ${r.e2eP99Ms}`).padStart(17)}   ${String(r.edgeHubCpuUsPerMsg ?? '-').padStart(8)}`);
+  /** Runs a case, adding the edge hub's CPU time per acknowledged message (µs; the machine's load shows in it). */
+  const measured = async (opts) => {
+    const c0 = (await status()).cpuMs;
+    const r = await drive(opts);
+    r.edgeHubCpuUsPerMsg = Math.round((((await status()).cpuMs - c0) * 1000) / Math.max(1, r.acked));
+    return r;
   };
-  console.log(`b. outage: ${stored.acked} stored at ${stored.ackedPerSec} msg/s; hub back → first delivery ${result.edgeHub.outage.resumeMs} ms; drained ${result.edgeHub.outage.delivered} at ${result.edgeHub.outage.drainPerSec} msg/s`);
+  if (CASES.has('routed')) {
+    result.edgeHub.routed = await measured({ publishers: routed, sink });
+    line('a. edge hub module→route→module', result.edgeHub.routed);
+  }
+  if (CASES.has('rate')) {
+    result.edgeHub.routedAtRate = await measured({ publishers: routed, sink, rate: RATE });
+    line(`a. same, offered ${RATE} msg/s`, result.edgeHub.routedAtRate);
+  }
+  if (CASES.has('upstream')) {
+    const up0 = (await status()).delivered.$upstream ?? 0;
+    const t0 = performance.now();
+    result.edgeHub.upstream = await measured({ publishers: upstream });
+    const up1 = (await status()).delivered.$upstream ?? 0;
+    result.edgeHub.upstream.deliveredToHubPerSec = Math.round((up1 - up0) / ((performance.now() - t0) / 1000));
+    line('b. edge hub module→$upstream (enqueue)', result.edgeHub.upstream);
+    // Let the backlog of b drain before the outage.
+    await edge.ask({ cmd: 'watch', id: '$upstream', from: 0, to: up0 + result.edgeHub.upstream.acked, timeoutMs: 120_000 }, 'watched');
+  }
+  if (CASES.has('outage')) {
+    // Outage: hub stopped, DRAIN messages stored, hub started; resume and drain rate measured by the edge hub child.
+    await hub.ask('stop', 'stopped');
+    const stored = await drive({ publishers: upstream, count: DRAIN, seconds: 120 });
+    const before = (await status()).delivered.$upstream ?? 0;
+    const watching = edge.ask({ cmd: 'watch', id: '$upstream', from: before, to: before + stored.acked, timeoutMs: 180_000 }, 'watched');
+    const started = await hub.ask('start', 'started');
+    const w = (await watching).watched;
+    result.edgeHub.outage = {
+      stored: stored.acked,
+      storeRatePerSec: stored.ackedPerSec,
+      resumeMs: w.first === undefined ? null : w.first - started.at,
+      drainPerSec: w.first === undefined ? null : Math.round((w.delivered - before) / Math.max(0.001, (w.done - w.first) / 1000)),
+      delivered: w.delivered - before,
+    };
+    console.log(`b. outage: ${stored.acked} stored at ${stored.ackedPerSec} msg/s; hub back → first delivery ${result.edgeHub.outage.resumeMs} ms; drained ${result.edgeHub.outage.delivered} at ${result.edgeHub.outage.drainPerSec} msg/s`);
+  }
 
   const after = (await edge.ask({ cmd: 'gc' }, 'status')).status;
   result.edgeHub.rssIdleAfterMiB = mb(after.rss);
   for (const c of [sink, ...clients]) c.close();
 
   // ---- Mosquitto ----
-  const mqPort = await freePort();
-  const mqDir = join(work, 'mosquitto');
-  mkdirSync(mqDir, { recursive: true });
-  const conf = join(mqDir, 'mosquitto.conf');
-  for (const f of ['server.pem', 'server.key']) copyFileSync(join(edgeDir, 'tls', f), join(mqDir, f));
-  // Debian's /etc/mosquitto/mosquitto.conf: `persistence true` (autosave_interval stays 1800 s); here a TLS
-  // listener on loopback with the edge hub's certificate, anonymous clients, no log file.
-  writeFileSync(
-    conf,
-    [
-      `persistence true`,
-      `persistence_location ${mqDir}/`,
-      `log_dest stderr`,
-      `log_type error`,
-      `listener ${mqPort} 127.0.0.1`,
-      `allow_anonymous true`,
-      `certfile ${join(mqDir, 'server.pem')}`,
-      `keyfile ${join(mqDir, 'server.key')}`,
-      // Run as whoever runs the bench (as root, mosquitto would otherwise switch to a "mosquitto" user).
-      `user ${userInfo().username}`,
-      '',
-    ].join('\n'),
-  );
-  mosquitto = spawn(fetchedVars.BIN, ['-c', conf], { env: { ...process.env, LD_LIBRARY_PATH: fetchedVars.LIB }, stdio: ['ignore', 'inherit', 'inherit'] });
-  const mqLogin = (id, clean = true) => ({ port: mqPort, ca: edge.ca, clientId: id, clean });
-  let mqSink;
-  for (let i = 0; !mqSink; i++) {
-    mqSink = await RawClient.open(mqLogin('sink', false)).catch((e) => {
-      if (i > 200 || mosquitto.exitCode !== null) throw new Error(`mosquitto did not start: ${e.message}`);
-      return new Promise((r) => setTimeout(r, 25)).then(() => undefined);
-    });
-  }
-  await mqSink.subscribe('bench/#');
-  const mqClients = await Promise.all(pubs.map((p) => RawClient.open(mqLogin(p))));
-  const mqPubs = pubs.map((p, i) => [mqClients[i], `bench/${p}`]);
-  await drive({ publishers: mqPubs, sink: mqSink, seconds: 1 });
-  const version = spawnSync(fetchedVars.BIN, ['-h'], { env: { ...process.env, LD_LIBRARY_PATH: fetchedVars.LIB }, encoding: 'utf8' }).stdout.split('\n')[0];
-  result.mosquitto = { version, persistence: 'Debian default: persistence true, autosave_interval 1800 s (no fsync per message)' };
-  result.mosquitto.pubsub = await drive({ publishers: mqPubs, sink: mqSink });
-  line('c. Mosquitto pub/sub', result.mosquitto.pubsub);
-  result.mosquitto.pubsubAtRate = await drive({ publishers: mqPubs, sink: mqSink, rate: RATE });
-  line(`c. same, offered ${RATE} msg/s`, result.mosquitto.pubsubAtRate);
-  result.mosquitto.rssMiB = mb(Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${mosquitto.pid}/status`, 'utf8'))?.[1] ?? NaN) * 1024);
-  for (const c of [mqSink, ...mqClients]) c.close();
+  if (CASES.has('mosquitto')) {
+    const mqPort = await freePort();
+    const mqDir = join(work, 'mosquitto');
+    mkdirSync(mqDir, { recursive: true });
+    const conf = join(mqDir, 'mosquitto.conf');
+    for (const f of ['server.pem', 'server.key']) copyFileSync(join(edgeDir, 'tls', f), join(mqDir, f));
+    // Debian's /etc/mosquitto/mosquitto.conf: `persistence true` (autosave_interval stays 1800 s); here a TLS
+    // listener on loopback with the edge hub's certificate, anonymous clients, no log file.
+    writeFileSync(
+      conf,
+      [
+        `persistence true`,
+        `persistence_location ${mqDir}/`,
+        `log_dest stderr`,
+        `log_type error`,
+        `listener ${mqPort} 127.0.0.1`,
+        `allow_anonymous true`,
+        `certfile ${join(mqDir, 'server.pem')}`,
+        `keyfile ${join(mqDir, 'server.key')}`,
+        // Run as whoever runs the bench (as root, mosquitto would otherwise switch to a "mosquitto" user).
+        `user ${userInfo().username}`,
+        '',
+      ].join('\n'),
+    );
+    mosquitto = spawn(fetchedVars.BIN, ['-c', conf], { env: { ...process.env, LD_LIBRARY_PATH: fetchedVars.LIB }, stdio: ['ignore', 'inherit', 'inherit'] });
+    const mqLogin = (id, clean = true) => ({ port: mqPort, ca: edge.ca, clientId: id, clean });
+    let mqSink;
+    for (let i = 0; !mqSink; i++) {
+      mqSink = await RawClient.open(mqLogin('sink', false)).catch((e) => {
+        if (i > 200 || mosquitto.exitCode !== null) throw new Error(`mosquitto did not start: ${e.message}`);
+        return new Promise((r) => setTimeout(r, 25)).then(() => undefined);
+      });
+    }
+    await mqSink.subscribe('bench/#');
+    const mqClients = await Promise.all(pubs.map((p) => RawClient.open(mqLogin(p))));
+    const mqPubs = pubs.map((p, i) => [mqClients[i], `bench/${p}`]);
+    await drive({ publishers: mqPubs, sink: mqSink, seconds: 1 });
+    const version = spawnSync(fetchedVars.BIN, ['-h'], { env: { ...process.env, LD_LIBRARY_PATH: fetchedVars.LIB }, encoding: 'utf8' }).stdout.split('\n')[0];
+    result.mosquitto = { version, persistence: 'Debian default: persistence true, autosave_interval 1800 s (no fsync per message)' };
+    result.mosquitto.pubsub = await drive({ publishers: mqPubs, sink: mqSink });
+    line('c. Mosquitto pub/sub', result.mosquitto.pubsub);
+    result.mosquitto.pubsubAtRate = await drive({ publishers: mqPubs, sink: mqSink, rate: RATE });
+    line(`c. same, offered ${RATE} msg/s`, result.mosquitto.pubsubAtRate);
+    result.mosquitto.rssMiB = mb(Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${mosquitto.pid}/status`, 'utf8'))?.[1] ?? NaN) * 1024);
+    for (const c of [mqSink, ...mqClients]) c.close();
 
-  const ratio = result.edgeHub.routed.ackedPerSec / result.mosquitto.pubsub.ackedPerSec;
-  result.ratioRoutedToMosquitto = Number(ratio.toFixed(2));
+  }
+  const e = result.edgeHub;
+  const ratio = e.routed && result.mosquitto ? e.routed.ackedPerSec / result.mosquitto.pubsub.ackedPerSec : undefined;
+  if (ratio !== undefined) result.ratioRoutedToMosquitto = Number(ratio.toFixed(2));
   machine.loadavgAfter = loadavg().map((x) => Number(x.toFixed(2)));
   const targets = {
-    routedMsgPerSec: [result.edgeHub.routed.ackedPerSec, '>= 20000', result.edgeHub.routed.ackedPerSec >= 20_000],
-    ratioToMosquitto: [result.ratioRoutedToMosquitto, '>= 0.7', ratio >= 0.7],
-    p99At2000Ms: [result.edgeHub.routedAtRate.e2eP99Ms, '< 20', result.edgeHub.routedAtRate.e2eP99Ms < 20],
-    rssIdleMiB: [result.edgeHub.rssIdleStartMiB, '< 60', result.edgeHub.rssIdleStartMiB < 60],
-    resumeMs: [result.edgeHub.outage.resumeMs, '< 1000', result.edgeHub.outage.resumeMs !== null && result.edgeHub.outage.resumeMs < 1000],
+    routedMsgPerSec: [e.routed?.ackedPerSec, '>= 20000', (v) => v >= 20_000],
+    ratioToMosquitto: [result.ratioRoutedToMosquitto, '>= 0.7', (v) => v >= 0.7],
+    p99At2000Ms: [e.routedAtRate?.e2eP99Ms, '< 20', (v) => v < 20],
+    rssIdleMiB: [e.rssIdleStartMiB, '< 60', (v) => v < 60],
+    resumeMs: [e.outage?.resumeMs, '< 1000', (v) => v !== null && v < 1000],
   };
-  result.targets = Object.fromEntries(Object.entries(targets).map(([k, [value, target, met]]) => [k, { value, target, met }]));
-  console.log(`\nedge hub / Mosquitto (routed vs pub/sub msg/s): ${result.ratioRoutedToMosquitto}`);
-  console.log(`edge hub RSS idle: ${result.edgeHub.rssIdleStartMiB} MiB at start, ${result.edgeHub.rssIdleAfterMiB} MiB after the run; Mosquitto RSS ${result.mosquitto.rssMiB} MiB`);
-  console.log(`$upstream delivered to the hub during b: ${result.edgeHub.upstream.deliveredToHubPerSec} msg/s`);
+  result.targets = Object.fromEntries(Object.entries(targets).filter(([, [v]]) => v !== undefined).map(([k, [value, target, ok]]) => [k, { value, target, met: ok(value) }]));
+  if (ratio !== undefined) console.log(`\nedge hub / Mosquitto (routed vs pub/sub msg/s): ${result.ratioRoutedToMosquitto}`);
+  console.log(`edge hub RSS idle: ${e.rssIdleStartMiB} MiB at start, ${e.rssIdleAfterMiB} MiB after the run${result.mosquitto ? `; Mosquitto RSS ${result.mosquitto.rssMiB} MiB` : ''}`);
+  if (e.upstream) console.log(`$upstream delivered to the hub during b: ${e.upstream.deliveredToHubPerSec} msg/s`);
   console.log('\ntarget                    value      target    met');
   for (const [k, t] of Object.entries(result.targets)) console.log(`${k.padEnd(24)} ${String(t.value).padStart(8)}   ${t.target.padEnd(9)} ${t.met ? 'yes' : 'NO'}`);
   console.log(`load average after: ${machine.loadavgAfter.join(' ')}`);
