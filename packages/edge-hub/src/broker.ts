@@ -290,6 +290,14 @@ export class EdgeBroker {
     conn.expiry = setTimeout(() => this.#drop(conn, 'token expired'), Math.min(ms, 2 ** 31 - 1));
     conn.expiry.unref();
     this.#connections.set(key, conn);
+    // The CONNACK is on the wire before aedes reports the client ready: a scope refresh in between saw no connection
+    // to re-check, so check this one against the scope as it is now.
+    const identity = this.#d.identities.get(a.id.deviceId, a.id.moduleId);
+    if (!identity || !identity.enabled || this.#verify(a.id, a.token, identity) !== undefined) {
+      this.#sessions.delete(client.id);
+      this.#drop(conn, 'identity left the device scope or was re-keyed');
+      return;
+    }
     // A clean session forgets what the previous connection subscribed to [MQTT-3.1.2-6].
     if (client.clean || !this.#sessions.has(client.id)) this.#sessions.set(client.id, { features: new Set() });
     this.#d.metrics.connectedClients.set(this.#connections.size);

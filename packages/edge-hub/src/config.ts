@@ -84,7 +84,7 @@ export const EdgeHubConfigSchema = z.object({
       onFull: z.enum(['evictOldest', 'rejectNew']).default('evictOldest'),
     })
     .default({ fsync: 'group', onFull: 'evictOldest' }),
-  /** Endpoint executor settings (`@kedge/routing` `ExecutorOptions`). */
+  /** Endpoint executor settings (`@kedge/routing` `ExecutorOptions`; `batchSize` 500 when absent). */
   executor: z
     .object({ batchSize: z.number().int().positive().optional(), sendTimeoutMs: z.number().int().positive().optional() })
     .default({}),

@@ -78,11 +78,23 @@ function tlsMaterial(config: EdgeHubConfig, names: readonly string[]): { cert: s
   return { cert: server.cert, key: server.key, ca: ca.cert, caFile };
 }
 
+/**
+ * Messages per endpoint batch. A batch is what an endpoint has in flight (all its PUBLISHes pipelined, the next batch
+ * read when every one is acknowledged), so it bounds delivery to a module at batch / round trip: 100 (the routing
+ * engine's default) caps it at a few thousand msg/s once the round trip is tens of milliseconds.
+ */
+const EXECUTOR_BATCH_SIZE = 500;
+
 const defaultStore = (dir: string, options: EdgeHubConfig['store'], log: Logger): Promise<MessageStore> =>
   openMessageStore(dir, { ...options, log: log.child({ component: 'store' }) });
 
-/** A time-ordered, random message id. */
-const messageId = (): string => `${Date.now().toString(36).padStart(9, '0')}-${randomBytes(8).toString('hex')}`;
+/**
+ * A unique, time-ordered message id: the time, this process's random prefix and a counter (a random draw per
+ * message cost more than the rest of the id on the publish path).
+ */
+const ID_PREFIX = randomBytes(6).toString('hex');
+let idCounter = 0;
+const messageId = (): string => `${Date.now().toString(36).padStart(9, '0')}-${ID_PREFIX}${(idCounter++ % 0x100000000).toString(16).padStart(8, '0')}`;
 
 const userPart = (doc: SafeObject): SafeObject => {
   const out = Object.create(null) as SafeObject;
@@ -146,7 +158,7 @@ export async function startEdgeHub(input: EdgeHubConfigInput, options: EdgeHubSt
     endpoints,
     log: log.child({ component: 'router' }),
     executor: {
-      ...(config.executor.batchSize ? { batchSize: config.executor.batchSize } : {}),
+      batchSize: config.executor.batchSize ?? EXECUTOR_BATCH_SIZE,
       ...(config.executor.sendTimeoutMs ? { sendTimeoutMs: config.executor.sendTimeoutMs } : {}),
     },
   });

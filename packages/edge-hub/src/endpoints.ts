@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import type { Endpoint, EndpointHooks, InvalidMessage, SinkResult, StoredMessage } from '@kedge/routing';
 import { FailureKind } from '@kedge/routing';
 import type { Identity } from '@kedge/protocol';
@@ -57,7 +58,8 @@ export class ModuleInputEndpoint implements Endpoint {
     if (!this.#broker.hasFeature(this.#target, Feature.Inputs)) {
       return inOrder(batch, 0, FailureKind.NoConnection, new Error(`module ${this.#target.moduleId} is not connected`));
     }
-    // Pipelined: every message is in flight at once, in queue order on one connection.
+    // Pipelined: every message is in flight at once, in queue order on one connection (each listens on `signal`).
+    setMaxListeners(batch.length + 10, signal);
     const outcomes = await Promise.allSettled(
       batch.map((m) => {
         const bag = formatBag(m.message.properties, m.message.systemProperties, OUTBOUND_WIRE_NAMES);

@@ -47,8 +47,10 @@ function bag(p: unknown): Record<string, string> {
 /** Encodes one record. */
 export function encodeRecord(queueId: number, stored: StoredMessage): Buffer {
   const m = stored.message;
-  const meta = Buffer.from(JSON.stringify({ i: m.id, p: pairs(m.properties), s: pairs(m.systemProperties), src: m.source }), 'utf8');
-  const n = FIXED + meta.length + m.body.byteLength;
+  // The meta text is written straight into the record (no intermediate buffer: this runs for every message).
+  const metaText = JSON.stringify({ i: m.id, p: pairs(m.properties), s: pairs(m.systemProperties), src: m.source });
+  const metaLength = Buffer.byteLength(metaText, 'utf8');
+  const n = FIXED + metaLength + m.body.byteLength;
   const buf = Buffer.allocUnsafe(RECORD_HEADER + n);
   let o = RECORD_HEADER;
   buf.writeUInt8(KIND_MESSAGE, o);
@@ -61,10 +63,10 @@ export function encodeRecord(queueId: number, stored: StoredMessage): Buffer {
   o += 8;
   buf.writeDoubleLE(m.enqueuedAt, o);
   o += 8;
-  buf.writeUInt32LE(meta.length, o);
+  buf.writeUInt32LE(metaLength, o);
   o += 4;
-  meta.copy(buf, o);
-  o += meta.length;
+  buf.write(metaText, o, metaLength, 'utf8');
+  o += metaLength;
   buf.set(m.body, o);
   buf.writeUInt32LE(n, 0);
   buf.writeUInt32LE(crc32(buf.subarray(RECORD_HEADER)), 4);

@@ -56,7 +56,25 @@ export class FrameGuard extends Duplex {
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (e?: Error | null) => void): void {
-    this.#inner.write(chunk, cb);
+    this.#forward(chunk, cb);
+  }
+
+  /**
+   * mqtt-packet corks the stream and writes a packet in pieces (header, topic, payload): they go down as one buffer,
+   * i.e. one TLS record and one syscall, rather than one each.
+   */
+  override _writev(chunks: Array<{ chunk: Buffer }>, cb: (e?: Error | null) => void): void {
+    this.#forward(chunks.length === 1 ? (chunks[0] as { chunk: Buffer }).chunk : Buffer.concat(chunks.map((c) => c.chunk)), cb);
+  }
+
+  /**
+   * Hands `data` to the inner stream and completes at once while it has room; on back-pressure, at its `drain`.
+   * Waiting for the inner write's own callback instead would allow one write in flight per connection (a round trip
+   * through the socket for every piece of every packet).
+   */
+  #forward(data: Buffer, cb: (e?: Error | null) => void): void {
+    if (this.#inner.write(data)) cb();
+    else this.#inner.once('drain', () => cb());
   }
 
   override _final(cb: (e?: Error | null) => void): void {
