@@ -23,6 +23,7 @@ export class EdgeHubMetrics {
   readonly getTwin: Counter<'source' | 'id'>;
   readonly reported: Counter<'target' | 'id'>;
   readonly methods: Counter<'from' | 'to'>;
+  readonly methodDuration: Summary<'from' | 'to'>;
   readonly offlineCount: Counter<'id'>;
   readonly retries: Counter<'id' | 'operation'>;
 
@@ -56,6 +57,15 @@ export class EdgeHubMetrics {
     this.getTwin = new Counter({ name: 'edgehub_gettwin_total', help: 'Twin GET requests', labelNames: ['source', 'id'], registers });
     this.reported = new Counter({ name: 'edgehub_reported_properties_total', help: 'Reported property patches', labelNames: ['target', 'id'], registers });
     this.methods = new Counter({ name: 'edgehub_direct_methods_total', help: 'Direct method calls relayed', labelNames: ['from', 'to'], registers });
+    this.methodDuration = new Summary({
+      name: 'edgehub_direct_method_duration_seconds',
+      help: 'Time to resolve a direct method call between clients of the edge hub',
+      labelNames: ['from', 'to'],
+      percentiles: QUANTILES,
+      maxAgeSeconds: 600,
+      ageBuckets: 5,
+      registers,
+    });
     this.offlineCount = new Counter({ name: 'edgehub_offline_count_total', help: 'Times the upstream link went offline', labelNames: ['id'], registers });
     this.retries = new Counter({ name: 'edgehub_operation_retry_total', help: 'Retried upstream operations', labelNames: ['id', 'operation'], registers });
   }
