@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client as DeviceClient, ModuleClient } from 'azure-iot-device';
 import { Mqtt } from 'azure-iot-device-mqtt';
+import { connectAsync } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSasToken } from '@kedge/protocol';
 import { eventually, runPython } from '@kedge/testing';
@@ -194,6 +195,63 @@ client.shutdown()
     expect(({} as Record<string, unknown>)['polluted']).toBeUndefined();
     // The edge hub keeps serving.
     expect((await post(path, call('echo'), asCaller())).status).toBe(200);
+  });
+
+  it('serves methods and MQTT over WebSockets on one listener when https is not configured (edgeHub 443)', async () => {
+    const other = await provisionEdge(t, 'edge-shared', ['m1', 'm2']);
+    const shared = await startEdgeHub(
+      {
+        connectionString: other.edgeHubConnectionString,
+        hub: { ca: t.hub.ca },
+        hostName: '127.0.0.1',
+        dataDir: mkdtempSync(join(tmpdir(), 'kedge-edge-shared-')),
+        mqtt: { host: '127.0.0.1', port: 0 },
+        websocket: { host: '127.0.0.1', port: 0 },
+        logLevel: 'silent',
+      },
+      { logger: testLog() },
+    );
+    try {
+      const wsUrl = new URL(shared.urls.websocket ?? '');
+      expect(shared.urls.https).toBe(`https://127.0.0.1:${wsUrl.port}`);
+      const token = (m: string): string =>
+        createSasToken({ audience: `${t.host}/devices/edge-shared/modules/${m}`, key: other.moduleKeys[m] ?? '', expirySeconds: Math.floor(Date.now() / 1000) + 600 });
+      // m1 speaks MQTT over WebSockets on that port and answers its methods.
+      const m1 = await connectAsync(wsUrl.toString(), {
+        clientId: 'edge-shared/m1',
+        username: `${t.host}/edge-shared/m1/?api-version=2021-04-12`,
+        password: token('m1'),
+        protocolVersion: 4,
+        clean: false,
+        reconnectPeriod: 0,
+        ca: shared.ca,
+      });
+      try {
+        m1.on('message', (topic, payload) => {
+          const rid = /\?\$rid=([^&]+)/.exec(topic)?.[1] ?? '';
+          m1.publish(`$iothub/methods/res/202/?$rid=${rid}`, JSON.stringify({ got: JSON.parse(payload.toString()) as unknown, topic: topic.split('/')[3] }));
+        });
+        await m1.subscribeAsync('$iothub/methods/POST/#', { qos: 0 });
+        // m2 calls it over HTTPS on the same port.
+        const r = await new Promise<Reply>((resolve, reject) => {
+          const req = request(
+            { host: '127.0.0.1', port: Number(wsUrl.port), method: 'POST', path: '/twins/edge-shared/modules/m1/methods', ca: shared.ca, headers: { authorization: token('m2'), 'x-ms-edge-moduleId': 'edge-shared/m2', 'content-type': 'application/json' } },
+            (res) => {
+              let text = '';
+              res.setEncoding('utf8').on('data', (d: string) => (text += d));
+              res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as Record<string, unknown> }));
+            },
+          );
+          req.on('error', reject);
+          req.end(JSON.stringify({ methodName: 'poke', payload: [1, 2], responseTimeoutInSeconds: 10 }));
+        });
+        expect(r).toEqual({ status: 200, body: { status: 202, payload: { got: [1, 2], topic: 'poke' } } });
+      } finally {
+        await m1.endAsync(true);
+      }
+    } finally {
+      await shared.close();
+    }
   });
 
   it('still relays a method from the hub to a module (responses with unknown request ids go upstream)', async () => {
