@@ -334,6 +334,18 @@ export async function startEdgeHub(input: EdgeHubConfigInput, options: EdgeHubSt
     },
   };
 
+  // IoT Edge's twin operation durations, around the handlers above.
+  const twinGet = handler.twinGet.bind(handler);
+  const twinReported = handler.twinReported.bind(handler);
+  handler.twinGet = (id) => {
+    const end = metrics.getTwinDuration.startTimer({ source: identityKey(id.deviceId, id.moduleId), id: 'edgeHub' });
+    return twinGet(id).finally(() => end());
+  };
+  handler.twinReported = (id, text) => {
+    const end = metrics.reportedDuration.startTimer({ target: 'upstream', id: identityKey(id.deviceId, id.moduleId) });
+    return twinReported(id, text).finally(() => end());
+  };
+
   const broker = new EdgeBroker(
     {
       edgeDeviceId: edge,
