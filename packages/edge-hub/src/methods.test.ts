@@ -14,7 +14,7 @@ import { freeLoopbackAddress, provisionEdge, startTestHub, testLog } from './tes
 import type { TestEdge, TestHub } from './test-support/hub.js';
 
 const EDGE = 'edge-methods';
-const MODULES = ['caller', 'target', 'silent', 'offline', 'pycaller'];
+const MODULES = ['caller', 'target', 'silent', 'offline', 'pycaller', 'raw1', 'raw2'];
 
 interface Reply {
   readonly status: number;
@@ -251,6 +251,29 @@ client.shutdown()
       }
     } finally {
       await shared.close();
+    }
+  });
+
+  it('settles a call only with the response of its target: another module knowing the request id cannot answer it', async () => {
+    const mqttModule = (m: string): ReturnType<typeof connectAsync> =>
+      connectAsync(`mqtts://${edgeHost}:8883`, { clientId: `${EDGE}/${m}`, username: `${t.host}/${EDGE}/${m}/?api-version=2021-04-12`, password: sas(m), protocolVersion: 4, reconnectPeriod: 0, ca: edgeHub.ca });
+    const target = await mqttModule('raw1');
+    const impostor = await mqttModule('raw2');
+    try {
+      target.on('message', (topic) => {
+        const rid = /\?\$rid=([^&]+)/.exec(topic)?.[1] ?? '';
+        // The impostor answers first with the leaked request id; the edge hub must ignore it (it goes upstream as
+        // an unknown request of raw2's), then the target answers.
+        impostor.publish(`$iothub/methods/res/200/?$rid=${rid}`, JSON.stringify('forged'), () => target.publish(`$iothub/methods/res/203/?$rid=${rid}`, JSON.stringify('genuine')));
+      });
+      await target.subscribeAsync('$iothub/methods/POST/#', { qos: 0 });
+      const r = await post(`/twins/${EDGE}/modules/raw1/methods`, call('who'), asCaller());
+      expect(r).toEqual({ status: 200, body: { status: 203, payload: 'genuine' } });
+      // Both connections are still up: the forged response broke nothing.
+      expect(impostor.connected && target.connected).toBe(true);
+    } finally {
+      await target.endAsync(true);
+      await impostor.endAsync(true);
     }
   });
 
