@@ -1,3 +1,4 @@
+import type { IncomingMessage } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { Server as HttpsServer } from 'node:https';
 import { Readable } from 'node:stream';
@@ -208,11 +209,7 @@ export class EdgeBroker {
       void this.#d.handler.sessionChanged(a.id, true, session.features);
     });
 
-    const handle = (stream: Duplex, req?: unknown): void => {
-      const guarded = new FrameGuard(stream, this.#o.frames);
-      guarded.on('error', (e: Error) => this.#d.log.debug({ err: e.message }, 'Closed an MQTT connection'));
-      broker.handle(guarded, req as never);
-    };
+    const handle = (stream: Duplex, req?: unknown): void => this.#handle(broker, stream, req);
     const tls = createTlsServer({ key: this.#o.tls.key, cert: this.#o.tls.cert, minVersion: 'TLSv1.2', handshakeTimeout: this.#o.connectTimeoutMs }, (socket: TLSSocket) => {
       socket.setNoDelay(true);
       handle(socket);
@@ -225,17 +222,30 @@ export class EdgeBroker {
       const https = createHttpsServer({ key: this.#o.tls.key, cert: this.#o.tls.cert, minVersion: 'TLSv1.2', requestTimeout: this.#o.connectTimeoutMs }, (_req, res) => {
         res.writeHead(404).end();
       });
-      https.on('upgrade', (req, socket: Duplex, head: Buffer) => {
-        if ((req.url ?? '').split('?')[0] !== '/$iothub/websocket') {
-          socket.destroy();
-          return;
-        }
-        this.#wss.handleUpgrade(req, socket, head, (ws) => handle(createWebSocketStream(ws), req));
-      });
+      https.on('upgrade', (req, socket: Duplex, head: Buffer) => this.handleUpgrade(req, socket, head));
       this.#https = https;
       websocketPort = await listenOn(https, listen.websocket);
     }
     return { mqttPort, ...(websocketPort === undefined ? {} : { websocketPort }) };
+  }
+
+  #handle(broker: Aedes, stream: Duplex, req?: unknown): void {
+    const guarded = new FrameGuard(stream, this.#o.frames);
+    guarded.on('error', (e: Error) => this.#d.log.debug({ err: e.message }, 'Closed an MQTT connection'));
+    broker.handle(guarded, req as never);
+  }
+
+  /**
+   * Takes an HTTP `Upgrade` request from another HTTPS listener (the edge hub's, which serves REST on the same
+   * port): `/$iothub/websocket` becomes an MQTT-over-WebSockets connection, anything else is closed.
+   */
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const broker = this.#broker;
+    if (!broker || (req.url ?? '').split('?')[0] !== '/$iothub/websocket') {
+      socket.destroy();
+      return;
+    }
+    this.#wss.handleUpgrade(req, socket, head, (ws) => this.#handle(broker, createWebSocketStream(ws), req));
   }
 
   async #authenticate(client: Client, username: Readonly<string> | undefined, password: Readonly<Buffer> | undefined): Promise<void> {

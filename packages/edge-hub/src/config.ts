@@ -41,6 +41,13 @@ export const EdgeHubConfigSchema = z.object({
   mqtt: listener(8883),
   /** MQTT over WebSockets (`/$iothub/websocket`); the Node SDK always dials 443, so unprivileged 8443 by default. */
   websocket: listener(8443).nullable(),
+  /**
+   * HTTPS (IoT Edge's 443): module direct method calls (`POST /twins/{d}[/modules/{m}]/methods`, which the Node and
+   * Python SDKs send to port 443 of `GatewayHostName`). Absent: the `websocket` listener serves it too, as
+   * edgeHub's 443 serves both (so off when `websocket` is null). Given with the same host and port as `websocket`:
+   * one listener for both. Null: off.
+   */
+  https: z.object({ host: z.string().min(1).default('127.0.0.1'), port: port.default(8443) }).nullable().optional(),
   /** Plain-HTTP `/metrics` (Prometheus) and `/health`; IoT Edge serves them on 9600. Off when null. */
   metrics: z.object({ host: z.string().min(1).default('127.0.0.1'), port: port.default(9600) }).nullable().default(null),
   /** Given TLS material (PEM); generated under `<dataDir>/tls` from a per-device CA when absent. */

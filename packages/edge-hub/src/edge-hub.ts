@@ -19,7 +19,10 @@ import { EDGE_HUB_MODULE, HubRestClient } from './hub-client.js';
 import { IdentityCache, identityKey } from './identities.js';
 import { createLogger } from './log.js';
 import type { Logger } from './log.js';
+import { startHttpsServer } from './http.js';
+import type { RunningHttpsServer } from './http.js';
 import { EdgeHubMetrics } from './metrics.js';
+import { LocalMethods } from './methods.js';
 import { EdgeHubReporter } from './reported.js';
 import { TwinCache, parseSafe } from './twins.js';
 import type { SafeObject } from './twins.js';
@@ -28,8 +31,11 @@ import type { UpstreamConnection } from './upstream.js';
 
 /** A running edge hub. */
 export interface RunningEdgeHub {
-  /** Where it listens: `mqtt` (mqtts), `websocket` (wss, when enabled), `metrics` (http, when enabled). */
-  readonly urls: { readonly mqtt: string; readonly websocket?: string; readonly metrics?: string };
+  /**
+   * Where it listens: `mqtt` (mqtts), `websocket` (wss, when enabled), `https` (direct methods, when enabled),
+   * `metrics` (http, when enabled).
+   */
+  readonly urls: { readonly mqtt: string; readonly websocket?: string; readonly https?: string; readonly metrics?: string };
   /** PEM of the CA modules and leaf devices must trust (`EdgeModuleCACertificateFile`). */
   readonly ca: string;
   /** The file holding {@link ca}. */
@@ -322,6 +328,8 @@ export async function startEdgeHub(input: EdgeHubConfigInput, options: EdgeHubSt
       return reply;
     },
     methodResponse(id: Identity, rid: string, status: number, payload: Buffer): void {
+      // A call from another client of this edge hub (HTTPS) is answered locally; the rest are the hub's.
+      if (methods.response(id, rid, status, payload)) return;
       link.connection(id).publishQos0(`$iothub/methods/res/${status}/?$rid=${encodeURIComponent(rid)}`, payload);
     },
     sessionChanged(id: Identity, connected: boolean, features: ReadonlySet<Feature>): Promise<void> {
@@ -333,8 +341,21 @@ export async function startEdgeHub(input: EdgeHubConfigInput, options: EdgeHubSt
       }
       conn.acquire(Need.Session);
       if (features.has(F.Inputs)) moduleHooks.get(id.moduleId)?.available();
+      if (features.has(F.Methods)) methods.available(id);
       return conn.follow({ desired: features.has(F.Desired), methods: features.has(F.Methods) });
     },
+  };
+
+  // IoT Edge's twin operation durations, around the handlers above.
+  const twinGet = handler.twinGet.bind(handler);
+  const twinReported = handler.twinReported.bind(handler);
+  handler.twinGet = (id) => {
+    const end = metrics.getTwinDuration.startTimer({ source: identityKey(id.deviceId, id.moduleId), id: 'edgeHub' });
+    return twinGet(id).finally(() => end());
+  };
+  handler.twinReported = (id, text) => {
+    const end = metrics.reportedDuration.startTimer({ target: 'upstream', id: identityKey(id.deviceId, id.moduleId) });
+    return twinReported(id, text).finally(() => end());
   };
 
   const broker = new EdgeBroker(
@@ -350,6 +371,7 @@ export async function startEdgeHub(input: EdgeHubConfigInput, options: EdgeHubSt
     { identities, handler, log: log.child({ component: 'broker' }), metrics },
   );
   const brokerRef = broker;
+  const methods = new LocalMethods({ sender: broker, log: log.child({ component: 'methods' }), metrics });
   const link: UpstreamLink = new UpstreamLink(
     {
       hostName: config.hub.hostName,
@@ -400,22 +422,35 @@ export async function startEdgeHub(input: EdgeHubConfigInput, options: EdgeHubSt
   identities.onChange((changed) => brokerRef.recheck(changed));
 
   let metricsServer: Server | undefined;
+  let httpsServer: RunningHttpsServer | undefined;
   try {
     // Offline start: the routes of the cached $edgeHub twin apply until the hub answers.
     const cachedDesired = twins.desired(self);
     if (cachedDesired) await applyDesired(cachedDesired);
-    const ports = await broker.start({ mqtt: config.mqtt, ...(config.websocket ? { websocket: config.websocket } : {}) });
+    // Absent `https`: the WebSocket listener serves the REST API too (edgeHub's 443).
+    const httpsAt = config.https === undefined ? config.websocket : config.https;
+    const shared = httpsAt !== null && config.websocket !== null && httpsAt.host === config.websocket.host && httpsAt.port === config.websocket.port;
+    const ports = await broker.start({ mqtt: config.mqtt, ...(config.websocket && !shared ? { websocket: config.websocket } : {}) });
+    if (httpsAt) {
+      httpsServer = await startHttpsServer(
+        httpsAt,
+        { edgeDeviceId: edge, hostNames: [config.hub.hostName, ...names], tls, requestTimeoutMs: config.limits.connectTimeoutMs },
+        { identities, methods, log: log.child({ component: 'https' }), ...(shared ? { upgrade: (req, socket, head) => broker.handleUpgrade(req, socket, head) } : {}) },
+      );
+    }
+    const websocketPort = shared ? httpsServer?.port : ports.websocketPort;
     identities.start();
     link.self().acquire(Need.Self);
     void link.self().follow({ desired: true, methods: false });
     if (config.metrics) metricsServer = await serveMetrics(metrics, router, config.metrics);
     const maddr = metricsServer?.address();
     const host = urlHost(config.hostName);
-    log.info({ deviceId: edge, mqttPort: ports.mqttPort, websocketPort: ports.websocketPort, identities: identities.size }, 'Started edge hub');
+    log.info({ deviceId: edge, mqttPort: ports.mqttPort, websocketPort, httpsPort: httpsServer?.port, identities: identities.size }, 'Started edge hub');
     return {
       urls: {
         mqtt: `mqtts://${host}:${ports.mqttPort}`,
-        ...(ports.websocketPort === undefined ? {} : { websocket: `wss://${host}:${ports.websocketPort}/$iothub/websocket` }),
+        ...(websocketPort === undefined ? {} : { websocket: `wss://${host}:${websocketPort}/$iothub/websocket` }),
+        ...(httpsServer ? { https: `https://${host}:${httpsServer.port}` } : {}),
         ...(typeof maddr === 'object' && maddr ? { metrics: `http://${urlHost(config.metrics?.host ?? '127.0.0.1')}:${maddr.port}/metrics` } : {}),
       },
       ca: tls.ca,
@@ -426,7 +461,10 @@ export async function startEdgeHub(input: EdgeHubConfigInput, options: EdgeHubSt
         log.info({ deviceId: edge }, 'Stopping edge hub');
         reporter.close();
         identities.close();
-        // 1. No new messages: the broker closes (publishes being stored finish and are acknowledged first).
+        // 1. No new messages: the broker closes (publishes being stored finish and are acknowledged first); method
+        // calls in flight end (503).
+        methods.close();
+        await httpsServer?.close();
         await brokerRef.close();
         metricsServer?.closeAllConnections();
         await new Promise<void>((resolve) => (metricsServer ? metricsServer.close(() => resolve()) : resolve()));
@@ -440,6 +478,8 @@ export async function startEdgeHub(input: EdgeHubConfigInput, options: EdgeHubSt
   } catch (e) {
     reporter.close();
     identities.close();
+    methods.close();
+    await httpsServer?.close().catch(() => undefined);
     await brokerRef.close().catch(() => undefined);
     await router.close().catch(() => undefined);
     await store.close().catch(() => undefined);

@@ -1,5 +1,5 @@
 import { setMaxListeners } from 'node:events';
-import type { Endpoint, EndpointHooks, InvalidMessage, SinkResult, StoredMessage } from '@kedge/routing';
+import type { BatchContext, Endpoint, EndpointHooks, InvalidMessage, SinkResult, StoredMessage } from '@kedge/routing';
 import { FailureKind } from '@kedge/routing';
 import type { Identity } from '@kedge/protocol';
 import { Feature, INBOUND_WIRE_NAMES, OUTBOUND_WIRE_NAMES, formatBag, moduleInputTopic, telemetryTopic } from '@kedge/protocol';
@@ -54,7 +54,8 @@ export class ModuleInputEndpoint implements Endpoint {
     return this.#target;
   }
 
-  async process(batch: readonly StoredMessage[], signal: AbortSignal): Promise<SinkResult> {
+  async process(batch: readonly StoredMessage[], signal: AbortSignal, context?: BatchContext): Promise<SinkResult> {
+    const started = Date.now();
     if (!this.#broker.hasFeature(this.#target, Feature.Inputs)) {
       return inOrder(batch, 0, FailureKind.NoConnection, new Error(`module ${this.#target.moduleId} is not connected`));
     }
@@ -69,10 +70,12 @@ export class ModuleInputEndpoint implements Endpoint {
     const first = outcomes.findIndex((o) => o.status === 'rejected');
     const now = Date.now();
     const to = identityKey(this.#target.deviceId, this.#target.moduleId);
+    const priority = String(context?.priority ?? '');
     for (const m of first < 0 ? batch : batch.slice(0, first)) {
       const from = identityKey(sender(m).deviceId, sender(m).moduleId);
-      this.#metrics.sent.inc({ from, to, from_route_output: outputOf(m), to_route_input: this.#input, priority: '' });
+      this.#metrics.sent.inc({ from, to, from_route_output: outputOf(m), to_route_input: this.#input, priority });
       this.#metrics.sendDuration.observe({ from, to, from_route_output: outputOf(m), to_route_input: this.#input }, (now - m.message.enqueuedAt) / 1000);
+      this.#metrics.processDuration.observe({ from, to, priority }, (now - started) / 1000);
     }
     if (first < 0) return { succeeded: batch, failed: [], invalid: [] };
     const reason = (outcomes[first] as PromiseRejectedResult).reason as unknown;
@@ -106,7 +109,8 @@ export class UpstreamEndpoint implements Endpoint {
     this.#hooks.available();
   }
 
-  async process(batch: readonly StoredMessage[], signal: AbortSignal): Promise<SinkResult> {
+  async process(batch: readonly StoredMessage[], signal: AbortSignal, context?: BatchContext): Promise<SinkResult> {
+    const started = Date.now();
     const invalid: InvalidMessage[] = [];
     const sends: Promise<void>[] = [];
     let firstFailure = batch.length;
@@ -146,10 +150,12 @@ export class UpstreamEndpoint implements Endpoint {
         cause = (outcomes[bad] as PromiseRejectedResult).reason;
       }
       const now = Date.now();
+      const priority = String(context?.priority ?? '');
       for (const m of sent.slice(0, bad < 0 ? sent.length : bad)) {
         const from = identityKey(sender(m).deviceId, sender(m).moduleId);
-        this.#metrics.sent.inc({ from, to: 'upstream', from_route_output: outputOf(m), to_route_input: '', priority: '' });
+        this.#metrics.sent.inc({ from, to: 'upstream', from_route_output: outputOf(m), to_route_input: '', priority });
         this.#metrics.sendDuration.observe({ from, to: 'upstream', from_route_output: outputOf(m), to_route_input: '' }, (now - m.message.enqueuedAt) / 1000);
+        this.#metrics.processDuration.observe({ from, to: 'upstream', priority }, (now - started) / 1000);
       }
       return inOrder(batch, firstFailure, signal.aborted ? FailureKind.Timeout : FailureKind.NoConnection, cause, invalid);
     } finally {

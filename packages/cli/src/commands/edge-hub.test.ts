@@ -27,6 +27,8 @@ describe('kedge edge-hub run', () => {
     expect(captured.err).toContain("must be the $edgeHub module's");
     expect(await kedge('edge-hub', 'run', '--data-dir', dir, '--connection-string', 'HostName=h;DeviceId=d;ModuleId=$edgeHub;SharedAccessKey=abcd', '--mqtt-port', '99999')).toBe(2);
     expect(captured.err).toContain('invalid --mqtt-port 99999');
+    expect(await kedge('edge-hub', 'run', '--data-dir', dir, '--connection-string', 'HostName=h;DeviceId=d;ModuleId=$edgeHub;SharedAccessKey=abcd', '--https-port', 'x443')).toBe(2);
+    expect(captured.err).toContain('invalid --https-port x443');
     expect(captured.err).not.toContain('    at ');
   });
 });

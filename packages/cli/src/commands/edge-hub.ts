@@ -13,6 +13,7 @@ interface RunOptions {
   host: string;
   mqttPort: string;
   wsPort: string;
+  httpsPort?: string;
   metricsPort?: string;
   metricsHost: string;
   dataDir: string;
@@ -53,6 +54,7 @@ export function registerEdgeHubCommands(program: Command): void {
     .option('--host <address>', 'listen address', '127.0.0.1')
     .option('--mqtt-port <port>', 'MQTT over TLS port', '8883')
     .option('--ws-port <port>', "MQTT over WebSockets port, or 'off'", '8443')
+    .option('--https-port <port>', "HTTPS port for module direct methods (the SDKs dial 443), or 'off' (default: served on the --ws-port listener)")
     .option('--metrics-host <address>', 'plain-HTTP /metrics listen address', '127.0.0.1')
     .option('--metrics-port <port>', 'plain-HTTP /metrics port (disabled when absent; IoT Edge uses 9600)')
     .option('--data-dir <dir>', 'store, identity and twin caches, TLS material', './kedge-edge-hub-data')
@@ -81,6 +83,7 @@ export function registerEdgeHubCommands(program: Command): void {
             dataDir: opts.dataDir,
             mqtt: { host: opts.host, port: port(opts.mqttPort, '--mqtt-port') },
             websocket: opts.wsPort === 'off' ? null : { host: opts.host, port: port(opts.wsPort, '--ws-port') },
+            ...(opts.httpsPort === undefined ? {} : { https: opts.httpsPort === 'off' ? null : { host: opts.host, port: port(opts.httpsPort, '--https-port') } }),
             metrics: opts.metricsPort ? { host: opts.metricsHost, port: port(opts.metricsPort, '--metrics-port') } : null,
             store: { fsync: opts.fsync, ...(maxBytes === undefined ? {} : { maxBytes }) },
             logLevel: opts.logLevel as 'info',
@@ -90,7 +93,7 @@ export function registerEdgeHubCommands(program: Command): void {
           throw e;
         }
         process.stderr.write(
-          `kedge edge-hub listening: ${edge.urls.mqtt} (MQTT)${edge.urls.websocket ? `, ${edge.urls.websocket}` : ''}${edge.urls.metrics ? `, ${edge.urls.metrics}` : ''}\n` +
+          `kedge edge-hub listening: ${edge.urls.mqtt} (MQTT)${edge.urls.websocket ? `, ${edge.urls.websocket}` : ''}${edge.urls.https ? `, ${edge.urls.https} (direct methods)` : ''}${edge.urls.metrics ? `, ${edge.urls.metrics}` : ''}\n` +
             `  CA for modules (EdgeModuleCACertificateFile): ${edge.caFile}\n`,
         );
         await untilStopSignal();

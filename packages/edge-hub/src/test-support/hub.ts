@@ -119,8 +119,11 @@ export async function provisionEdge(t: TestHub, deviceId: string, modules: reado
   return { deviceId, edgeHubConnectionString: `HostName=${t.host};DeviceId=${deviceId};ModuleId=$edgeHub;SharedAccessKey=${edgeHubKey}`, moduleKeys, leafKeys };
 }
 
-/** A deployment manifest with `routes` for the `$edgeHub` and desired properties per module. */
-export function manifest(routes: Record<string, string>, modules: readonly string[], moduleTwins: Record<string, Json> = {}): Json {
+/**
+ * A deployment manifest with `routes` for the `$edgeHub` (route strings, or route objects with `priority` and
+ * `timeToLiveSecs`) and desired properties per module.
+ */
+export function manifest(routes: Record<string, string | { route: string; priority?: number; timeToLiveSecs?: number }>, modules: readonly string[], moduleTwins: Record<string, Json> = {}): Json {
   const mods = Object.fromEntries(
     modules.map((m) => [m, { version: '1.0', type: 'docker', status: 'running', restartPolicy: 'always', settings: { image: `example/${m.toLowerCase()}:1.0`, createOptions: '{}' } }]),
   );

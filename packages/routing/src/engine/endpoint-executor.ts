@@ -304,7 +304,7 @@ export class EndpointExecutor {
         this.#pending = undefined;
         continue;
       }
-      const result = await this.#send(live);
+      const result = await this.#send(live, batch.queue.priority);
       if (this.#state === ExecutorState.Closed) return;
       await this.#apply({ ...batch, messages: live }, result);
     }
@@ -338,7 +338,7 @@ export class EndpointExecutor {
   }
 
   /** Calls `process` with the send timeout; a throw or timeout fails the whole batch. */
-  async #send(batch: readonly StoredMessage[]): Promise<SinkResult> {
+  async #send(batch: readonly StoredMessage[], priority: number): Promise<SinkResult> {
     const abort = new AbortController();
     this.#abort = abort;
     let timer: TimerHandle | undefined;
@@ -348,7 +348,7 @@ export class EndpointExecutor {
     });
     try {
       // Racing the abort: an endpoint that ignores its signal (StalledEndpoint) cannot stall the executor.
-      const r = await Promise.race([this.endpoint.process(batch, abort.signal), aborted]);
+      const r = await Promise.race([this.endpoint.process(batch, abort.signal, { priority }), aborted]);
       if (r === ABORTED) return allFailed(batch, FailureKind.Timeout, new Error(`Endpoint ${this.endpoint.id} did not settle within ${this.#sendTimeoutMs} ms`));
       return r;
     } catch (cause) {

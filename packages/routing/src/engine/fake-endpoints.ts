@@ -2,7 +2,7 @@
  * Named fake endpoints, one per failure mode (Routing.Core's test endpoints), for tests of the engine and of the
  * edge hub. They exist because a real destination cannot be made to fail on cue. Each records what it accepted.
  */
-import { FailureKind, type Endpoint, type SinkResult, type StoredMessage } from './types.js';
+import { FailureKind, type BatchContext, type Endpoint, type SinkResult, type StoredMessage } from './types.js';
 
 const ok = (batch: readonly StoredMessage[]): SinkResult => ({ succeeded: batch, failed: [], invalid: [] });
 const fail = (batch: readonly StoredMessage[], kind: FailureKind): SinkResult => ({
@@ -12,14 +12,19 @@ const fail = (batch: readonly StoredMessage[], kind: FailureKind): SinkResult =>
   failure: { kind, cause: new Error(`fake endpoint failure (${kind})`) },
 });
 
-/** Accepts everything; `received` holds every delivered message in delivery order, `batches` every call. */
+/**
+ * Accepts everything; `received` holds every delivered message in delivery order, `batches` every call and
+ * `priorities` the queue priority the executor named for each call.
+ */
 export class RecordingEndpoint implements Endpoint {
   readonly received: StoredMessage[] = [];
   readonly batches: (readonly StoredMessage[])[] = [];
+  readonly priorities: (number | undefined)[] = [];
   closed = false;
   constructor(readonly id: string) {}
-  process(batch: readonly StoredMessage[]): Promise<SinkResult> {
+  process(batch: readonly StoredMessage[], _signal?: AbortSignal, context?: BatchContext): Promise<SinkResult> {
     this.batches.push(batch);
+    this.priorities.push(context?.priority);
     this.received.push(...batch);
     return Promise.resolve(ok(batch));
   }

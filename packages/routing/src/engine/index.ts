@@ -14,6 +14,7 @@ export type {
   SinkResult,
   Endpoint,
   EndpointHooks,
+  BatchContext,
   EndpointFactory,
   Checkpointer,
   QueueStats,

@@ -7,7 +7,7 @@ import { testMessage } from './message-store.contract.js';
 import { queueName } from './queue-name.js';
 import { Router } from './router.js';
 import { moduleMessage, routes, settle, text, until } from './test-support.js';
-import { ExecutorState, FailureKind, type Endpoint, type EndpointHooks, type RouterOptions, type SinkResult, type StoredMessage } from './types.js';
+import { ExecutorState, FailureKind, type BatchContext, type Endpoint, type EndpointHooks, type RouterOptions, type SinkResult, type StoredMessage } from './types.js';
 
 const B_IN = '/modules/b/inputs/in';
 
@@ -100,6 +100,8 @@ describe('Router', () => {
     gate.release();
     await until(() => gate.received.length === 4, 'all delivered');
     expect(gate.batches.map((b) => b.map((m) => text(m.message.body)))).toEqual([['"b0"'], ['"a0"'], ['"b1"', '"b2"']]);
+    // Each batch names the priority of the queue it came from (the edge hub's `priority` metric label).
+    expect(gate.priorities).toEqual([5, 0, 5]);
   });
 
   it('retries a failing endpoint with exponential backoff and delivers in order once it is back', async () => {
@@ -297,9 +299,10 @@ describe('Router', () => {
 class GateEndpoint extends RecordingEndpoint {
   open = false;
   #waiting: (() => void)[] = [];
-  override process(batch: readonly StoredMessage[]): Promise<SinkResult> {
-    if (this.open) return super.process(batch);
+  override process(batch: readonly StoredMessage[], signal?: AbortSignal, context?: BatchContext): Promise<SinkResult> {
+    if (this.open) return super.process(batch, signal, context);
     this.batches.push(batch);
+    this.priorities.push(context?.priority);
     return new Promise((resolve) => {
       this.#waiting.push(() => {
         this.received.push(...batch);

@@ -74,9 +74,14 @@ export interface SinkResult {
 export interface Endpoint {
   /** Stable identity; the router uses `sinkKey(sink)` (`$upstream`, `/modules/<m>/inputs/<i>`). */
   readonly id: string;
-  process(batch: readonly StoredMessage[], signal: AbortSignal): Promise<SinkResult>;
+  process(batch: readonly StoredMessage[], signal: AbortSignal, context?: BatchContext): Promise<SinkResult>;
   /** Releases the endpoint's resources; called once, after its last `process` settled. */
   close?(): Promise<void>;
+}
+
+/** What the executor tells an endpoint about a batch: every message of it comes from the queue of `priority`. */
+export interface BatchContext {
+  readonly priority: number;
 }
 
 /** Given to an {@link EndpointFactory}: how an endpoint tells its executor about the destination. */
