@@ -1,4 +1,4 @@
-export { render, moduleEntries, imageRegistry, moduleDigest, RuntimeEnv, EDGE_HUB_SERVICE, RenderErrorReason } from './render.js';
+export { render, moduleEntries, imageRegistry, moduleDigest, RenderErrorReason } from './render.js';
 export type { RenderInput, RenderResult, RenderedModule, OwnerMeta, RenderError, ModuleEntry } from './render.js';
 export { DevicePolicySchema, defaultPolicy } from './policy.js';
 export type { DevicePolicy, DevicePolicyInput } from './policy.js';
@@ -23,7 +23,20 @@ export type { DesiredCheck, DesiredStatus } from './desired.js';
 export { edgeAgentReported, desiredStatus, AGENT_VERSION } from './reported.js';
 export type { LastDesired, ReportedInput } from './reported.js';
 export { ModuleIdentities, MANAGED_BY_IOT_EDGE, identityOf } from './identities.js';
-export { identityEnv, identitySecretName, IdentitySecretKeys, IdentityEnv, TRUST_BUNDLE_DIR } from './module-env.js';
+export {
+  moduleRuntimeEnv,
+  kubernetesModuleEnv,
+  workloadSecretOf,
+  identitySecretName,
+  IdentitySecretKeys,
+  IdentityEnv,
+  RuntimeEnv,
+  EDGE_HUB_SERVICE,
+  WORKLOAD_API_VERSION,
+  TRUST_BUNDLE_DIR,
+  TRUST_BUNDLE_KEY,
+} from './module-env.js';
+export type { ModuleEnvInput, ModuleRuntimeEnv, RuntimeEnvVar, IdentitySecretKey, ModuleIdentityPolicy } from './module-env.js';
 export { AgentMethods, MethodArgumentError, parseLogTime, MAX_LOGS_PAYLOAD_BYTES } from './methods.js';
 export { WorkloadApi } from './workload.js';
 export type { WorkloadApiOptions, WorkloadListen, WorkloadModule, WorkloadModules } from './workload.js';
