@@ -115,6 +115,7 @@ async function startTheAgent(): Promise<RunningAgent> {
       hub: { connectionString: deviceCs, ca: hub.ca, reportCoalesceMs: 100, maxBackoffMs: 1000 },
       statusCoalesceMs: 50,
       workers: 2,
+      workload: { host: '127.0.0.1', port: 0 },
     },
     { cluster, log, registry: new Metrics() },
   );
@@ -188,10 +189,11 @@ describe('the edge agent connected to a hub', () => {
     const secret = await core.readNamespacedSecret({ name: 'kedge-identity-sensor', namespace: ns.name });
     const connectionString = Buffer.from(secret.data?.['connectionString'] ?? '', 'base64').toString('utf8');
     expect(connectionString).toBe(`HostName=${host};GatewayHostName=edgehub;DeviceId=${DEVICE};ModuleId=sensor;SharedAccessKey=${m.authentication.symmetricKey.primaryKey}`);
+    // Workload mode (the default): the module's workload secret by reference, no key material in the Deployment.
     const env = (await apps.readNamespacedDeployment({ name: 'sensor', namespace: ns.name })).spec?.template.spec?.containers[0]?.env ?? [];
-    expect(env.find((e) => e.name === 'EdgeHubConnectionString')?.valueFrom?.secretKeyRef).toEqual({ name: 'kedge-identity-sensor', key: 'connectionString' });
+    expect(env.find((e) => e.name === 'IOTEDGE_MODULEGENERATIONID')?.valueFrom?.secretKeyRef).toEqual({ name: 'kedge-identity-sensor', key: 'workloadSecret' });
     expect(env.find((e) => e.name === 'IOTEDGE_IOTHUBHOSTNAME')?.value).toBe(host);
-    expect(env.find((e) => e.name === 'EdgeModuleCACertificateFile')?.value).toBe('/etc/kedge/trust-bundle/ca.pem');
+    expect(env.some((e) => e.name === 'EdgeHubConnectionString')).toBe(false);
   });
 
   it('rolls out a changed deployment, prunes a removed module and its identity, and reports a crash loop as backoff', async () => {
@@ -267,7 +269,7 @@ describe('the edge agent connected to a hub', () => {
   it('keeps the cluster unchanged with the hub down, restarts offline without harm and resyncs when the hub returns', async () => {
     const snapshot = async () => (await deploymentsOf()).map((d) => `${d.metadata?.name}@${d.metadata?.resourceVersion}`).sort();
     const custom = kc.makeApiClient(CustomObjectsApi);
-    const edGeneration = async () => ((await custom.getNamespacedCustomObject({ group: 'kedge.io', version: 'v1alpha1', namespace: ns.name, plural: 'edgedeployments', name: DEVICE })) as { metadata: { generation: number } }).metadata.generation;
+    const edGeneration = async () => ((await custom.getNamespacedCustomObject({ group: 'kedge.io', version: 'v1alpha1', namespace: ns.name, plural: 'edgedeployments', name: 'default' })) as { metadata: { generation: number } }).metadata.generation;
     const gen = await edGeneration();
     await hub.close();
     await eventually(() => agent?.client?.connected === false, { timeoutMs: 10_000 });
