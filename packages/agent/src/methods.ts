@@ -4,8 +4,8 @@ import type { MethodRequest, MethodResponse } from '@kedge/iothub-client';
 import { KubeTransport, type ClusterConfig, type KubeClient, type KubernetesObject } from '@kedge/kube';
 import { EdgeDeploymentResource, parseEdgeDeploymentSpec } from '@kedge/manifest';
 import { isObject } from '@kedge/protocol';
+import { EDGE_HUB_SERVICE } from './module-env.js';
 import { Labels, MANAGED_BY, toDnsLabel } from './names.js';
-import { EDGE_HUB_SERVICE } from './render.js';
 
 /** An argument problem: answered 400, as edgeAgent answers an `ArgumentException`. */
 export class MethodArgumentError extends Error {
