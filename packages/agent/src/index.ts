@@ -25,6 +25,8 @@ export type { LastDesired, ReportedInput } from './reported.js';
 export { ModuleIdentities, MANAGED_BY_IOT_EDGE, identityOf } from './identities.js';
 export { identityEnv, identitySecretName, IdentitySecretKeys, IdentityEnv, TRUST_BUNDLE_DIR } from './module-env.js';
 export { AgentMethods, MethodArgumentError, parseLogTime, MAX_LOGS_PAYLOAD_BYTES } from './methods.js';
+export { LogsUploadTasks, TaskStatus, UploadLimits, UploadRequestError, logsBlobName, parseUploadRequest, redactSasUrl } from './logs-upload.js';
+export type { CollectedLogs, LogsCollector, LogsUploadOptions } from './logs-upload.js';
 export { WorkloadApi } from './workload.js';
 export type { WorkloadApiOptions, WorkloadListen, WorkloadModule, WorkloadModules } from './workload.js';
 export { DEVICE_CA_SECRET, loadOrCreateDeviceCa } from './device-ca.js';
