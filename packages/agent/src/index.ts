@@ -47,6 +47,8 @@ export {
 } from './module-env.js';
 export type { ModuleEnvInput, ModuleRuntimeEnv, RuntimeEnvVar, IdentitySecretKey, ModuleIdentityPolicy } from './module-env.js';
 export { AgentMethods, MethodArgumentError, parseLogTime, MAX_LOGS_PAYLOAD_BYTES } from './methods.js';
+export { LogsUploadTasks, TaskStatus, UploadLimits, UploadRequestError, logsBlobName, parseUploadRequest, redactSasUrl } from './logs-upload.js';
+export type { CollectedLogs, LogsCollector, LogsUploadOptions } from './logs-upload.js';
 export { WorkloadApi } from './workload.js';
 export { DeployedWorkloadModules, edgeHubServerNames } from './workload-modules.js';
 export type { DeployedWorkloadModulesOptions } from './workload-modules.js';

@@ -6,6 +6,7 @@ import { EdgeDeploymentResource, parseEdgeDeploymentSpec } from '@kedge/manifest
 import { isObject } from '@kedge/protocol';
 import { EDGE_HUB_SERVICE } from './module-env.js';
 import { Labels, MANAGED_BY, toDnsLabel } from './names.js';
+import { LogsUploadTasks, type CollectedLogs } from './logs-upload.js';
 
 /** An argument problem: answered 400, as edgeAgent answers an `ArgumentException`. */
 export class MethodArgumentError extends Error {
@@ -99,6 +100,9 @@ export interface AgentMethodsOptions {
   readonly now?: () => number;
   /** Deadline of each Kubernetes call. @default 30_000 */
   readonly timeoutMs?: number;
+  /** The device and its hub, for the blob names of `UploadModuleLogs`. @default the EdgeDeployment's name, `kedge` */
+  readonly deviceId?: string;
+  readonly hubHostName?: string;
 }
 
 type Handler = (payload: unknown) => Promise<MethodResponse>;
@@ -106,27 +110,37 @@ type Handler = (payload: unknown) => Promise<MethodResponse>;
 /**
  * edgeAgent's built-in direct methods (iotedge-protocols.md §6) on Kubernetes: `ping`, `RestartModule` (deletes the
  * module's pods; its Deployment starts a new one), `GetModuleLogs` (the module's real pod logs: tail, since, until,
- * loglevel, regex; optionally gzip), `GetTaskStatus`. Names are matched case-insensitively; unknown commands and bad
+ * loglevel, regex; optionally gzip), `UploadModuleLogs` (the same logs into Azure Blob Storage, in the background:
+ * {@link LogsUploadTasks}) and `GetTaskStatus` for it. Names are matched case-insensitively; unknown commands and bad
  * arguments get 400 with `{message}`, other failures 500.
  */
 export class AgentMethods {
   readonly #o: AgentMethodsOptions;
   readonly #handlers: ReadonlyMap<string, Handler>;
+  readonly #uploads: LogsUploadTasks;
 
   constructor(options: AgentMethodsOptions) {
     this.#o = options;
+    this.#uploads = new LogsUploadTasks({
+      collect: async ({ items, contentType }, maxBytes) => (await this.#logs({ items, contentType, encoding: 'none' }, maxBytes)).payload as CollectedLogs[],
+      hubHostName: options.hubHostName ?? 'kedge',
+      deviceId: options.deviceId ?? options.name,
+      log: options.log.child({ method: 'UploadModuleLogs' }),
+      ...(options.now ? { now: options.now } : {}),
+    });
     this.#handlers = new Map<string, Handler>([
       ['ping', () => Promise.resolve({ status: 200, payload: null })],
       ['restartmodule', (p) => this.#restart(p)],
       ['getmodulelogs', (p) => this.#logs(p)],
-      ['gettaskstatus', (p) => this.#taskStatus(p)],
+      ['uploadmodulelogs', (p) => Promise.resolve(this.#uploads.start(p))],
+      ['gettaskstatus', (p) => Promise.resolve(this.#uploads.status(p))],
     ]);
   }
 
   /** The direct method handler for {@link IotHubClient.onMethod}. */
   readonly handle = async (req: MethodRequest): Promise<MethodResponse> => {
     const h = this.#handlers.get(req.name.toLowerCase());
-    if (!h) return { status: 400, payload: { message: `Command '${req.name}' not found. The supported commands are - ping, RestartModule, GetModuleLogs, GetTaskStatus` } };
+    if (!h) return { status: 400, payload: { message: `Command '${req.name}' not found. The supported commands are - ping, RestartModule, GetModuleLogs, UploadModuleLogs, GetTaskStatus` } };
     try {
       return await h(req.payload);
     } catch (e) {
@@ -166,13 +180,7 @@ export class AgentMethods {
     return { status: 200, payload: null };
   }
 
-  async #taskStatus(payload: unknown): Promise<MethodResponse> {
-    if (!isObject(payload) || typeof payload['correlationId'] !== 'string') throw new MethodArgumentError('GetTaskStatus needs {"schemaVersion":"1.0","correlationId":"<id>"}');
-    // Kedge runs no background upload tasks (UploadModuleLogs/UploadSupportBundle are not offered): every id is unknown.
-    return Promise.resolve({ status: 200, payload: { status: 'Unknown', message: `No task with correlationId ${payload['correlationId']}`, correlationId: payload['correlationId'] } });
-  }
-
-  async #logs(payload: unknown): Promise<MethodResponse> {
+  async #logs(payload: unknown, maxBytes = MAX_LOGS_PAYLOAD_BYTES): Promise<MethodResponse> {
     if (!isObject(payload) || !Array.isArray(payload['items']) || payload['items'].length === 0 || payload['items'].length > 50) {
       throw new MethodArgumentError('GetModuleLogs needs {"schemaVersion":"1.0","items":[{"id":"<module regex>","filter":{…}}]}');
     }
@@ -205,7 +213,7 @@ export class AgentMethods {
       }
     }
     const size = Buffer.byteLength(JSON.stringify(results));
-    if (size > MAX_LOGS_PAYLOAD_BYTES) throw new MethodArgumentError(`The logs are ${size} bytes, over the ${MAX_LOGS_PAYLOAD_BYTES}-byte limit of a direct method: narrow the filter (tail, since) or use gzip`);
+    if (size > maxBytes) throw new MethodArgumentError(`The logs are ${size} bytes, over the ${maxBytes}-byte limit${maxBytes === MAX_LOGS_PAYLOAD_BYTES ? ' of a direct method' : ''}: narrow the filter (tail, since)${maxBytes === MAX_LOGS_PAYLOAD_BYTES ? ' or use gzip' : ''}`);
     return { status: 200, payload: results };
   }
 

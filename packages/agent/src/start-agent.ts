@@ -285,7 +285,7 @@ export async function startAgent(input: AgentConfigInput, options: StartAgentOpt
         if (info.error?.code === IotHubErrorCode.Unauthorized) agentKey = undefined;
       });
       const identities = new ModuleIdentities({ registry: devices, kube, namespace, hubHostName, deviceId, log: hubLog.child({ component: 'identities' }) });
-      const methods = new AgentMethods({ kube, cluster, namespace, name, log: hubLog.child({ component: 'methods' }) });
+      const methods = new AgentMethods({ kube, cluster, namespace, name, deviceId, hubHostName, log: hubLog.child({ component: 'methods' }) });
       client.onMethod(methods.handle);
       twinSync = new TwinSync({
         client,

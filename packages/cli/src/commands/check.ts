@@ -1,12 +1,12 @@
-import { statfs } from 'node:fs/promises';
+import { readFile, statfs } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import tls from 'node:tls';
 import type { Command } from 'commander';
 import { agentRbac } from '@kedge/agent';
 import { ClusterConfig, ClusterConfigError, HttpStatusError, KubeTransport, createKubeClient, type KubeClient, type KubernetesObject } from '@kedge/kube';
 import { EdgeDeploymentResource } from '@kedge/manifest';
 import { parseConnectionString } from '@kedge/protocol';
 import { CREDENTIALS_SECRET } from './install.js';
+import { HubOutcome, checkHubCredentials } from './check-hub.js';
 
 /** One diagnosis: `fix` says what to do when it failed. */
 export interface CheckResult {
@@ -22,6 +22,8 @@ interface CheckContext {
   readonly namespace: string;
   readonly storePath: string;
   readonly hubAddress?: string;
+  /** PEM of the hub's CA, trusted besides the system roots. */
+  readonly hubCa?: string;
   readonly timeoutMs: number;
 }
 
@@ -79,23 +81,20 @@ const checks: Record<string, Check> = {
     const available = d.status?.availableReplicas ?? 0;
     return available > 0 ? { ok: true, detail: `${available}/${d.spec?.replicas ?? 1} replicas available` } : { ok: false, detail: 'no agent replica available', fix: `kubectl -n ${namespace} describe deployment kedge-agent; kubectl -n ${namespace} logs deployment/kedge-agent` };
   },
-  hub: async ({ hubAddress, timeoutMs }, state) => {
+  hub: async ({ hubAddress, hubCa, timeoutMs }, state) => {
     const cs = state.connectionString;
     if (!cs) return { ok: false, detail: 'no credentials to find the hub with', fix: 'fix the credentials check first' };
-    const host = cs.get('HostName') ?? '';
-    const [addr, port] = (hubAddress ?? `${host}:8883`).split(/:(?=\d+$)/);
-    const result = await new Promise<string | undefined>((resolve) => {
-      const socket = tls.connect({ host: addr ?? host, port: Number(port ?? 8883), servername: host, timeout: timeoutMs, rejectUnauthorized: false }, () => {
-        socket.end();
-        resolve(undefined);
-      });
-      socket.on('timeout', () => {
-        socket.destroy();
-        resolve(`no answer within ${timeoutMs} ms`);
-      });
-      socket.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
+    const [addr, port] = hubAddress ? hubAddress.split(/:(?=\d+$)/) : [];
+    const r = await checkHubCredentials({
+      hostName: cs.get('HostName') ?? '',
+      deviceId: cs.get('DeviceId') ?? '',
+      sharedAccessKey: cs.get('SharedAccessKey') ?? '',
+      ...(addr ? { address: addr } : {}),
+      ...(port ? { port: Number(port) } : {}),
+      ...(hubCa !== undefined ? { ca: hubCa } : {}),
+      timeoutMs,
     });
-    return result === undefined ? { ok: true, detail: `TLS to ${addr ?? host}:${port ?? 8883} answered` } : { ok: false, detail: `${host}: ${result}`, fix: 'check the device network, DNS and firewall towards the hub (MQTT over TLS, port 8883)' };
+    return { ok: r.outcome === HubOutcome.Ok, detail: r.outcome === HubOutcome.Ok ? r.detail : `${r.outcome}: ${r.detail}`, ...(r.fix ? { fix: r.fix } : {}) };
   },
   'edge-hub': async ({ kube, namespace }) => {
     const eds = await kube.list<KubernetesObject & { status?: { modules?: Record<string, { runtimeStatus?: string }> } }>(EdgeDeploymentResource.apiVersion, EdgeDeploymentResource.kind, namespace);
@@ -167,9 +166,18 @@ export function registerCheckCommands(program: Command): void {
     .option('--context <name>', 'kubeconfig context')
     .option('--store-path <dir>', 'where the edge hub store lives (disk space check)', tmpdir())
     .option('--hub-address <host:port>', 'dial the hub here instead of <HostName>:8883')
+    .option('--hub-ca <file>', "the hub's CA certificate (PEM), trusted besides the system's roots")
     .option('--skip <checks>', `comma-separated checks to skip (${Object.keys(checks).join(', ')})`, '')
     .option('--json', 'print the results as JSON')
-    .action(async (opts: { namespace: string; kubeconfig?: string; context?: string; storePath: string; hubAddress?: string; skip: string; json?: boolean }) => {
+    .action(async (opts: { namespace: string; kubeconfig?: string; context?: string; storePath: string; hubAddress?: string; hubCa?: string; skip: string; json?: boolean }) => {
+      let hubCa: string | undefined;
+      try {
+        hubCa = opts.hubCa === undefined ? undefined : await readFile(opts.hubCa, 'utf8');
+      } catch (e) {
+        process.stderr.write(`kedge check: cannot read --hub-ca ${opts.hubCa ?? ''} (${(e as NodeJS.ErrnoException).code ?? 'error'})\n`);
+        process.exitCode = 2;
+        return;
+      }
       let config: ClusterConfig;
       try {
         config = ClusterConfig.load({ ...(opts.kubeconfig ? { kubeconfig: opts.kubeconfig } : {}), ...(opts.context ? { context: opts.context } : {}) });
@@ -181,7 +189,7 @@ export function registerCheckCommands(program: Command): void {
       }
       const skip = new Set(opts.skip.split(',').map((s) => s.trim()).filter(Boolean));
       const results = await runChecks(
-        { kube: createKubeClient(config, { requestTimeoutMs: 10_000 }), transport: KubeTransport.for(config), namespace: opts.namespace, storePath: opts.storePath, timeoutMs: 5_000, ...(opts.hubAddress ? { hubAddress: opts.hubAddress } : {}) },
+        { kube: createKubeClient(config, { requestTimeoutMs: 10_000 }), transport: KubeTransport.for(config), namespace: opts.namespace, storePath: opts.storePath, timeoutMs: 5_000, ...(opts.hubAddress ? { hubAddress: opts.hubAddress } : {}), ...(hubCa !== undefined ? { hubCa } : {}) },
         Object.keys(checks).filter((c) => !skip.has(c)),
       );
       process.stdout.write(opts.json ? `${JSON.stringify(results, null, 2)}\n` : table(results));
