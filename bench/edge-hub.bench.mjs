@@ -25,6 +25,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { connect as tlsConnect } from 'node:tls';
 import { fileURLToPath } from 'node:url';
+import { crc32 } from 'node:zlib';
 import mqttPacket from 'mqtt-packet';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -350,8 +351,20 @@ const round = (n) => (Number.isFinite(n) ? Number(n.toFixed(2)) : null);
 const mb = (n) => Number((n / 2 ** 20).toFixed(1));
 
 // ---- the run ----------------------------------------------------------------------------------------------------
-const machine = { cpus: cpus().length, cpuModel: cpus()[0]?.model, memGiB: Number((totalmem() / 2 ** 30).toFixed(1)), node: process.version, loadavgBefore: loadavg().map((x) => Number(x.toFixed(2))) };
-console.log(`edge-hub: ${PUBLISHERS} publishers × window ${WINDOW}, QoS 1, ${BODY_BYTES} B, ${SECONDS} s per case, MQTT over TLS on loopback; load average ${machine.loadavgBefore.join(' ')} on ${machine.cpus} CPUs`);
+/**
+ * How fast this machine is right now: µs for a fixed piece of work (JSON.stringify + CRC-32 of a 1 KB message).
+ * On a loaded, shared machine it grows with the load, and every number here with it: compare runs by it.
+ */
+function calibrate() {
+  const body = Buffer.alloc(BODY_BYTES, 0x61);
+  const meta = { i: 'id', p: ['seq', '1'], s: ['contentType', 'application/json', 'outputName', 'routed'], src: { deviceId: EDGE, moduleId: 'p0' } };
+  const n = 20_000;
+  const t = performance.now();
+  for (let i = 0; i < n; i++) crc32(Buffer.concat([Buffer.from(JSON.stringify(meta)), body]));
+  return Number((((performance.now() - t) * 1000) / n).toFixed(2));
+}
+const machine = { calibrationUsBefore: calibrate(), cpus: cpus().length, cpuModel: cpus()[0]?.model, memGiB: Number((totalmem() / 2 ** 30).toFixed(1)), node: process.version, loadavgBefore: loadavg().map((x) => Number(x.toFixed(2))) };
+console.log(`edge-hub: ${PUBLISHERS} publishers × window ${WINDOW}, QoS 1, ${BODY_BYTES} B, ${SECONDS} s per case, MQTT over TLS on loopback; load average ${machine.loadavgBefore.join(' ')} on ${machine.cpus} CPUs; calibration ${machine.calibrationUsBefore} µs`);
 
 const fetched = spawnSync('bash', [join(root, 'bench/mosquitto.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
 const fetchedVars = Object.fromEntries((fetched.stdout ?? '').split('\n').filter((l) => l.includes('=')).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
@@ -510,6 +523,7 @@ try {
   const ratio = e.routed && result.mosquitto ? e.routed.msgPerSec / result.mosquitto.pubsub.msgPerSec : undefined;
   if (ratio !== undefined) result.ratioRoutedToMosquitto = Number(ratio.toFixed(2));
   machine.loadavgAfter = loadavg().map((x) => Number(x.toFixed(2)));
+  machine.calibrationUsAfter = calibrate();
   const targets = {
     routedMsgPerSec: [e.routed?.msgPerSec, '>= 20000', (v) => v >= 20_000],
     ratioToMosquitto: [result.ratioRoutedToMosquitto, '>= 0.7', (v) => v >= 0.7],
@@ -523,7 +537,7 @@ try {
   if (e.upstream) console.log(`$upstream delivered to the hub during b: ${e.upstream.deliveredToHubPerSec} msg/s`);
   console.log('\ntarget                    value      target    met');
   for (const [k, t] of Object.entries(result.targets)) console.log(`${k.padEnd(24)} ${String(t.value).padStart(8)}   ${t.target.padEnd(9)} ${t.met ? 'yes' : 'NO'}`);
-  console.log(`load average after: ${machine.loadavgAfter.join(' ')}`);
+  console.log(`load average after: ${machine.loadavgAfter.join(' ')}; calibration ${machine.calibrationUsAfter} µs`);
   const out = process.env.KEDGE_BENCH_OUT ?? join(resultsDir, `edge-hub-${result.at.replace(/[:.]/g, '-')}.json`);
   writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
   console.log(`result: ${out}`);
