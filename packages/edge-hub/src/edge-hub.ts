@@ -6,14 +6,14 @@ import { join } from 'node:path';
 import type { Feature, Identity } from '@kedge/protocol';
 import { Feature as F, certificateCovers, checkPatch, issueCa, issueServerCertificate } from '@kedge/protocol';
 import type { EdgeMessage, Endpoint, EndpointHooks, MessageStore, RouteSink } from '@kedge/routing';
-import { DEFAULT_TIME_TO_LIVE_SECS, Router, parseEdgeHubDesired, sinkKey } from '@kedge/routing';
+import { DEFAULT_TIME_TO_LIVE_SECS, Router, parseEdgeHubDesired, queueName, sinkKey } from '@kedge/routing';
 import { openMessageStore } from '@kedge/edge-store';
 import { EdgeBroker } from './broker.js';
 import type { BrokerHandler, InboundTelemetry, TwinReply } from './broker.js';
 import type { EdgeHubConfig, EdgeHubConfigInput } from './config.js';
 import { parseEdgeHubConfig } from './config.js';
 import { writeFileDurably } from './durable-file.js';
-import { ModuleInputEndpoint, UpstreamEndpoint } from './endpoints.js';
+import { ModuleInputEndpoint, UpstreamEndpoint, outputOf, sender } from './endpoints.js';
 import { isEdgeHubError } from './errors.js';
 import { EDGE_HUB_MODULE, HubRestClient } from './hub-client.js';
 import { IdentityCache, identityKey } from './identities.js';
@@ -159,6 +159,7 @@ export async function startEdgeHub(input: EdgeHubConfigInput, options: EdgeHubSt
     moduleHooks.set(sink.module, hooks);
     return new ModuleInputEndpoint({ id, edgeDeviceId: edge, module: sink.module, input: sink.input, broker, metrics });
   };
+  const expiredByExecutor = new Map<string, number>();
   const router = new Router({
     store,
     endpoints,
@@ -166,6 +167,15 @@ export async function startEdgeHub(input: EdgeHubConfigInput, options: EdgeHubSt
     executor: {
       batchSize: config.executor.batchSize ?? EXECUTOR_BATCH_SIZE,
       ...(config.executor.sendTimeoutMs ? { sendTimeoutMs: config.executor.sendTimeoutMs } : {}),
+      // TTL drops the executors see are counted with their sender; serveMetrics counts the store's own.
+      onExpired: (endpointId, priority, messages) => {
+        const queue = queueName(endpointId, priority);
+        expiredByExecutor.set(queue, (expiredByExecutor.get(queue) ?? 0) + messages.length);
+        for (const m of messages) {
+          const from = sender(m);
+          metrics.dropped.inc({ reason: 'ttl_expiry', from: identityKey(from.deviceId, from.moduleId), from_route_output: outputOf(m) });
+        }
+      },
     },
   });
 
@@ -442,7 +452,7 @@ export async function startEdgeHub(input: EdgeHubConfigInput, options: EdgeHubSt
     identities.start();
     link.self().acquire(Need.Self);
     void link.self().follow({ desired: true, methods: false });
-    if (config.metrics) metricsServer = await serveMetrics(metrics, router, config.metrics);
+    if (config.metrics) metricsServer = await serveMetrics(metrics, router, expiredByExecutor, config.metrics);
     const maddr = metricsServer?.address();
     const host = urlHost(config.hostName);
     log.info({ deviceId: edge, mqttPort: ports.mqttPort, websocketPort, httpsPort: httpsServer?.port, identities: identities.size }, 'Started edge hub');
@@ -488,8 +498,12 @@ export async function startEdgeHub(input: EdgeHubConfigInput, options: EdgeHubSt
   }
 }
 
-/** Serves `/metrics` (Prometheus text) and `/health` over plain HTTP. */
-async function serveMetrics(metrics: EdgeHubMetrics, router: Router, at: { host: string; port: number }): Promise<Server> {
+/**
+ * Serves `/metrics` (Prometheus text) and `/health` over plain HTTP. Queue lengths and the drops the router only
+ * counts (the store's TTL expiry of unread segments, quota evictions: no sender known) are read at scrape time;
+ * `executorExpired` holds the TTL drops per queue already counted with their sender.
+ */
+async function serveMetrics(metrics: EdgeHubMetrics, router: Router, executorExpired: ReadonlyMap<string, number>, at: { host: string; port: number }): Promise<Server> {
   const seen = new Map<string, { expired: number; evicted: number }>();
   const server = createServer((req, res) => {
     if (req.url === '/health') {
@@ -507,9 +521,10 @@ async function serveMetrics(metrics: EdgeHubMetrics, router: Router, at: { host:
         const priority = String(q.priority);
         metrics.queueLength.set({ endpoint: ep.id, priority }, q.length);
         const before = seen.get(q.queue) ?? { expired: 0, evicted: 0 };
-        if (q.dropped.expired > before.expired) metrics.dropped.inc({ reason: 'ttl_expiry', from: '', from_route_output: '' }, q.dropped.expired - before.expired);
+        const storeExpired = q.dropped.expired - (executorExpired.get(q.queue) ?? 0);
+        if (storeExpired > before.expired) metrics.dropped.inc({ reason: 'ttl_expiry', from: '', from_route_output: '' }, storeExpired - before.expired);
         if (q.dropped.evicted > before.evicted) metrics.dropped.inc({ reason: 'quota_eviction', from: '', from_route_output: '' }, q.dropped.evicted - before.evicted);
-        seen.set(q.queue, { expired: Math.max(before.expired, q.dropped.expired), evicted: Math.max(before.evicted, q.dropped.evicted) });
+        seen.set(q.queue, { expired: Math.max(before.expired, storeExpired), evicted: Math.max(before.evicted, q.dropped.evicted) });
       }
     }
     metrics.registry.metrics().then(

@@ -21,12 +21,14 @@ function inOrder(batch: readonly StoredMessage[], firstFailure: number, kind: Fa
   return failed.length === 0 ? { succeeded: ok, failed: [], invalid } : { succeeded: ok, failed, invalid, failure: { kind, cause } };
 }
 
-const sender = (m: StoredMessage): Identity => ({
+/** The original sender of a stored message (its connection identity). */
+export const sender = (m: StoredMessage): Identity => ({
   deviceId: m.message.systemProperties['connectionDeviceId'] ?? m.message.source.deviceId,
   moduleId: m.message.systemProperties['connectionModuleId'] ?? m.message.source.moduleId ?? '',
 });
 
-const outputOf = (m: StoredMessage): string => (m.message.source.kind === 'twinChangeNotification' ? '' : (m.message.source.output ?? ''));
+/** The module output a stored message was sent on (`from_route_output`); empty for devices and notifications. */
+export const outputOf = (m: StoredMessage): string => (m.message.source.kind === 'twinChangeNotification' ? '' : (m.message.source.output ?? ''));
 
 /**
  * A module input (`BrokeredEndpoint("/modules/{m}/inputs/{i}")`): publishes each message to

@@ -247,16 +247,21 @@ export async function startHttpsServer(at: { host: string; port: number }, optio
       key: options.tls.key,
       cert: options.tls.cert,
       minVersion: 'TLSv1.2',
+      // A silent or slow client is cut: TLS handshake, then headers and body, each within the request timeout
+      // (checked every second rather than Node's default 30 s).
+      handshakeTimeout: options.requestTimeoutMs,
       requestTimeout: options.requestTimeoutMs,
       headersTimeout: options.requestTimeoutMs,
+      connectionsCheckingInterval: 1000,
       maxHeaderSize: 16 * 1024,
     },
     (req, res) => {
       handle(req, res).catch((e: unknown) => {
         if (e instanceof HttpFailure) {
           deps.log.info({ url: (req.url ?? '').slice(0, 200), caller: String(req.headers[EDGE_MODULE_ID_HEADER] ?? '').slice(0, 200), status: e.status, reason: e.message }, 'Refused an HTTPS request');
-          // A refused upload is not read further: the connection closes after the reply.
-          if (e.status === 413) res.setHeader('connection', 'close');
+          // A refused request's body may not have been read: the connection closes after the reply rather than
+          // waiting for the rest of it.
+          res.setHeader('connection', 'close');
           fail(res, e.status, e.message);
         } else {
           deps.log.warn({ err: e instanceof Error ? e.message : String(e) }, 'HTTPS request failed');

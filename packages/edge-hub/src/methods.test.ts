@@ -1,5 +1,8 @@
 import { mkdtempSync } from 'node:fs';
 import { request } from 'node:https';
+import { connect as netConnect } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { connect as tlsConnect } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client as DeviceClient, ModuleClient } from 'azure-iot-device';
@@ -274,6 +277,51 @@ client.shutdown()
     } finally {
       await target.endAsync(true);
       await impostor.endAsync(true);
+    }
+  });
+
+  it('closes silent and slow HTTPS clients after limits.connectTimeoutMs', async () => {
+    const slow = await provisionEdge(t, 'edge-slow', ['m1']);
+    const hub2 = await startEdgeHub(
+      {
+        connectionString: slow.edgeHubConnectionString,
+        hub: { ca: t.hub.ca },
+        hostName: '127.0.0.1',
+        dataDir: mkdtempSync(join(tmpdir(), 'kedge-edge-slow-')),
+        mqtt: { host: '127.0.0.1', port: 0 },
+        websocket: null,
+        https: { host: '127.0.0.1', port: 0 },
+        limits: { connectTimeoutMs: 1000 },
+        logLevel: 'silent',
+      },
+      { logger: testLog() },
+    );
+    try {
+      const port = Number(new URL(hub2.urls.https ?? '').port);
+      const closedWithin = async (open: () => Duplex): Promise<number> => {
+        const started = Date.now();
+        const socket = open();
+        socket.on('error', () => undefined);
+        await new Promise<void>((resolve) => socket.once('close', () => resolve()));
+        return Date.now() - started;
+      };
+      // A TCP connection that never starts TLS.
+      expect(await closedWithin(() => netConnect(port, '127.0.0.1'))).toBeLessThan(4_000);
+      // A TLS client that sends half a request and stops.
+      // A TLS client that sends half the headers and stops.
+      const partial = (text: string, got: string[]): Duplex => {
+        const s = tlsConnect({ host: '127.0.0.1', port, ca: hub2.ca }, () => s.write(text));
+        s.setEncoding('utf8').on('data', (d: string) => got.push(d));
+        return s;
+      };
+      const headersOnly: string[] = [];
+      expect(await closedWithin(() => partial('POST /twins/x/methods HTTP/1.1\r\nHost: x\r\ncontent-le', headersOnly))).toBeLessThan(4_000);
+      // A refused request (no credentials) whose body never comes: answered, then closed instead of kept waiting.
+      const refused: string[] = [];
+      expect(await closedWithin(() => partial(`POST /twins/x/methods HTTP/1.1\r\nHost: x\r\nx-ms-edge-moduleId: edge-slow/m1\r\ncontent-length: 100\r\n\r\n{"meth`, refused))).toBeLessThan(4_000);
+      expect(refused.join('')).toMatch(/^HTTP\/1\.1 401 /);
+    } finally {
+      await hub2.close();
     }
   });
 

@@ -133,7 +133,7 @@ describe('edge hub /metrics after real traffic', () => {
         const now = await scrape();
         const done =
           value(now, 'edgehub_messages_sent_total', { to: 'upstream' }) === 2 &&
-          value(now, 'edgehub_messages_dropped_total', { reason: 'ttl_expiry' }) === 2;
+          value(now, 'edgehub_messages_dropped_total', { reason: 'ttl_expiry', from: `${EDGE}/modA` }) === 2;
         return done ? now : false;
       },
       { timeoutMs: 30_000, intervalMs: 200 },
@@ -148,7 +148,8 @@ describe('edge hub /metrics after real traffic', () => {
     expect(value(s, 'edgehub_messages_sent_total', { from: A, to: 'upstream', from_route_output: 'up', to_route_input: '', priority: '3' })).toBe(2);
     expect(value(s, 'edgehub_messages_sent_total', { to: `${EDGE}/modC` })).toBe(0);
     expect(value(s, 'edgehub_messages_dropped_total', { reason: 'no_route', from: A, from_route_output: 'nowhere' })).toBe(1);
-    expect(value(s, 'edgehub_messages_dropped_total', { reason: 'ttl_expiry' })).toBe(2);
+    // The executor dropped them, so the sender is known.
+    expect(value(s, 'edgehub_messages_dropped_total', { reason: 'ttl_expiry', from: A, from_route_output: 'exp' })).toBe(2);
     expect(value(s, 'edgehub_messages_dropped_total', { reason: 'quota_eviction' })).toBe(0);
     expect(value(s, 'edgehub_queue_length', { endpoint: '/modules/modC/inputs/x', priority: '2' })).toBe(0);
     expect(value(s, 'edgehub_queue_length', { endpoint: '/modules/modB/inputs/i1', priority: '1' })).toBe(0);

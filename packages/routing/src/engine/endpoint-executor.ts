@@ -93,6 +93,7 @@ export class EndpointExecutor {
   #dirty = false;
   #inflightAdds = 0;
   #closed: Promise<void> | undefined;
+  readonly #onExpired: ExecutorOptions['onExpired'];
 
   constructor(deps: EndpointExecutorDeps) {
     this.endpoint = deps.endpoint;
@@ -102,6 +103,7 @@ export class EndpointExecutor {
     this.#random = deps.random ?? Math.random;
     this.#onRetired = deps.onRetired;
     const o = deps.options ?? {};
+    this.#onExpired = o.onExpired;
     this.#batchSize = Math.max(1, o.batchSize ?? DEFAULTS.batchSize);
     this.#sendTimeoutMs = o.sendTimeoutMs ?? DEFAULTS.sendTimeoutMs;
     const r = o.retry ?? {};
@@ -331,6 +333,7 @@ export class EndpointExecutor {
     if (expired > 0) {
       batch.queue.expired += expired;
       this.#log?.debug({ endpoint: this.endpoint.id, queue: batch.queue.name, expired }, 'Dropped expired messages');
+      this.#onExpired?.(this.endpoint.id, batch.queue.priority, batch.messages.filter((m) => m.expiresAt <= now));
       if (live.length === 0) await batch.queue.checkpointer.commit(batch.end);
       else if (this.#pending !== undefined) this.#pending = { ...batch, messages: live };
     }

@@ -191,7 +191,10 @@ describe('Router', () => {
   });
 
   it('drops and counts messages whose TTL passed while the endpoint was down', async () => {
-    const { router, ep, clock, queue, state } = setup((id) => new RevivableEndpoint(id, true), { executor: { retry: { initialDelayMs: 1000, maxDelayMs: 1000 } } });
+    const told: string[] = [];
+    const { router, ep, clock, queue, state } = setup((id) => new RevivableEndpoint(id, true), {
+      executor: { retry: { initialDelayMs: 1000, maxDelayMs: 1000 }, onExpired: (id, priority, ms) => told.push(...ms.map((m) => `${id}@${priority}:${text(m.message.body)}`)) },
+    });
     await router.replaceRoutes(routes({ short: { route: 'FROM /messages/* INTO $upstream', timeToLiveSecs: 10 } }));
     await router.route(moduleMessage('a', 'o', 'old', clock.now()));
     const up = ep<RevivableEndpoint>('$upstream');
@@ -208,6 +211,8 @@ describe('Router', () => {
     expect(bodies(up)).toEqual(['"new"']);
     await until(() => queue('$upstream')?.length === 0, 'checkpointed');
     expect(queue('$upstream')).toMatchObject({ delivered: 1, dropped: { expired: 1 } });
+    // The caller is told which message expired, on which endpoint queue.
+    expect(told).toEqual(['$upstream@2000000000:"old"']);
   });
 
   it('times out an endpoint that never settles and retries the batch', async () => {

@@ -310,6 +310,12 @@ export interface ExecutorOptions {
   /** A `process` call not settled after this is aborted and its batch retried (FailureKind.Timeout). @default 30000 */
   readonly sendTimeoutMs?: number;
   readonly retry?: RetryOptions;
+  /**
+   * Told of the messages an executor drops because their TTL passed (after they are counted as expired), with the
+   * endpoint and the queue priority, so a caller can attribute drops to senders. Expired messages the store drops
+   * itself (whole segments, unread) are only counted in `QueueStatus.dropped.expired`. Must not throw.
+   */
+  readonly onExpired?: (endpointId: string, priority: number, messages: readonly StoredMessage[]) => void;
 }
 
 /** Dependencies and settings of a `Router`. */
