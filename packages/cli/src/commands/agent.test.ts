@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
-import { registerClusterCommands } from './agent.js';
+import { parseWorkloadListen, registerClusterCommands } from './agent.js';
 import { captureOutput, inProcessKedge } from '../test-support/capture.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'kedge-agent-cli-'));
@@ -30,6 +30,19 @@ describe('kedge agent', () => {
     writeFileSync(kc, 'current-context: a\ncontexts: [{name: a, context: {cluster: c, user: u}}]\nclusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]\nusers: [{name: u, user: {token: t}}]\n');
     expect(await kedge('agent', 'run', '--kubeconfig', kc, '--context', 'prod', '--metrics-port', '0')).toBe(2);
     expect(captured.err).toMatch(/context "prod" not found \(contexts: a\)/);
+  });
+
+  it('--workload-listen takes host:port, [v6]:port, unix:/path or off, and refuses anything else (exit 2)', async () => {
+    expect(parseWorkloadListen('0.0.0.0:15580')).toEqual({ host: '0.0.0.0', port: 15580 });
+    expect(parseWorkloadListen('[::1]:0')).toEqual({ host: '::1', port: 0 });
+    expect(parseWorkloadListen('unix:/run/kedge/workload.sock')).toEqual({ path: '/run/kedge/workload.sock' });
+    expect(parseWorkloadListen('off')).toBeNull();
+    for (const bad of ['15580', 'host:', 'host:99999', 'unix:', '::1:80']) expect(parseWorkloadListen(bad)).toBeUndefined();
+    const kc = join(dir, 'kc-workload.yaml');
+    writeFileSync(kc, 'current-context: a\ncontexts: [{name: a, context: {cluster: c, user: u}}]\nclusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]\nusers: [{name: u, user: {token: t}}]\n');
+    captured.reset();
+    expect(await kedge('agent', 'run', '--kubeconfig', kc, '--metrics-port', '0', '--workload-listen', 'everywhere')).toBe(2);
+    expect(captured.err).toMatch(/--workload-listen must be host:port, unix:\/path or off \(got everywhere\)/);
   });
 
   it('run refuses an invalid device policy (exit 2)', async () => {
