@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AppsV1Api, CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
 import type { Client as ServiceClient, Registry } from 'azure-iothub';
@@ -12,6 +13,7 @@ import { createTestNamespace, eventually, kubeConfigForTests, kubeconfigPathForT
 import { agentRbac } from './rbac.js';
 import { deploymentContent, freeLoopback, manifestModule, serviceSdk } from './test-support/hub-sdk.js';
 import { startAgent, type RunningAgent } from './start-agent.js';
+import { startAzurite } from './test-support/azurite.js';
 
 // End to end: Microsoft's service SDK drives a real Kedge hub; the agent under test runs against the real control
 // plane (kwok nodes run the pods) and connects to that hub as the device's $edgeAgent.
@@ -209,6 +211,46 @@ describe('the edge agent connected to a hub', () => {
     expect((ping.result as { status: number }).status).toBe(200);
     const unknown = await service.invokeDeviceMethod(DEVICE, '$edgeAgent', { methodName: 'Reboot', payload: null, responseTimeoutInSeconds: 10 });
     expect(unknown.result).toMatchObject({ status: 400, payload: { message: expect.stringMatching(/^Command 'Reboot' not found/) as unknown } });
+  });
+
+  it('UploadModuleLogs puts the module pod logs into Azure Blob Storage (Azurite), gzip; GetTaskStatus follows the task', async () => {
+    const az = await startAzurite();
+    try {
+      await az.service.getContainerClient('edge-logs').create();
+      const pod = await eventually(async () => {
+        const p = (await core.listNamespacedPod({ namespace: ns.name, labelSelector: 'kedge.io/module=sensor' })).items.find((x) => !x.metadata?.deletionTimestamp && x.status?.phase === 'Running');
+        return p ?? false;
+      }, { timeoutMs: 30_000 });
+      await setFakePodLogs(kc, { namespace: ns.name, pod: pod.metadata?.name ?? '', lines: ['<6> upload one', '<4> upload two'] });
+      // The same logs GetModuleLogs returns: wait until the agent sees the new lines, then upload them.
+      await eventually(async () => {
+        const res = await service.invokeDeviceMethod(DEVICE, '$edgeAgent', { methodName: 'GetModuleLogs', payload: { schemaVersion: '1.0', items: [{ id: '^sensor$' }] }, responseTimeoutInSeconds: 30 });
+        expect((res.result as { payload: Array<{ payload: string }> }).payload[0]?.payload).toContain('upload two');
+      }, { timeoutMs: 30_000 });
+      const started = await service.invokeDeviceMethod(DEVICE, '$edgeAgent', {
+        methodName: 'UploadModuleLogs',
+        payload: { schemaVersion: '1.0', sasUrl: az.sasUrl('edge-logs'), items: [{ id: '^sensor$', filter: { tail: 10 } }], encoding: 'gzip', contentType: 'text' },
+        responseTimeoutInSeconds: 30,
+      });
+      const answer = started.result as { status: number; payload: { status: string; message: string; correlationId: string } };
+      expect(answer.status).toBe(200);
+      expect(answer.payload).toMatchObject({ status: 'NotStarted', message: '' });
+      const done = await eventually(async () => {
+        const r = await service.invokeDeviceMethod(DEVICE, '$edgeAgent', { methodName: 'GetTaskStatus', payload: { schemaVersion: '1.0', correlationId: answer.payload.correlationId }, responseTimeoutInSeconds: 30 });
+        const p = (r.result as { payload: { status: string; message: string; correlationId: string } }).payload;
+        expect(['Completed', 'Failed']).toContain(p.status);
+        return p;
+      }, { timeoutMs: 30_000 });
+      expect(done).toEqual({ status: 'Completed', message: 'Uploaded 1 blob(s): sensor', correlationId: answer.payload.correlationId });
+      const blobs = [...(await az.blobs('edge-logs'))];
+      expect(blobs).toHaveLength(1);
+      const [name, blob] = blobs[0] ?? ['', { body: Buffer.alloc(0) }];
+      // edgeAgent's name: <first label of the hub host>/<device>/<module>-<UTC time>.gz
+      expect(name).toMatch(new RegExp(`^${host.split('.')[0] ?? ''}/${DEVICE}/sensor-\\d{4}-\\d{2}-\\d{2}--\\d{2}-\\d{2}-\\d{2}\\.gz$`));
+      expect(gunzipSync(blob.body).toString()).toBe('<6> upload one\n<4> upload two\n');
+    } finally {
+      az.stop();
+    }
   });
 
   it('keeps the cluster unchanged with the hub down, restarts offline without harm and resyncs when the hub returns', async () => {

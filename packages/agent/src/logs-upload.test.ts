@@ -1,71 +1,26 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
 import { Writable } from 'node:stream';
 import { gunzipSync } from 'node:zlib';
-import { BlobServiceClient, ContainerSASPermissions, SASProtocol, StorageSharedKeyCredential, generateBlobSASQueryParameters } from '@azure/storage-blob';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually } from '@kedge/testing';
 import { LogsUploadTasks, TaskStatus, UploadLimits, logsBlobName, type CollectedLogs, type LogsCollector } from './logs-upload.js';
 import { MethodArgumentError } from './methods.js';
+import { AZURITE_ACCOUNT, startAzurite, type Azurite } from './test-support/azurite.js';
 
 // UploadModuleLogs against Azurite, Microsoft's Azure Storage emulator (a real Blob REST server on loopback), with
 // SAS URLs made by Microsoft's own @azure/storage-blob. The collector stands in for GetModuleLogs' pod logs, which
 // agent-link.int.test.ts covers against the real control plane.
 
-// Azurite's well-known development account (public, documented by Microsoft; not a secret).
-const ACCOUNT = 'devstoreaccount1';
-const ACCOUNT_KEY = 'Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==';
 const NOW = Date.parse('2026-12-01T12:34:56Z');
-
-let azurite: ChildProcess | undefined;
-let endpoint = '';
-let service: BlobServiceClient;
-
-async function startAzurite(): Promise<string> {
-  const main = createRequire(import.meta.url).resolve('azurite/dist/src/blob/main.js');
-  const child = spawn(process.execPath, [main, '--blobHost', '127.0.0.1', '--blobPort', '0', '--inMemoryPersistence', '--extentMemoryLimit', '64', '--disableTelemetry', '--skipApiVersionCheck', '--loose'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  azurite = child;
-  let out = '';
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`Azurite did not start: ${out}`)), 30_000);
-    const onData = (d: Buffer): void => {
-      out += d.toString();
-      const m = /listens on (http:\/\/127\.0\.0\.1:\d+)/.exec(out);
-      if (m?.[1]) {
-        clearTimeout(timer);
-        resolve(m[1]);
-      }
-    };
-    child.stdout?.on('data', onData);
-    child.stderr?.on('data', onData);
-    child.once('exit', (code) => reject(new Error(`Azurite exited (${String(code)}): ${out}`)));
-  });
-}
-
-function sasUrl(container: string, o: { key?: string; permissions?: string } = {}): string {
-  const sas = generateBlobSASQueryParameters(
-    { containerName: container, permissions: ContainerSASPermissions.parse(o.permissions ?? 'cw'), expiresOn: new Date(Date.now() + 3600_000), protocol: SASProtocol.HttpsAndHttp },
-    new StorageSharedKeyCredential(ACCOUNT, o.key ?? ACCOUNT_KEY),
-  );
-  return `${endpoint}/${ACCOUNT}/${container}?${sas.toString()}`;
-}
-
+let az: Azurite;
+const sasUrl = (container: string, o?: { key?: string; permissions?: string }): string => az.sasUrl(container, o);
 async function newContainer(name: string): Promise<string> {
-  await service.getContainerClient(name).create();
+  await az.service.getContainerClient(name).create();
   return name;
 }
-
-async function blobs(container: string): Promise<Map<string, { text: Buffer; contentType?: string; contentEncoding?: string }>> {
-  const c = service.getContainerClient(container);
-  const out = new Map<string, { text: Buffer; contentType?: string; contentEncoding?: string }>();
-  for await (const b of c.listBlobsFlat()) {
-    const buf = await c.getBlobClient(b.name).downloadToBuffer();
-    out.set(b.name, { text: buf, ...(b.properties.contentType ? { contentType: b.properties.contentType } : {}), ...(b.properties.contentEncoding ? { contentEncoding: b.properties.contentEncoding } : {}) });
-  }
-  return out;
-}
+const blobs = async (container: string): Promise<Map<string, { text: Buffer; contentType?: string; contentEncoding?: string }>> =>
+  new Map([...(await az.blobs(container))].map(([k, v]) => [k, { ...v, text: v.body }]));
 
 const logLines: string[] = [];
 const log = pino({ level: 'debug' }, new Writable({ write: (chunk: Buffer, _enc, cb) => (logLines.push(chunk.toString()), cb()) }));
@@ -101,11 +56,10 @@ function started(t: LogsUploadTasks, payload: unknown): string {
 }
 
 beforeAll(async () => {
-  endpoint = await startAzurite();
-  service = new BlobServiceClient(`${endpoint}/${ACCOUNT}`, new StorageSharedKeyCredential(ACCOUNT, ACCOUNT_KEY));
+  az = await startAzurite();
 });
 afterAll(() => {
-  azurite?.kill();
+  az?.stop();
 });
 
 describe('UploadModuleLogs into Azure Blob Storage (Azurite)', () => {
@@ -162,7 +116,7 @@ describe('UploadModuleLogs into Azure Blob Storage (Azurite)', () => {
       });
     });
     const t = tasks();
-    const id = started(t, { schemaVersion: '1.0', sasUrl: `http://127.0.0.1:${port}/${ACCOUNT}/gone?sv=2020-08-04&sig=abc`, items: [{ id: 'sensor' }] });
+    const id = started(t, { schemaVersion: '1.0', sasUrl: `http://127.0.0.1:${port}/${AZURITE_ACCOUNT}/gone?sv=2020-08-04&sig=abc`, items: [{ id: 'sensor' }] });
     expect(await finished(t, id)).toMatchObject({ status: 'Failed', message: 'Uploading kedgehub/dev-1/sensor-2026-12-01--12-34-56.log failed: ECONNREFUSED' });
   });
 

@@ -160,7 +160,7 @@ function table(results: readonly CheckResult[]): string {
 export function registerCheckCommands(program: Command): void {
   program
     .command('check')
-    .description('Diagnose an installed device: CRD, credentials, RBAC, agent, hub, edge hub, clock, disk (exit 1 on a failure)')
+    .description('Diagnose an installed device: CRD, credentials, RBAC, agent, hub (reachable, trusted, accepts the credentials), edge hub, clock, disk (exit 1 on a failure)')
     .requiredOption('-n, --namespace <ns>', "the device's namespace")
     .option('--kubeconfig <file>', 'kubeconfig (default: $KUBECONFIG, the pod ServiceAccount, ~/.kube/config)')
     .option('--context <name>', 'kubeconfig context')
