@@ -1,20 +1,16 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AppsV1Api, CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
-import { Client as ServiceClient, Registry } from 'azure-iothub';
-import { SharedAccessSignature } from 'azure-iothub/dist/common-core/shared_access_signature.js';
-import { Http } from 'azure-iothub/dist/common-http/http.js';
-import { RestApiClient } from 'azure-iothub/dist/common-http/rest_api_client.js';
+import type { Client as ServiceClient, Registry } from 'azure-iothub';
 import { pino } from 'pino';
 import { Registry as Metrics } from 'prom-client';
 import { startHub, type RunningHub } from '@kedge/hub';
 import { ClusterConfig, createKubeClient } from '@kedge/kube';
-import { parseConnectionString } from '@kedge/protocol';
 import { createTestNamespace, eventually, kubeConfigForTests, kubeconfigPathForTests, setFakePodLogs, type TestNamespace } from '@kedge/testing';
 import { agentRbac } from './rbac.js';
+import { deploymentContent, freeLoopback, manifestModule, serviceSdk } from './test-support/hub-sdk.js';
 import { startAgent, type RunningAgent } from './start-agent.js';
 
 // End to end: Microsoft's service SDK drives a real Kedge hub; the agent under test runs against the real control
@@ -22,60 +18,9 @@ import { startAgent, type RunningAgent } from './start-agent.js';
 
 const log = pino({ level: process.env['KEDGE_TEST_LOG'] ?? 'silent' });
 
-/** azure-iothub always calls port 443 of HostName: the hub gets a loopback address of its own. */
-async function freeLoopback(): Promise<string> {
-  const canBind = (host: string, port: number) =>
-    new Promise<boolean>((resolve) => {
-      const s = createServer();
-      s.once('error', () => resolve(false));
-      s.listen({ host, port, exclusive: true }, () => s.close(() => resolve(true)));
-    });
-  const start = Math.floor(Math.random() * 500);
-  for (let i = 0; i < 500; i++) {
-    const n = (start + i) % 500;
-    const host = `127.0.${45 + Math.floor(n / 250)}.${(n % 250) + 2}`;
-    if ((await canBind(host, 443)) && (await canBind(host, 8883))) return host;
-  }
-  throw new Error('no free loopback address');
-}
-
-class TrustingHttp extends Http {
-  readonly #ca: string;
-  constructor(ca: string) {
-    super();
-    this.#ca = ca;
-    super.setOptions({ ca });
-  }
-  override setOptions(options: Record<string, unknown>): void {
-    super.setOptions({ ...options, ca: this.#ca });
-  }
-}
-
-function sdk(connectionString: string, ca: string): { registry: Registry; service: ServiceClient } {
-  const cs = parseConnectionString(connectionString);
-  const host = cs.get('HostName') ?? '';
-  const config = { host, sharedAccessSignature: SharedAccessSignature.create(host, cs.get('SharedAccessKeyName') ?? '', cs.get('SharedAccessKey') ?? '', Date.now()) };
-  const rest = () => new RestApiClient(config, 'azure-iothub-kedge-test', new TrustingHttp(ca));
-  const base = ServiceClient.fromConnectionString(connectionString) as unknown as { _transport: ServiceClient.Transport };
-  return { registry: new Registry(config, rest()), service: new ServiceClient(base._transport, rest()) };
-}
-
-const edgeAgentDesired = (modules: Record<string, unknown>) => ({
-  schemaVersion: '1.1',
-  runtime: { type: 'docker', settings: { minDockerVersion: 'v1.25' } },
-  systemModules: {
-    edgeAgent: { type: 'docker', settings: { image: 'ghcr.io/kedge-io/edge-agent:0.1', createOptions: '{}' } },
-    edgeHub: { type: 'docker', status: 'running', restartPolicy: 'always', settings: { image: 'ghcr.io/kedge-io/edge-hub:0.1', createOptions: '{}' } },
-  },
-  modules,
-});
-const mod = (image: string, version: string, extra: Record<string, unknown> = {}) => ({ version, type: 'docker', status: 'running', restartPolicy: 'always', settings: { image, createOptions: '{}' }, ...extra });
-const content = (modules: Record<string, unknown>) => ({
-  modulesContent: {
-    $edgeAgent: { 'properties.desired': edgeAgentDesired(modules) },
-    $edgeHub: { 'properties.desired': { schemaVersion: '1.1', routes: { up: 'FROM /messages/* INTO $upstream' }, storeAndForwardConfiguration: { timeToLiveSecs: 7200 } } },
-  },
-});
+const mod = manifestModule;
+const content = (modules: Record<string, unknown>) => deploymentContent(modules);
+const sdk = serviceSdk;
 
 type Reported = {
   lastDesiredVersion?: number;
@@ -115,6 +60,7 @@ async function startTheAgent(): Promise<RunningAgent> {
       hub: { connectionString: deviceCs, ca: hub.ca, reportCoalesceMs: 100, maxBackoffMs: 1000 },
       statusCoalesceMs: 50,
       workers: 2,
+      workload: { host: '127.0.0.1', port: 0 },
     },
     { cluster, log, registry: new Metrics() },
   );
@@ -188,10 +134,11 @@ describe('the edge agent connected to a hub', () => {
     const secret = await core.readNamespacedSecret({ name: 'kedge-identity-sensor', namespace: ns.name });
     const connectionString = Buffer.from(secret.data?.['connectionString'] ?? '', 'base64').toString('utf8');
     expect(connectionString).toBe(`HostName=${host};GatewayHostName=edgehub;DeviceId=${DEVICE};ModuleId=sensor;SharedAccessKey=${m.authentication.symmetricKey.primaryKey}`);
+    // Workload mode (the default): the module's workload secret by reference, no key material in the Deployment.
     const env = (await apps.readNamespacedDeployment({ name: 'sensor', namespace: ns.name })).spec?.template.spec?.containers[0]?.env ?? [];
-    expect(env.find((e) => e.name === 'EdgeHubConnectionString')?.valueFrom?.secretKeyRef).toEqual({ name: 'kedge-identity-sensor', key: 'connectionString' });
+    expect(env.find((e) => e.name === 'IOTEDGE_MODULEGENERATIONID')?.valueFrom?.secretKeyRef).toEqual({ name: 'kedge-identity-sensor', key: 'workloadSecret' });
     expect(env.find((e) => e.name === 'IOTEDGE_IOTHUBHOSTNAME')?.value).toBe(host);
-    expect(env.find((e) => e.name === 'EdgeModuleCACertificateFile')?.value).toBe('/etc/kedge/trust-bundle/ca.pem');
+    expect(env.some((e) => e.name === 'EdgeHubConnectionString')).toBe(false);
   });
 
   it('rolls out a changed deployment, prunes a removed module and its identity, and reports a crash loop as backoff', async () => {
@@ -267,7 +214,7 @@ describe('the edge agent connected to a hub', () => {
   it('keeps the cluster unchanged with the hub down, restarts offline without harm and resyncs when the hub returns', async () => {
     const snapshot = async () => (await deploymentsOf()).map((d) => `${d.metadata?.name}@${d.metadata?.resourceVersion}`).sort();
     const custom = kc.makeApiClient(CustomObjectsApi);
-    const edGeneration = async () => ((await custom.getNamespacedCustomObject({ group: 'kedge.io', version: 'v1alpha1', namespace: ns.name, plural: 'edgedeployments', name: DEVICE })) as { metadata: { generation: number } }).metadata.generation;
+    const edGeneration = async () => ((await custom.getNamespacedCustomObject({ group: 'kedge.io', version: 'v1alpha1', namespace: ns.name, plural: 'edgedeployments', name: 'default' })) as { metadata: { generation: number } }).metadata.generation;
     const gen = await edGeneration();
     await hub.close();
     await eventually(() => agent?.client?.connected === false, { timeoutMs: 10_000 });

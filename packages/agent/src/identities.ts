@@ -2,9 +2,8 @@ import type { Logger } from 'pino';
 import type { DeviceRegistryClient } from '@kedge/iothub-client';
 import { isNotFound, type KubeClient, type KubernetesObject } from '@kedge/kube';
 import type { EdgeDeploymentSpec } from '@kedge/manifest';
-import { IdentitySecretKeys, identitySecretName } from './module-env.js';
+import { EDGE_HUB_SERVICE, IdentitySecretKeys, identitySecretName, workloadSecretOf } from './module-env.js';
 import { toDnsLabel } from './names.js';
-import { EDGE_HUB_SERVICE } from './render.js';
 
 /** `managedBy` of the module identities the agent creates (IoT Edge's value). */
 export const MANAGED_BY_IOT_EDGE = 'IotEdge';
@@ -133,6 +132,7 @@ export class ModuleIdentities {
         [IdentitySecretKeys.moduleId]: b64(moduleId),
         [IdentitySecretKeys.generationId]: b64(generationId),
         [IdentitySecretKeys.key]: b64(key),
+        [IdentitySecretKeys.workloadSecret]: b64(workloadSecretOf(moduleId, key)),
         [IdentitySecretKeys.connectionString]: b64(connectionString),
       },
     };

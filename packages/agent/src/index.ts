@@ -1,4 +1,4 @@
-export { render, imageRegistry, RuntimeEnv, EDGE_HUB_SERVICE, RenderErrorReason } from './render.js';
+export { render, imageRegistry, RenderErrorReason } from './render.js';
 export type { RenderInput, RenderResult, RenderedModule, OwnerMeta, RenderError } from './render.js';
 export { moduleEntries, moduleDigest, startupWaits, startupOrderOf } from './modules.js';
 export type { ModuleEntry } from './modules.js';
@@ -27,7 +27,16 @@ export { agentRbac } from './rbac.js';
 export { statusEvents } from './events.js';
 export { EdgeHubReportStore, RoutesReasons, routesCondition } from './edgehub-report.js';
 export type { EdgeHubReports, EdgeHubRoutesReport, RoutesCondition } from './edgehub-report.js';
-export { startAgent, AgentConfigSchema, AgentConfigError } from './start-agent.js';
+export {
+  startAgent,
+  resolveEdgeDeploymentName,
+  AgentConfigSchema,
+  AgentConfigError,
+  DEFAULT_EDGE_DEPLOYMENT,
+  WORKLOAD_PORT,
+  WORKLOAD_SERVICE,
+  TRUST_BUNDLE_CONFIGMAP,
+} from './start-agent.js';
 export type { AgentConfig, AgentConfigInput, LeaderHook, RunningAgent, StartAgentOptions } from './start-agent.js';
 export { TwinSync, TWIN_SYNC_FIELD_MANAGER } from './twin-sync.js';
 export type { TwinSyncOptions, TwinSyncCommonOptions, KubernetesTwinTarget } from './twin-sync.js';
@@ -38,10 +47,25 @@ export type { DesiredCheck, DesiredStatus } from './desired.js';
 export { edgeAgentReported, desiredStatus, AGENT_VERSION } from './reported.js';
 export type { LastDesired, ReportedInput } from './reported.js';
 export { ModuleIdentities, MANAGED_BY_IOT_EDGE, identityOf } from './identities.js';
-export { identityEnv, identitySecretName, IdentitySecretKeys, IdentityEnv, TRUST_BUNDLE_DIR } from './module-env.js';
+export {
+  moduleRuntimeEnv,
+  kubernetesModuleEnv,
+  workloadSecretOf,
+  identitySecretName,
+  IdentitySecretKeys,
+  IdentityEnv,
+  RuntimeEnv,
+  EDGE_HUB_SERVICE,
+  WORKLOAD_API_VERSION,
+  TRUST_BUNDLE_DIR,
+  TRUST_BUNDLE_KEY,
+} from './module-env.js';
+export type { ModuleEnvInput, ModuleRuntimeEnv, RuntimeEnvVar, IdentitySecretKey, ModuleIdentityPolicy } from './module-env.js';
 export { AgentMethods, MethodArgumentError, parseLogTime, MAX_LOGS_PAYLOAD_BYTES } from './methods.js';
 export type { AgentMethodsOptions, KubernetesMethodsTarget } from './methods.js';
 export { WorkloadApi } from './workload.js';
+export { DeployedWorkloadModules, edgeHubServerNames } from './workload-modules.js';
+export type { DeployedWorkloadModulesOptions } from './workload-modules.js';
 export type { WorkloadApiOptions, WorkloadListen, WorkloadModule, WorkloadModules } from './workload.js';
 export { DEVICE_CA_SECRET, loadOrCreateDeviceCa } from './device-ca.js';
 export type { DeviceCa, DeviceCaOptions } from './device-ca.js';

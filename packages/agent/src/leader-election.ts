@@ -59,6 +59,8 @@ export function leaseLeader(config: ClusterConfig, opts: LeaseLeaderOptions): Le
   return {
     elector,
     lost: lostCtl.signal,
+    // A standby is ready once it has read the Lease: it can reach the apiserver and take over when the term ends.
+    candidateReady: () => elector.leader !== undefined,
     acquire: (signal) =>
       Promise.race([
         acquired,

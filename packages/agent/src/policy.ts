@@ -22,13 +22,15 @@ export const DevicePolicySchema = z.strictObject({
   hubHostName: z.string().optional(),
   /**
    * How modules get their identity (Secrets written by the agent's module identities, `identities.ts`). Absent: no
-   * identity variables are rendered (a controller without a hub link). `connectionString`: `EdgeHubConnectionString`
-   * from the module's identity Secret and `EdgeModuleCACertificateFile` from the trust-bundle ConfigMap;
-   * `workload`: only the `IOTEDGE_*` variables, the module signs through the workload API at `workloadUri`.
+   * identity variables are rendered (a controller without a hub link; with one, the agent fills in the default).
+   * `workload` (the default, IoT Edge's own mode): the `IOTEDGE_*` variables, the module signs its tokens and
+   * fetches the trust bundle through the workload API at `workloadUri`, and its key never enters its pod.
+   * `connectionString` (iotedgehubdev's mode): `EdgeHubConnectionString` from the module's identity Secret and
+   * `EdgeModuleCACertificateFile` from the trust-bundle ConfigMap, for modules that cannot reach the workload API.
    */
   moduleIdentity: z
     .strictObject({
-      mode: z.enum(['connectionString', 'workload']).default('connectionString'),
+      mode: z.enum(['connectionString', 'workload']).default('workload'),
       workloadUri: z.string().default('http://kedge-workload:15580'),
       /** ConfigMap (key `ca.pem`) with the CA that issued the edge hub's server certificate. */
       trustBundleConfigMap: z.string().default('kedge-trust-bundle'),

@@ -138,8 +138,8 @@ describe('ProcessRuntime: IoT Edge restart policy and back-off (fake clock, real
 
 describe('ProcessRuntime: processes', () => {
   it("gives a module a container's environment (IOTEDGE_*), its env and process env, and nothing else of the agent's", async () => {
-    const { runtime } = await harness({ hubHostName: 'hub.example', gatewayHostName: '127.0.0.1', baseEnv: { PATH: process.env['PATH'] ?? '', SECRET_OF_AGENT: 'x' }, moduleEnv: () => Promise.resolve({ EdgeHubConnectionString: 'HostName=h;DeviceId=dev1;ModuleId=envy;SharedAccessKey=k' }) });
-    const names = ['IOTEDGE_DEVICEID', 'IOTEDGE_MODULEID', 'IOTEDGE_IOTHUBHOSTNAME', 'IOTEDGE_GATEWAYHOSTNAME', 'IOTEDGE_AUTHSCHEME', 'EdgeHubConnectionString', 'FROM_MANIFEST', 'FROM_PROCESS', 'SECRET_OF_AGENT'];
+    const { runtime } = await harness({ hubHostName: 'hub.example', gatewayHostName: '127.0.0.1', baseEnv: { PATH: process.env['PATH'] ?? '', SECRET_OF_AGENT: 'x' }, identity: { mode: 'connectionString', workloadUri: '', trustBundleConfigMap: '' }, trustBundleFile: '/tmp/ca.pem', identityValues: () => Promise.resolve({ connectionString: 'HostName=h;DeviceId=dev1;ModuleId=envy;SharedAccessKey=k' }) });
+    const names = ['IOTEDGE_DEVICEID', 'IOTEDGE_MODULEID', 'IOTEDGE_IOTHUBHOSTNAME', 'IOTEDGE_GATEWAYHOSTNAME', 'IOTEDGE_AUTHSCHEME', 'EdgeHubConnectionString', 'EdgeModuleCACertificateFile', 'IOTEDGE_WORKLOADURI', 'FROM_MANIFEST', 'FROM_PROCESS', 'SECRET_OF_AGENT'];
     const script = `console.log(JSON.stringify(Object.fromEntries(${JSON.stringify(names)}.map((n) => [n, process.env[n] ?? null])))); setInterval(() => {}, 1 << 30);`;
     await runtime.apply(deploy({ envy: { ...nodeModule(script), env: { FROM_MANIFEST: { value: 'm' } }, process: { command: process.execPath, args: ['-e', script], env: { FROM_PROCESS: 'p' } } } }));
     const lines = await eventually(async () => {
@@ -148,7 +148,7 @@ describe('ProcessRuntime: processes', () => {
     });
     expect(JSON.parse(lines[0]?.text ?? '')).toEqual({
       IOTEDGE_DEVICEID: 'dev1', IOTEDGE_MODULEID: 'envy', IOTEDGE_IOTHUBHOSTNAME: 'hub.example', IOTEDGE_GATEWAYHOSTNAME: '127.0.0.1', IOTEDGE_AUTHSCHEME: 'sasToken',
-      EdgeHubConnectionString: 'HostName=h;DeviceId=dev1;ModuleId=envy;SharedAccessKey=k', FROM_MANIFEST: 'm', FROM_PROCESS: 'p', SECRET_OF_AGENT: null,
+      EdgeHubConnectionString: 'HostName=h;DeviceId=dev1;ModuleId=envy;SharedAccessKey=k', EdgeModuleCACertificateFile: '/tmp/ca.pem', IOTEDGE_WORKLOADURI: null, FROM_MANIFEST: 'm', FROM_PROCESS: 'p', SECRET_OF_AGENT: null,
     });
   });
 

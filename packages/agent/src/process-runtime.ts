@@ -8,7 +8,7 @@ import { isObject } from '@kedge/protocol';
 import { moduleEntries, startupWaits, type ModuleEntry } from './modules.js';
 import { UnknownModuleError, type LogLine, type LogQuery, type ModuleRuntime, type RuntimeSnapshot } from './module-runtime.js';
 import { DEPLOYMENT_FILE, PIDS_FILE, isAlive, parsePidRecords, processStartTime, readJsonFile, writeFileAtomic, type PidRecord } from './process-state.js';
-import { RuntimeEnv } from './render.js';
+import { IdentityEnv, moduleRuntimeEnv, type IdentitySecretKey, type ModuleIdentityPolicy } from './module-env.js';
 import { HEALTHY_RESET_MS, MAX_RESTART_COUNT, decideAfterExit } from './restart-policy.js';
 import { computeStatus, type ObservedModule } from './status.js';
 
@@ -25,10 +25,14 @@ export interface ProcessRuntimeOptions {
   /** `IOTEDGE_GATEWAYHOSTNAME` of user modules: where the edge hub listens for them. @default 'localhost' */
   readonly gatewayHostName?: string;
   /**
-   * More environment of a module (its identity: `IOTEDGE_MODULEGENERATIONID`, `IOTEDGE_WORKLOADURI`, or a
-   * connection string), over the runtime's variables and the module's manifest `env`.
+   * How modules get their identity (the device policy's `moduleIdentity`); absent: no identity variables. The
+   * variable names come from `moduleRuntimeEnv`, the one rule both runtimes use.
    */
-  readonly moduleEnv?: (entry: ModuleEntry) => Promise<Readonly<Record<string, string>>>;
+  readonly identity?: ModuleIdentityPolicy;
+  /** The values of a module's identity (what its identity Secret holds on Kubernetes), fetched before it starts. */
+  readonly identityValues?: (entry: ModuleEntry) => Promise<Partial<Readonly<Record<IdentitySecretKey, string>>>>;
+  /** The edge hub's CA as a local file, for `EdgeModuleCACertificateFile` (connection-string mode). */
+  readonly trustBundleFile?: string;
   /** Time between SIGTERM and SIGKILL when stopping a module. @default 10_000 */
   readonly stopGraceMs?: number;
   /**
@@ -113,8 +117,8 @@ interface Supervised {
   /** Kept down: by its restartPolicy, or because it failed MAX_RESTART_COUNT times. */
   parked?: { runtimeStatus: 'stopped' | 'failed'; reason: 'policy' | 'gave-up' };
   waitingFor?: readonly string[];
-  /** What {@link ProcessRuntimeOptions.moduleEnv} gave for this spec (resolved before the first start). */
-  identityEnv?: Readonly<Record<string, string>>;
+  /** What {@link ProcessRuntimeOptions.identityValues} gave for this module (resolved before its first start). */
+  identity?: Partial<Readonly<Record<IdentitySecretKey, string>>>;
   readonly logs: LogRing;
 }
 
@@ -276,11 +280,11 @@ export class ProcessRuntime implements ModuleRuntime {
     this.#changed();
   }
 
-  /** Resolves the module's identity environment once per spec; a failure is logged and the module starts without it. */
+  /** Resolves the module's identity once per spec; a failure is logged and the module starts without it. */
   async #resolveEnv(m: Supervised): Promise<void> {
-    if (m.identityEnv || !this.#o.moduleEnv) return;
+    if (m.identity || !this.#o.identityValues || !this.#o.identity) return;
     try {
-      m.identityEnv = await this.#o.moduleEnv(m.entry);
+      m.identity = await this.#o.identityValues(m.entry);
     } catch (e) {
       this.#o.log.warn({ module: m.entry.name, err: (e as Error).message }, 'Could not get the module identity; starting it without one');
     }
@@ -425,19 +429,26 @@ export class ProcessRuntime implements ModuleRuntime {
     delete m.healthyTimer;
   }
 
-  /** The environment of a module's process: what a container gets (iotedge-protocols.md §4), plus its process form's `env`. */
+  /**
+   * The environment of a module's process: what a container gets (`moduleRuntimeEnv`, iotedge-protocols.md §4),
+   * identity values filled in, over the module's manifest `env`; its process form's `env` last.
+   */
   #env(e: ModuleEntry): NodeJS.ProcessEnv {
     const base = this.#o.baseEnv ?? process.env;
     const env: NodeJS.ProcessEnv = {};
     for (const k of INHERITED_ENV) if (base[k] !== undefined) env[k] = base[k];
     for (const [k, v] of Object.entries(e.spec.env)) env[k] = v.value;
-    env[RuntimeEnv.deviceId] = this.#o.deviceId;
-    env[RuntimeEnv.moduleId] = e.name === 'edgeHub' ? '$edgeHub' : e.name;
-    env[RuntimeEnv.authScheme] = 'sasToken';
-    if (this.#o.hubHostName) env[RuntimeEnv.hubHostName] = this.#o.hubHostName;
-    if (e.name !== 'edgeHub') env[RuntimeEnv.gatewayHostName] = this.#o.gatewayHostName ?? 'localhost';
-    env[RuntimeEnv.edgeDeviceHostName] = this.#o.gatewayHostName ?? 'localhost';
-    Object.assign(env, this.#modules.get(e.name)?.identityEnv ?? {});
+    const identity = this.#modules.get(e.name)?.identity;
+    const r = moduleRuntimeEnv({ moduleName: e.name, deviceId: this.#o.deviceId, hubHostName: this.#o.hubHostName, gatewayHostName: this.#o.gatewayHostName ?? 'localhost', identity: this.#o.identity });
+    for (const v of r.env) {
+      const value = 'value' in v ? v.value : identity?.[v.secretKey];
+      if (value !== undefined) env[v.name] = value;
+    }
+    // The container path of the trust bundle means nothing to a process: the local file, or nothing.
+    if (r.trustBundleFile) {
+      if (this.#o.trustBundleFile) env[IdentityEnv.caFile] = this.#o.trustBundleFile;
+      else delete env[IdentityEnv.caFile];
+    }
     Object.assign(env, e.spec.process?.env ?? {});
     return env;
   }

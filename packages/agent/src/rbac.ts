@@ -24,6 +24,10 @@ export function agentRbac(namespace: string, serviceAccount = 'kedge-agent'): [V
       { apiGroups: [''], resources: ['events'], verbs: ['create', 'patch'] },
       { apiGroups: ['networking.k8s.io'], resources: ['networkpolicies'], verbs: rw },
       { apiGroups: [''], resources: ['resourcequotas', 'limitranges'], verbs: rw },
+      // The trust bundle for connection-string modules (ConfigMap `kedge-trust-bundle`).
+      { apiGroups: [''], resources: ['configmaps'], verbs: ['get', 'list', 'watch', 'create', 'update', 'patch'] },
+      // The leader points the workload Service (`kedge-workload`, no selector) at its own pod.
+      { apiGroups: ['discovery.k8s.io'], resources: ['endpointslices'], verbs: ['get', 'list', 'watch', 'create', 'update', 'patch'] },
       // Leader election between agent replicas (one Lease, `kedge-agent`).
       { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['get', 'create', 'update'] },
     ],

@@ -252,6 +252,35 @@ describe('render', () => {
     expect(renderSpec(spec, { manageEdgeAgent: true }).objects.some((o) => o.kind === 'Deployment' && o.metadata?.name === 'edgeagent')).toBe(true);
   });
 
+  it('injects workload mode: IOTEDGE_* variables, the workload secret by secretKeyRef, never key material in the spec', () => {
+    const spec = { systemModules: { edgeHub: mod('hub') }, modules: { filter: mod('filter:1') } };
+    const policy = { hubHostName: 'hub.example.com', moduleIdentity: { mode: 'workload' as const } };
+    const r = renderSpec(spec, policy);
+    const d = find<V1Deployment>(r, 'Deployment', 'filter');
+    const env = container(d)?.env ?? [];
+    expect(env).toContainEqual({ name: 'IOTEDGE_MODULEGENERATIONID', valueFrom: { secretKeyRef: { name: 'kedge-identity-filter', key: 'workloadSecret' } } });
+    expect(env).toContainEqual({ name: 'IOTEDGE_WORKLOADURI', value: 'http://kedge-workload:15580' });
+    expect(env).toContainEqual({ name: 'IOTEDGE_APIVERSION', value: '2022-08-03' });
+    expect(env).toContainEqual({ name: 'IOTEDGE_GATEWAYHOSTNAME', value: 'edgehub' });
+    expect(env.some((e) => e.name === 'EdgeHubConnectionString' || e.name === 'EdgeModuleCACertificateFile')).toBe(false);
+    expect(d.spec?.template.spec?.volumes ?? []).toEqual([]);
+    // Only references: no value in the rendered objects comes from a Secret.
+    expect(JSON.stringify(r.objects)).not.toMatch(/SharedAccessKey=/);
+    // The same spec renders byte-identical Deployments (no churn on reconcile).
+    expect(JSON.stringify(renderSpec(spec, policy).objects)).toBe(JSON.stringify(r.objects));
+    const hubEnv = container(find<V1Deployment>(r, 'Deployment', 'edgehub'))?.env ?? [];
+    expect(hubEnv).toContainEqual({ name: 'EdgeHubConnectionString', valueFrom: { secretKeyRef: { name: 'kedge-identity-edgehub', key: 'connectionString' } } });
+  });
+
+  it('connection-string mode mounts the trust bundle and references the connection string', () => {
+    const r = renderSpec({ modules: { filter: mod('filter:1') } }, { moduleIdentity: { mode: 'connectionString' } });
+    const d = find<V1Deployment>(r, 'Deployment', 'filter');
+    const env = container(d)?.env ?? [];
+    expect(env).toContainEqual({ name: 'EdgeHubConnectionString', valueFrom: { secretKeyRef: { name: 'kedge-identity-filter', key: 'connectionString' } } });
+    expect(env.some((e) => e.name === 'IOTEDGE_WORKLOADURI')).toBe(false);
+    expect(d.spec?.template.spec?.volumes).toEqual([{ name: 'kedge-trust-bundle', configMap: { name: 'kedge-trust-bundle', optional: true } }]);
+  });
+
   it('renders namespace hardening when the policy asks for it', () => {
     const spec = { systemModules: { edgeHub: mod('hub', { HostConfig: { PortBindings: { '8883/tcp': [{ HostPort: '8883' }] } } }) } };
     const r = renderSpec(spec, { hardening: { networkPolicy: true, resourceQuota: { pods: 20 }, limitRange: { defaultLimits: { memory: '256Mi' } } } });

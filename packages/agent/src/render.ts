@@ -27,7 +27,7 @@ import {
   type RegistryCredential,
 } from '@kedge/manifest';
 import { Annotations, Labels, MANAGED_BY, isDnsLabel, toDnsLabel, toLabelValue } from './names.js';
-import { identityEnv } from './module-env.js';
+import { EDGE_HUB_SERVICE, kubernetesModuleEnv } from './module-env.js';
 import { moduleEntries, startupOrderOf, startupWaits } from './modules.js';
 
 export { moduleEntries, moduleDigest } from './modules.js';
@@ -97,18 +97,6 @@ export interface RenderResult {
   readonly errors: readonly RenderError[];
 }
 
-/** Env var names the runtime injects into every module (IoT Edge's names, so the Azure SDKs find them). */
-export const RuntimeEnv = {
-  deviceId: 'IOTEDGE_DEVICEID',
-  moduleId: 'IOTEDGE_MODULEID',
-  gatewayHostName: 'IOTEDGE_GATEWAYHOSTNAME',
-  hubHostName: 'IOTEDGE_IOTHUBHOSTNAME',
-  authScheme: 'IOTEDGE_AUTHSCHEME',
-  edgeDeviceHostName: 'EdgeDeviceHostName',
-} as const;
-
-/** The edge hub's Service name, which modules use as IOTEDGE_GATEWAYHOSTNAME (as in Microsoft's preview). */
-export const EDGE_HUB_SERVICE = 'edgehub';
 
 const ownerRef = (o: OwnerMeta) => [
   { apiVersion: EdgeDeploymentResource.apiVersion, kind: EdgeDeploymentResource.kind, name: o.name, uid: o.uid, controller: true, blockOwnerDeletion: true },
@@ -425,14 +413,8 @@ function renderEnv(e: { name: string; spec: ModuleSpec }, co: CreateOptions, ctx
     }
     set(kv.slice(0, eq), kv.slice(eq + 1), `${path}.settings.createOptions.Env[${i}]`);
   });
-  // The module's env section overrides createOptions.Env; the runtime's identity variables override both.
+  // The module's env section overrides createOptions.Env; the runtime's variables (moduleRuntimeEnv) override both.
   for (const [k, v] of Object.entries(e.spec.env)) set(k, v.value, `${path}.env.${k}`);
-  env.set(RuntimeEnv.deviceId, ctx.deviceId);
-  env.set(RuntimeEnv.moduleId, e.name === 'edgeHub' ? '$edgeHub' : e.name === 'edgeAgent' ? '$edgeAgent' : e.name);
-  env.set(RuntimeEnv.authScheme, 'sasToken');
-  if (ctx.policy.hubHostName) env.set(RuntimeEnv.hubHostName, ctx.policy.hubHostName);
-  if (e.name !== 'edgeHub' && e.name !== 'edgeAgent') env.set(RuntimeEnv.gatewayHostName, EDGE_HUB_SERVICE);
-  env.set(RuntimeEnv.edgeDeviceHostName, EDGE_HUB_SERVICE);
   return [...env.entries()].map(([name, value]) => ({ name, value }));
 }
 
@@ -500,7 +482,7 @@ function renderDeployment(
   // readiness everywhere, so an unhealthy module is reported and not counted available.
   const restartsWhenUnhealthy = e.spec.restartPolicy === 'always' || e.spec.restartPolicy === 'on-unhealthy';
   const ports = containerPorts(co, ctx, path);
-  const ident = identityEnv(e.name, name, ctx.policy);
+  const ident = kubernetesModuleEnv({ moduleName: e.name, objectName: name, deviceId: ctx.deviceId, hubHostName: ctx.policy.hubHostName, identity: ctx.policy.moduleIdentity });
   const container: V1Container = {
     name: name.slice(0, 63),
     image: e.spec.settings.digest ? `${e.spec.settings.image.replace(/@.*$/, '')}@${e.spec.settings.digest}` : e.spec.settings.image,

@@ -10,7 +10,7 @@ import { DeviceRegistryClient, IotHubClient, IotHubErrorCode } from '@kedge/ioth
 import { parseConnectionString } from '@kedge/protocol';
 import { MANAGED_BY_IOT_EDGE, identityOf } from './identities.js';
 import { AgentMethods } from './methods.js';
-import { IdentityEnv } from './module-env.js';
+import { workloadSecretOf, type IdentitySecretKey } from './module-env.js';
 import type { ModuleEntry } from './modules.js';
 import { ProcessRuntime } from './process-runtime.js';
 import { AgentConfigError, AgentConfigSchema } from './start-agent.js';
@@ -86,10 +86,11 @@ export async function startProcessAgent(input: ProcessAgentConfigInput, options:
         ...(hub.ca !== undefined ? { ca: hub.ca } : {}),
       })
     : undefined;
-  // A module's identity: created in the hub (managedBy IotEdge) when it first starts, kept in memory.
+  // A module's identity: created in the hub (managedBy IotEdge) when it first starts, kept in memory. No workload
+  // API runs beside the process runtime (yet): modules get connection strings (iotedgehubdev's mode).
   const keys = new Map<string, string>();
-  const moduleEnv = devices
-    ? async (e: ModuleEntry): Promise<Record<string, string>> => {
+  const identityValues = devices
+    ? async (e: ModuleEntry): Promise<Partial<Record<IdentitySecretKey, string>>> => {
         const id = identityOf(e.name);
         let key = keys.get(id);
         if (!key) {
@@ -100,8 +101,10 @@ export async function startProcessAgent(input: ProcessAgentConfigInput, options:
         }
         const gatewayPart = e.name === 'edgeHub' ? '' : `;GatewayHostName=${gateway}`;
         return {
-          [IdentityEnv.connectionString]: `HostName=${hubHostName ?? ''};DeviceId=${deviceId};ModuleId=${id};SharedAccessKey=${key}${gatewayPart}`,
-          ...(config.moduleCaFile && e.name !== 'edgeHub' ? { [IdentityEnv.caFile]: resolve(config.moduleCaFile) } : {}),
+          moduleId: id,
+          sharedAccessKey: key,
+          workloadSecret: workloadSecretOf(id, key),
+          connectionString: `HostName=${hubHostName ?? ''};DeviceId=${deviceId};ModuleId=${id};SharedAccessKey=${key}${gatewayPart}`,
         };
       }
     : undefined;
@@ -112,7 +115,8 @@ export async function startProcessAgent(input: ProcessAgentConfigInput, options:
     log: log.child({ component: 'process-runtime' }),
     gatewayHostName: gateway,
     ...(hubHostName ? { hubHostName } : {}),
-    ...(moduleEnv ? { moduleEnv } : {}),
+    ...(identityValues ? { identityValues, identity: { mode: 'connectionString' as const, workloadUri: '', trustBundleConfigMap: '' } } : {}),
+    ...(config.moduleCaFile ? { trustBundleFile: resolve(config.moduleCaFile) } : {}),
     ...(config.stopGraceMs !== undefined ? { stopGraceMs: config.stopGraceMs } : {}),
     ...(options.clock ? { clock: options.clock } : {}),
   });

@@ -25,6 +25,19 @@ interface RunOptions {
   deviceId?: string;
   gatewayHost?: string;
   moduleCa?: string;
+  workloadListen: string;
+  workloadAdvertiseIp?: string;
+  workloadService: string;
+}
+
+/** `host:port`, `[v6]:port` or `unix:/path` of `--workload-listen`, or `off`; undefined when malformed. */
+export function parseWorkloadListen(text: string): { host: string; port: number } | { path: string } | null | undefined {
+  if (text === 'off') return null;
+  if (text.startsWith('unix:')) return text.length > 5 ? { path: text.slice(5) } : undefined;
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(text);
+  const port = Number(m?.[3]);
+  const host = m?.[1] ?? m?.[2];
+  return m && host && port <= 65535 ? { host, port } : undefined;
 }
 
 /** Where `kedge agent run` reads the device's connection string when no file is given (the Helm chart's Secret). */
@@ -56,9 +69,12 @@ export function registerClusterCommands(program: Command): void {
     .option('--policy <file>', 'device policy (JSON or YAML), see docs/agent.md')
     .option('--hub-connection-string-file <file>', `the edge device's connection string (default: $${CONNECTION_STRING_ENV}; neither: no hub link)`)
     .option('--hub-ca <file>', "PEM of the CA of the hub's certificate (default: the system's)")
-    .option('--edge-deployment <name>', "the device's EdgeDeployment (default: the device id)")
+    .option('--edge-deployment <name>', "the device's EdgeDeployment (default: `default`, or the device id where an earlier agent wrote that one)")
     .option('--leader-elect', 'run as one of several replicas: only the holder of the Lease works (needs --namespace)')
     .option('--leader-lease <name>', 'the Lease replicas compete for', 'kedge-agent')
+    .option('--workload-listen <addr>', 'workload API for the modules (with a hub link): host:port, unix:/path or off', '127.0.0.1:15580')
+    .option('--workload-advertise-ip <ip>', 'point the workload Service at this address (the pod IP) while leading')
+    .option('--workload-service <name>', 'the selector-less Service modules reach the workload API by', 'kedge-workload')
     .option('--workers <n>', 'reconcile workers', '4')
     .option('--metrics-port <port>', 'port for /metrics, /healthz and /readyz (0: off)', '9600')
     .option('--metrics-host <host>', 'address for /metrics', '127.0.0.1')
@@ -130,6 +146,12 @@ export function registerClusterCommands(program: Command): void {
         if (!(e instanceof ClusterConfigError)) throw e;
         return fail(e.message);
       }
+      const workloadListen = parseWorkloadListen(opts.workloadListen);
+      if (workloadListen === undefined) return fail(`--workload-listen must be host:port, unix:/path or off (got ${opts.workloadListen})`);
+      const workload =
+        workloadListen === null
+          ? null
+          : { ...workloadListen, ...(opts.workloadAdvertiseIp ? { advertise: { service: opts.workloadService, address: opts.workloadAdvertiseIp } } : {}) };
       if (opts.leaderElect && !opts.namespace) return fail('--leader-elect needs --namespace (the Lease lives in the device namespace)');
       const leader = opts.leaderElect && opts.namespace ? leaseLeader(cluster, { namespace: opts.namespace, lease: opts.leaderLease, log }) : undefined;
       let running;
@@ -142,6 +164,7 @@ export function registerClusterCommands(program: Command): void {
             metrics: port > 0 ? { port, host: opts.metricsHost } : null,
             ...(connectionString ? { hub: { connectionString, ...(ca ? { ca } : {}) } } : {}),
             ...(opts.edgeDeployment ? { edgeDeploymentName: opts.edgeDeployment } : {}),
+            workload,
           },
           // With leader election every write passes the fencing check first.
           { cluster, log, ...(leader ? { leader, kube: fencedKubeClient(createKubeClient(cluster), () => leader.elector.isLeader()) } : {}) },

@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
-import { agentRbac } from '@kedge/agent';
+import { pino } from 'pino';
+import { agentRbac, DEFAULT_EDGE_DEPLOYMENT, resolveEdgeDeploymentName, toDnsLabel } from '@kedge/agent';
 import { ClusterConfig, createKubeClient, type KubeClient, type KubernetesObject } from '@kedge/kube';
 import { eventually, kubeconfigPathForTests } from '@kedge/testing';
 import { registerCheckCommands } from './check.js';
@@ -50,7 +51,7 @@ describe('the Helm charts', () => {
   it('render: a device needs its id and credentials; the Role is the one `kedge agent rbac` prints', () => {
     expect(() => run('template', 'dev', 'deploy/helm/kedge-device')).toThrow(/deviceId is required/);
     const docs = parseAllDocuments(run('template', 'dev', 'deploy/helm/kedge-device', ...deviceValues)).map((d) => d.toJS() as KubernetesObject & { rules?: unknown });
-    expect(docs.map((d) => d.kind).sort()).toEqual(['Deployment', 'EdgeDeployment', 'Namespace', 'Role', 'RoleBinding', 'Secret', 'ServiceAccount']);
+    expect(docs.map((d) => d.kind).sort()).toEqual(['Deployment', 'EdgeDeployment', 'Namespace', 'Role', 'RoleBinding', 'Secret', 'Service', 'ServiceAccount']);
     expect(docs.find((d) => d.kind === 'Role')?.rules).toEqual(agentRbac(ns)[1].rules);
     const crd = parseAllDocuments(run('template', 'crds', 'deploy/helm/kedge-crds')).map((d) => d.toJS() as KubernetesObject);
     expect(crd.map((d) => `${d.kind}/${d.metadata?.name}`)).toEqual(['CustomResourceDefinition/edgedeployments.kedge.io']);
@@ -72,6 +73,14 @@ describe('the Helm charts', () => {
     const ed = await kube.get<KubernetesObject & { spec: { deviceId: string; systemModules: Record<string, unknown> } }>('kedge.io/v1alpha1', 'EdgeDeployment', ns, 'default');
     expect(ed?.spec.deviceId).toBe('Dev-1');
     expect(Object.keys(ed?.spec.systemModules ?? {})).toEqual(['edgeHub']);
+    // Chart and agent agree: the agent (no --edge-deployment in the chart) writes the chart's EdgeDeployment, not
+    // one named after the device id (which used to leave the chart's edge hub and the twin's modules apart).
+    expect(toDnsLabel('Dev-1')).not.toBe(DEFAULT_EDGE_DEPLOYMENT);
+    expect(await resolveEdgeDeploymentName(kube, ns, 'Dev-1', pino({ level: 'silent' }))).toBe('default');
+    expect((await kube.get('v1', 'Service', ns, 'kedge-workload'))?.metadata?.name).toBe('kedge-workload');
+    const probes = d?.spec.template.spec.containers[0] as unknown as { livenessProbe?: unknown; readinessProbe?: unknown };
+    expect(probes.livenessProbe).toMatchObject({ httpGet: { path: '/healthz' } });
+    expect(probes.readinessProbe).toMatchObject({ httpGet: { path: '/readyz' } });
     expect(run('list', '--namespace', 'default', '-q').split('\n')).toEqual(expect.arrayContaining(['dev', 'kedge-crds']));
   });
 

@@ -20,7 +20,7 @@ describe('kedge install', () => {
     expect(await kedge('install', '--device', 'Line-4', '-n', 'line-4', '--connection-string', 'HostName=h;DeviceId=Line-4;SharedAccessKey=a2V5')).toBe(0);
     const docs = parseAllDocuments(captured.out).map((d) => d.toJS() as Doc);
     expect(docs.map((d) => `${d.kind}/${d.metadata.name}`)).toEqual([
-      'Namespace/line-4', 'ServiceAccount/kedge-agent', 'Role/kedge-agent', 'RoleBinding/kedge-agent', 'Secret/kedge-device-credentials', 'Deployment/kedge-agent', 'EdgeDeployment/default',
+      'Namespace/line-4', 'ServiceAccount/kedge-agent', 'Role/kedge-agent', 'RoleBinding/kedge-agent', 'Secret/kedge-device-credentials', 'Deployment/kedge-agent', 'Service/kedge-workload', 'EdgeDeployment/default',
     ]);
     expect(docs.filter((d) => d.kind !== 'Namespace').every((d) => d.metadata.namespace === 'line-4')).toBe(true);
     expect(docs.find((d) => d.kind === 'Role')?.rules).toEqual(agentRbac('line-4')[1].rules);
@@ -28,6 +28,11 @@ describe('kedge install', () => {
     const command = (docs.find((d) => d.kind === 'Deployment')?.spec as { template: { spec: { containers: { command: string[] }[] } } }).template.spec.containers[0]?.command ?? [];
     expect(command.slice(0, 4)).toEqual(['node', '--lite-mode', '--max-semi-space-size=1', '--max-old-space-size=96']);
     expect(JSON.stringify(docs.find((d) => d.kind === 'EdgeDeployment')?.spec)).toContain('"edgeHub"');
+    // The leader serves the workload API and advertises its pod IP; both replicas have probes.
+    expect(command.join(' ')).toContain('--workload-listen 0.0.0.0:15580 --workload-advertise-ip $(POD_IP) --workload-service kedge-workload');
+    const agentContainer = (docs.find((d) => d.kind === 'Deployment')?.spec as { template: { spec: { containers: Record<string, unknown>[] } } }).template.spec.containers[0];
+    expect(agentContainer).toMatchObject({ livenessProbe: { httpGet: { path: '/healthz', port: 'metrics' } }, readinessProbe: { httpGet: { path: '/readyz', port: 'metrics' } } });
+    expect(docs.find((d) => d.kind === 'Service')?.spec).toEqual({ type: 'ClusterIP', ports: [{ name: 'workload', port: 15580, targetPort: 15580, protocol: 'TCP' }] });
   });
 
   it('refuses without a device or credentials (exit 2)', async () => {

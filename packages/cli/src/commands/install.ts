@@ -3,7 +3,7 @@ import { dirname, join } from 'node:path';
 import type { Command } from 'commander';
 import { stringify } from 'yaml';
 import { edgeDeploymentCrd, EdgeDeploymentResource } from '@kedge/manifest';
-import { agentRbac } from '@kedge/agent';
+import { agentRbac, DEFAULT_EDGE_DEPLOYMENT, WORKLOAD_PORT, WORKLOAD_SERVICE } from '@kedge/agent';
 
 /** What one device's install is made of. Every field is a plain value or, for the Helm chart, a placeholder. */
 export interface DeviceValues {
@@ -19,8 +19,8 @@ export interface DeviceValues {
   readonly podSecurity: string;
 }
 
-/** Ports the agent serves: metrics/health. */
-export const AGENT_PORTS = { metrics: 9600 } as const;
+/** Ports the agent serves: metrics/health, and the workload API (the leader only). */
+export const AGENT_PORTS = { metrics: 9600, workload: WORKLOAD_PORT } as const;
 /** Secret with the device's credentials, read by the agent as `KEDGE_DEVICE_CONNECTION_STRING`. */
 export const CREDENTIALS_SECRET = 'kedge-device-credentials';
 
@@ -35,7 +35,8 @@ type Obj = Record<string, unknown> & { kind: string };
 /**
  * Everything one device needs in its namespace, in apply order: the namespace, the agent's ServiceAccount, Role
  * and RoleBinding (from {@link agentRbac}: the very Role `kedge agent rbac` prints), the credentials Secret, the
- * agent Deployment, and the device's EdgeDeployment holding the edge hub as its system
+ * agent Deployment (with liveness and readiness probes), the workload Service modules sign through, and the
+ * device's EdgeDeployment (named as the agent expects, {@link DEFAULT_EDGE_DEPLOYMENT}) holding the edge hub as its system
  * module (the cloud's `$edgeAgent` twin later fills in the modules).
  */
 export function deviceObjects(v: DeviceValues): Obj[] {
@@ -83,14 +84,28 @@ export function deviceObjects(v: DeviceValues): Obj[] {
                 '0.0.0.0',
                 '--metrics-port',
                 String(AGENT_PORTS.metrics),
+                '--workload-listen',
+                `0.0.0.0:${AGENT_PORTS.workload}`,
+                // The leader points the workload Service at its own pod (an EndpointSlice): standbys do not sign.
+                '--workload-advertise-ip',
+                '$(POD_IP)',
+                '--workload-service',
+                WORKLOAD_SERVICE,
               ],
               env: [
                 { name: 'KEDGE_DEVICE_CONNECTION_STRING', valueFrom: { secretKeyRef: { name: CREDENTIALS_SECRET, key: 'connectionString' } } },
                 { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
+                { name: 'POD_IP', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } },
               ],
-              // No probes yet: a standby replica serves nothing until it leads (startAgent starts its HTTP server
-              // after acquiring the Lease), so a readiness probe would stall every rollout of 2+ replicas.
-              ports: [{ name: 'metrics', containerPort: AGENT_PORTS.metrics }],
+              ports: [
+                { name: 'metrics', containerPort: AGENT_PORTS.metrics },
+                { name: 'workload', containerPort: AGENT_PORTS.workload },
+              ],
+              // Standbys answer both (a standby is ready once it takes part in the election), so a rollout of 2+
+              // replicas is not stalled by the replica that does not lead; traffic to the workload API goes only to
+              // the leader through the Service's EndpointSlice, not through readiness.
+              livenessProbe: { httpGet: { path: '/healthz', port: 'metrics' }, periodSeconds: 10, timeoutSeconds: 5, failureThreshold: 6 },
+              readinessProbe: { httpGet: { path: '/readyz', port: 'metrics' }, periodSeconds: 5, timeoutSeconds: 5, failureThreshold: 3 },
               resources: { requests: { cpu: '50m', memory: '96Mi' }, limits: { memory: '160Mi' } },
               securityContext: { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } },
             },
@@ -99,10 +114,18 @@ export function deviceObjects(v: DeviceValues): Obj[] {
       },
     },
   };
+  // No selector: the leading agent writes the EndpointSlice, so only the replica that signs receives requests.
+  const workloadService: Obj = {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { name: WORKLOAD_SERVICE, namespace: v.namespace, labels },
+    spec: { type: 'ClusterIP', ports: [{ name: 'workload', port: AGENT_PORTS.workload, targetPort: AGENT_PORTS.workload, protocol: 'TCP' }] },
+  };
   const edgeDeployment: Obj = {
     apiVersion: EdgeDeploymentResource.apiVersion,
     kind: EdgeDeploymentResource.kind,
-    metadata: { name: 'default', namespace: v.namespace, labels },
+    // The agent's default name: twin sync writes this very object.
+    metadata: { name: DEFAULT_EDGE_DEPLOYMENT, namespace: v.namespace, labels },
     spec: {
       deviceId: v.deviceId,
       systemModules: {
@@ -115,7 +138,7 @@ export function deviceObjects(v: DeviceValues): Obj[] {
       },
     },
   };
-  return [ns, ...rbac, secret, deployment, edgeDeployment];
+  return [ns, ...rbac, secret, deployment, workloadService, edgeDeployment];
 }
 
 /** YAML documents for `kubectl apply -f -`. */
