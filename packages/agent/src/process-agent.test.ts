@@ -18,6 +18,8 @@ let dir: string;
 let hub: RunningHub;
 let client: HubClient;
 let agent: RunningProcessAgent | undefined;
+let ports: { service: number; mqtt: number };
+let agentConfig: Parameters<typeof startProcessAgent>[0];
 const clock = new FakeClock(Date.parse('2026-06-01T12:00:00Z'));
 
 /** A module running `node -e script` through its process form (a twin-safe JSON string). */
@@ -69,22 +71,21 @@ beforeAll(async () => {
   client = new HubClient({ connectionString: hub.connectionString(), ca: hub.ca, port: Number(new URL(hub.urls.service).port) });
   await client.createDevice(DEVICE, { edge: true });
   const key = ((await client.getDevice(DEVICE)) as { authentication: { symmetricKey: { primaryKey: string } } }).authentication.symmetricKey.primaryKey;
-  agent = await startProcessAgent(
-    {
-      stateDir: join(dir, 'agent'),
-      hub: {
-        connectionString: `HostName=127.0.0.1;DeviceId=${DEVICE};SharedAccessKey=${key}`,
-        ca: hub.ca,
-        servicePort: Number(new URL(hub.urls.service).port),
-        mqttPort: Number(new URL(hub.urls.mqtt).port),
-        reportCoalesceMs: 50,
-        maxBackoffMs: 1000,
-      },
-      metrics: null,
-      stopGraceMs: 2000,
+  ports = { service: Number(new URL(hub.urls.service).port), mqtt: Number(new URL(hub.urls.mqtt).port) };
+  agentConfig = {
+    stateDir: join(dir, 'agent'),
+    hub: {
+      connectionString: `HostName=127.0.0.1;DeviceId=${DEVICE};SharedAccessKey=${key}`,
+      ca: hub.ca,
+      servicePort: ports.service,
+      mqttPort: ports.mqtt,
+      reportCoalesceMs: 50,
+      maxBackoffMs: 500,
     },
-    { log, clock },
-  );
+    metrics: null,
+    stopGraceMs: 2000,
+  };
+  agent = await startProcessAgent(agentConfig, { log, clock });
 });
 
 afterAll(async () => {
@@ -141,6 +142,26 @@ describe('the agent on the process runtime, deployed through a real hub', () => 
       expect(rep.modules?.['sensor']).toMatchObject({ runtimeStatus: 'running', version: '1.1' });
       expect(rep.modules?.['filter']).toBeUndefined();
       expect(rep.lastDesiredVersion).toBe(rep.desiredVersion);
+    }, { timeoutMs: 30_000 });
+  });
+
+  it('restarted while the hub is down, runs the last deployment with its identities, and reports once the hub is back', async () => {
+    await hub.close();
+    await agent?.stop();
+    // A minute later (fake time): the start time the hub finally sees is the offline restart's, not the old one.
+    clock.advance(60_000);
+    agent = await startProcessAgent(agentConfig, { log, clock });
+    const running = agent.runtime;
+    await eventually(() => running.snapshot().status?.modules?.['sensor']?.runtimeStatus === 'running', { message: 'sensor runs offline' });
+    expect(running.snapshot().status?.modules?.['sensor']?.version).toBe('1.1');
+    const hello = await eventually(async () => (await running.logs('sensor', {}))[0]?.text ?? false);
+    expect(JSON.parse(hello)).toMatchObject({ module: 'sensor', hasConnectionString: true });
+    hub = await startHub({ dataDir: join(dir, 'hub'), hostName: '127.0.0.1', service: { host: '127.0.0.1', port: ports.service }, mqtt: { host: '127.0.0.1', port: ports.mqtt }, deployments: { resyncSeconds: 3600 }, logLevel: 'silent' });
+    await eventually(async () => {
+      const rep = await reported();
+      expect(rep.modules?.['sensor']).toMatchObject({ runtimeStatus: 'running', version: '1.1', lastStartTimeUtc: new Date(clock.now()).toISOString() });
+      expect(rep.lastDesiredVersion).toBe(rep.desiredVersion);
+      expect(rep.lastDesiredStatus?.code).toBe(200);
     }, { timeoutMs: 30_000 });
   });
 });

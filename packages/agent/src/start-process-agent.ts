@@ -7,15 +7,19 @@ import { collectDefaultMetrics, Registry } from 'prom-client';
 import { z } from 'zod';
 import type { Clock } from '@kedge/contracts';
 import { DeviceRegistryClient, IotHubClient, IotHubErrorCode } from '@kedge/iothub-client';
-import { parseConnectionString } from '@kedge/protocol';
+import { isObject, parseConnectionString } from '@kedge/protocol';
 import { MANAGED_BY_IOT_EDGE, identityOf } from './identities.js';
 import { AgentMethods } from './methods.js';
 import { workloadSecretOf, type IdentitySecretKey } from './module-env.js';
 import type { ModuleEntry } from './modules.js';
 import { ProcessRuntime } from './process-runtime.js';
+import { readJsonFile, writeFileAtomic } from './process-state.js';
 import { AgentConfigError, AgentConfigSchema } from './start-agent.js';
 import { FileTwinCache } from './twin-cache.js';
 import { TwinSync } from './twin-sync.js';
+
+/** Module keys kept for restarts while the hub is unreachable. */
+const IDENTITIES_FILE = 'identities.json';
 
 /** The configuration of the agent on the process runtime (`kedge agent run --runtime process`). */
 export const ProcessAgentConfigSchema = z.strictObject({
@@ -86,19 +90,31 @@ export async function startProcessAgent(input: ProcessAgentConfigInput, options:
         ...(hub.ca !== undefined ? { ca: hub.ca } : {}),
       })
     : undefined;
-  // A module's identity: created in the hub (managedBy IotEdge) when it first starts, kept in memory. No workload
-  // API runs beside the process runtime (yet): modules get connection strings (iotedgehubdev's mode).
-  const keys = new Map<string, string>();
+  // A module's identity: created in the hub (managedBy IotEdge) when it first starts. Its key is also kept in the
+  // state directory (identities.json, 0600), used only while the hub cannot be reached, so that modules restarted
+  // offline still reach the edge hub. No workload API runs beside the process runtime (yet): modules get connection
+  // strings (iotedgehubdev's mode).
+  const savedKeys = await readJsonFile(stateDir, IDENTITIES_FILE);
+  const keys = new Map<string, string>(isObject(savedKeys) ? Object.entries(savedKeys).filter((e): e is [string, string] => typeof e[1] === 'string') : []);
+  let keysWrite = Promise.resolve();
   const identityValues = devices
     ? async (e: ModuleEntry): Promise<Partial<Record<IdentitySecretKey, string>>> => {
         const id = identityOf(e.name);
-        let key = keys.get(id);
-        if (!key) {
-          const m = (await devices.getModule(id)) ?? (await devices.createModule(id, { managedBy: MANAGED_BY_IOT_EDGE }));
-          key = m.primaryKey;
-          if (!key) throw new Error(`Module identity ${id} has no key`);
-          keys.set(id, key);
+        let key: string | undefined;
+        try {
+          key = ((await devices.getModule(id)) ?? (await devices.createModule(id, { managedBy: MANAGED_BY_IOT_EDGE }))).primaryKey;
+          if (key && keys.get(id) !== key) {
+            keys.set(id, key);
+            const text = JSON.stringify(Object.fromEntries(keys));
+            keysWrite = keysWrite.then(() => writeFileAtomic(stateDir, IDENTITIES_FILE, text));
+            await keysWrite;
+          }
+        } catch (err) {
+          key = keys.get(id);
+          if (!key) throw err;
+          log.warn({ module: e.name, err: (err as Error).message }, 'Could not reach the hub for the module identity; using the one kept in the state directory');
         }
+        if (!key) throw new Error(`Module identity ${id} has no key`);
         const gatewayPart = e.name === 'edgeHub' ? '' : `;GatewayHostName=${gateway}`;
         return {
           moduleId: id,
