@@ -215,6 +215,8 @@ export class ProcessRuntime implements ModuleRuntime {
       this.#clearRestart(m);
       delete m.parked;
       if (m.child) await this.#stopChild(m);
+      // A module desired stopped stays stopped: RestartModule restarts what should run.
+      if (m.entry.spec.status === 'stopped') return;
       await this.#resolveEnv(m);
       this.#o.log.info({ module: name }, 'Restarting module (RestartModule)');
       this.#spawn(m);
