@@ -45,6 +45,14 @@ describe('kedge agent', () => {
     expect(captured.err).toMatch(/--workload-listen must be host:port, unix:\/path or off \(got everywhere\)/);
   });
 
+  it('run --runtime process needs a state directory, and --runtime knows two runtimes (exit 2)', async () => {
+    expect(await kedge('agent', 'run', '--runtime', 'process', '--metrics-port', '0')).toBe(2);
+    expect(captured.err).toBe('kedge agent: --runtime process needs --state-dir <dir> (where the deployment, twin cache and module pids are kept)\n');
+    captured.reset();
+    expect(await kedge('agent', 'run', '--runtime', 'docker', '--metrics-port', '0')).toBe(2);
+    expect(captured.err).toBe('kedge agent: --runtime must be kubernetes or process, not "docker"\n');
+  });
+
   it('run refuses an invalid device policy (exit 2)', async () => {
     const policy = join(dir, 'policy.yaml');
     writeFileSync(policy, 'allowHostPaths: maybe\n');
