@@ -17,7 +17,7 @@ import { freeLoopbackAddress, provisionEdge, startTestHub, testLog } from './tes
 import type { TestEdge, TestHub } from './test-support/hub.js';
 
 const EDGE = 'edge-methods';
-const MODULES = ['caller', 'target', 'silent', 'offline', 'pycaller', 'raw1', 'raw2'];
+const MODULES = ['caller', 'target', 'silent', 'offline', 'pycaller', 'pytarget', 'raw1', 'raw2'];
 
 interface Reply {
   readonly status: number;
@@ -31,6 +31,7 @@ describe('module direct methods over the edge hub HTTPS listener', () => {
   let edgeHost = '';
   const closables: Array<{ close(): Promise<unknown> }> = [];
   const targetCalls: Array<{ name: string; payload: unknown }> = [];
+  let nodeCaller: ModuleClient | undefined;
 
   const moduleCs = (m: string): string => `HostName=${t.host};GatewayHostName=${edgeHost};DeviceId=${EDGE};ModuleId=${m};SharedAccessKey=${edge.moduleKeys[m] ?? ''}`;
   const open = async (m: string): Promise<ModuleClient> => {
@@ -96,6 +97,7 @@ describe('module direct methods over the edge hub HTTPS listener', () => {
 
   it('delivers a Node ModuleClient.invokeMethod to another module over MQTT and returns its status and payload', async () => {
     const caller = await open('caller');
+    nodeCaller = caller;
     const before = await methodsTotal(`${EDGE}/caller`, `${EDGE}/target`);
     const result = (await caller.invokeMethod(EDGE, 'target', { methodName: 'echo', payload: { hello: 'edge' }, responseTimeoutInSeconds: 10, connectTimeoutInSeconds: 0 })) as unknown;
     expect(result).toEqual({ status: 201, payload: { echoed: { hello: 'edge' }, via: 'target' } });
@@ -124,6 +126,28 @@ client.shutdown()
     // A target that is not connected is an HTTP 404, which the Python SDK raises.
     expect(r.stdout).toMatch(/^ERROR \w+/m);
     expect(await methodsTotal(`${EDGE}/pycaller`, `${EDGE}/target`)).toBe(1);
+  }, 90_000);
+
+  it('calls a Python IoTHubModuleClient method handler from a Node module, waiting for it to connect (connectTimeoutInSeconds)', async () => {
+    const script = `
+import sys, threading
+from azure.iot.device import IoTHubModuleClient, MethodResponse
+client = IoTHubModuleClient.create_from_edge_environment()
+done = threading.Event()
+def on_method(req):
+    client.send_method_response(MethodResponse.create_from_method_request(req, 200, {"py": req.payload, "name": req.name}))
+    done.set()
+client.on_method_request_received = on_method
+client.connect()
+ok = done.wait(40)
+client.shutdown()
+sys.exit(0 if ok else 3)
+`;
+    const run = runPython(script, { env: { EdgeHubConnectionString: moduleCs('pytarget'), EdgeModuleCACertificateFile: edgeHub.caFile }, timeoutMs: 60_000 });
+    const result = (await (nodeCaller as ModuleClient).invokeMethod(EDGE, 'pytarget', { methodName: 'hello', payload: { x: 1 }, responseTimeoutInSeconds: 10, connectTimeoutInSeconds: 40 })) as unknown;
+    expect(result).toEqual({ status: 200, payload: { py: { x: 1 }, name: 'hello' } });
+    const r = await run;
+    expect(r.code, r.stderr).toBe(0);
   }, 90_000);
 
   it('reaches a leaf device of the edge device (POST /twins/{leaf}/methods)', async () => {
