@@ -85,6 +85,19 @@ export interface AmqpDeps {
   readonly nowSeconds?: () => number;
 }
 
+/**
+ * Answers an attach with the peer's own source and target addresses (uamqp refuses an attach reply missing
+ * either) and returns them.
+ */
+function mirrorTermini(link: Sender | Receiver): { source: unknown; target: unknown } {
+  const remote = (link as unknown as { remote: { attach?: { source?: { address?: unknown }; target?: { address?: unknown } } } }).remote.attach;
+  const source = remote?.source?.address;
+  const target = remote?.target?.address;
+  link.set_source({ address: typeof source === 'string' ? source : '' });
+  link.set_target({ address: typeof target === 'string' ? target : '' });
+  return { source, target };
+}
+
 const unauthorized = (description: string): AmqpError => ({ condition: 'amqp:unauthorized-access', description });
 
 /** The AMQP condition IoT Hub uses for a refused cloud-to-device message. */
@@ -138,6 +151,12 @@ export class AmqpEndpoint {
       handleProtocols: (protocols) => (protocols.has(AMQP_WS_PROTOCOL) ? AMQP_WS_PROTOCOL : false),
     });
     const c = this.#container;
+    // SASL as IoT Hub offers it: ANONYMOUS (rhea's clients, the Node SDKs send no SASL at all, which is accepted
+    // too) and MSSBCBS (uamqp's CBS clients: authentication follows on $cbs). Both authenticate nothing by
+    // themselves; every link still needs a CBS token.
+    const mechanisms = c.sasl_server_mechanisms as { enable_anonymous(): void } & Record<string, unknown>;
+    mechanisms.enable_anonymous();
+    mechanisms['MSSBCBS'] = () => new DeferredToCbs();
     c.on('receiver_open', (ctx: EventContext) => this.#onReceiverOpen(ctx));
     c.on('sender_open', (ctx: EventContext) => this.#onSenderOpen(ctx));
     c.on('message', (ctx: EventContext) => this.#onMessage(ctx));
@@ -271,9 +290,7 @@ export class AmqpEndpoint {
     const link = ctx.receiver;
     const state = this.#conns.get(ctx.connection);
     if (!link || !state || !this.#linkAdmitted(state, link)) return;
-    const target = (link as unknown as { remote: { attach?: { target?: { address?: unknown } } } }).remote.attach?.target;
-    const path = addressPath(target?.address);
-    link.set_target({ address: typeof target?.address === 'string' ? target.address : path });
+    const path = addressPath(mirrorTermini(link).target);
     if (path === CBS_NODE) return;
     if (path === C2D_SEND_NODE) {
       const g = this.#serviceGrant(state);
@@ -291,9 +308,7 @@ export class AmqpEndpoint {
     const link = ctx.sender;
     const state = this.#conns.get(ctx.connection);
     if (!link || !state || !this.#linkAdmitted(state, link)) return;
-    const source = (link as unknown as { remote: { attach?: { source?: { address?: unknown } } } }).remote.attach?.source;
-    const path = addressPath(source?.address);
-    link.set_source({ address: typeof source?.address === 'string' ? source.address : path });
+    const path = addressPath(mirrorTermini(link).source);
     if (path === CBS_NODE) {
       state.cbsReply = link;
       this.#flushCbs(state);
@@ -376,7 +391,8 @@ export class AmqpEndpoint {
       state.cbsPending.push({
         ...(typeof m.reply_to === 'string' ? { to: m.reply_to } : {}),
         ...(m.message_id === undefined ? {} : { correlation_id: m.message_id }),
-        application_properties: { 'status-code': status, 'status-description': description },
+        // uamqp reads the status as an AMQP int (rhea would pick the smallest type).
+        application_properties: { 'status-code': rhea.types.wrap_int(status), 'status-description': description },
         body: undefined,
       });
       this.#flushCbs(state);
@@ -565,6 +581,16 @@ export class AmqpEndpoint {
     }
     this.#wss.close();
     await closed;
+  }
+}
+
+/** rhea's server mechanism shape: SASL MSSBCBS succeeds at once (the connection authenticates later, on `$cbs`). */
+class DeferredToCbs {
+  outcome: boolean | undefined = undefined;
+  username: string | undefined = undefined;
+  start(): void {
+    this.outcome = true;
+    this.username = 'cbs';
   }
 }
 
