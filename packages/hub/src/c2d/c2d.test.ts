@@ -190,3 +190,47 @@ describeC2d('PostgreSQL', async () => {
   const pg = await maybeStartTestPostgres();
   return pg && { url: pg.url, stop: () => pg.stop() };
 });
+
+describe('cloud-to-device messages across two PostgreSQL replicas', () => {
+  let pg: { url: string; stop(): Promise<void> } | undefined;
+  let a: Hub;
+  let b: Hub;
+  let service: ServiceClient;
+  let feedback: FeedbackRecord[];
+  const closables: Array<{ close(): Promise<unknown> }> = [];
+
+  beforeAll(async () => {
+    pg = await maybeStartTestPostgres();
+    if (!pg) return;
+    a = await startTestHub({ db: pg.url, replicaId: 'a', c2d: C2D_TEST_CONFIG });
+    b = await startTestHub({ db: pg.url, replicaId: 'b', c2d: C2D_TEST_CONFIG });
+    service = c2dClientFor(a.connectionString(), a.ca);
+    service.setRetryPolicy(new NoRetry());
+    await service.open();
+    feedback = await feedbackOf(service);
+  });
+  afterAll(async () => {
+    for (const c of closables.reverse()) await c.close().catch(() => undefined);
+    await service?.close().catch(() => undefined);
+    await b?.close();
+    await a?.close();
+    await pg?.stop();
+  });
+
+  it('a message sent to replica A reaches the device on replica B; the completion reaches A as feedback', async (ctx) => {
+    if (!pg) return ctx.skip();
+    const registry = registryFor(a.connectionString(), a.ca);
+    await registry.create({ deviceId: 'roamer' });
+    const key = (await registry.get('roamer')).responseBody.authentication?.symmetricKey?.primaryKey ?? '';
+    const { client, got } = await receivingDevice(`HostName=${b.host};DeviceId=roamer;SharedAccessKey=${key}`, b.ca);
+    closables.push(client);
+    const m = new Message('across replicas');
+    m.messageId = 'x-1';
+    m.ack = 'full';
+    await service.send('roamer', m);
+    await eventually(() => got.length > 0, { what: 'the message on replica B' });
+    expect(got[0] && text(got[0])).toBe('across replicas');
+    const fb = await eventually(() => feedback.find((f) => f.originalMessageId === 'x-1'), { what: 'feedback on replica A' });
+    expect(fb.statusCode).toBe('Success');
+  });
+});
