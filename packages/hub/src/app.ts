@@ -1,4 +1,6 @@
 import Fastify, { LogController } from 'fastify';
+import { AmqpEndpoint } from './amqp/endpoint.js';
+import { c2dRoutes } from './c2d/routes.js';
 import type { FastifyError, FastifyInstance } from 'fastify';
 import { deploymentRoutes } from './deployments/routes.js';
 import type { HubError} from './errors.js';
@@ -129,11 +131,15 @@ export function build(opts: BuildOptions): FastifyInstance {
   methodRoutes(app, s);
   deploymentRoutes(app, s);
   telemetryRoutes(app, s);
+  c2dRoutes(app, s);
 
-  const gateway = s.gateway;
-  if (gateway) {
+  const { gateway, amqp } = s;
+  if (gateway || amqp) {
     app.server.on('upgrade', (req, socket, head) => {
-      if ((req.url ?? '').split('?')[0] === '/$iothub/websocket') gateway.handleUpgrade(req, socket, head);
+      if ((req.url ?? '').split('?')[0] !== '/$iothub/websocket') socket.destroy();
+      // One path, two protocols: the WebSocket subprotocol (`AMQPWSB10` or `mqtt`) chooses.
+      else if (amqp && AmqpEndpoint.wantsAmqp(req)) amqp.handleUpgrade(req, socket, head);
+      else if (gateway) gateway.handleUpgrade(req, socket, head);
       else socket.destroy();
     });
   }

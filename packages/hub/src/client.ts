@@ -125,6 +125,12 @@ export class HubClient {
     return { body: parsed, headers: res.headers };
   }
 
+  /** Drops every cloud-to-device message queued for `deviceId` (`DELETE /devices/{id}/commands`); returns how many. */
+  async purgeC2dQueue(deviceId: string): Promise<number> {
+    const r = (await this.#call('DELETE', `/devices/${encodeURIComponent(deviceId)}/commands`)) as { totalMessagesPurged?: unknown } | undefined;
+    return typeof r?.totalMessagesPurged === 'number' ? r.totalMessagesPurged : 0;
+  }
+
   /** One page of an IoT Hub query (`POST /devices/query`); pass `continuation` from the previous page. */
   async queryPage(query: string, opts: { pageSize?: number; continuation?: string } = {}): Promise<QueryPage> {
     const h: Record<string, string> = {};

@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import { z } from 'zod';
+import { C2dConfigSchema } from './c2d/c2d.js';
 import { DeviceLimitsSchema } from './mqtt/admission.js';
 
 const listener = (port: number): z.ZodDefault<z.ZodObject<{ host: z.ZodDefault<z.ZodString>; port: z.ZodDefault<z.ZodNumber> }>> =>
@@ -25,6 +26,13 @@ export const HubConfigSchema = z.object({
   service: listener(443),
   /** MQTT over TLS. */
   mqtt: listener(8883),
+  /**
+   * AMQP 1.0 over TLS (IoT Hub's 5671; azure-iothub's `Client` always uses 5671). When absent: port 5671 on the MQTT
+   * listener's host, and a port already taken only disables it (with a warning). AMQP over WebSockets is on `service`.
+   */
+  amqp: z.object({ host: z.string(), port: z.number().int().min(0).max(65535) }).optional(),
+  /** Cloud-to-device messages: TTL, queue depth, delivery count, lock timeout (IoT Hub's defaults). */
+  c2d: C2dConfigSchema,
   /** Optional plain-HTTP listener for `/health/*` and `/metrics` (Prometheus scraping without TLS). */
   ops: z.object({ host: z.string().default('127.0.0.1'), port: z.number().int().min(0).max(65535) }).optional(),
   /** Given TLS material (PEM text); generated under `<dataDir>/tls` when absent. */

@@ -24,6 +24,7 @@ export const CloudErrors = {
   CLOUD_ERR_PRECONDITION_FAILED: { status: 412, iotHubCode: 'PreconditionFailed' },
   CLOUD_ERR_TOO_MANY_CONFIGURATIONS: { status: 403, iotHubCode: 'IotHubQuotaExceeded' },
   CLOUD_ERR_PAYLOAD_TOO_LARGE: { status: 413, iotHubCode: 'MessageTooLarge' },
+  CLOUD_ERR_QUEUE_FULL: { status: 403, iotHubCode: 'DeviceMaximumQueueDepthExceeded' },
   CLOUD_ERR_METHOD_TIMEOUT: { status: 504, iotHubCode: 'GatewayTimeout' },
   CLOUD_ERR_SHUTTING_DOWN: { status: 503, iotHubCode: 'ServiceUnavailable' },
   CLOUD_ERR_INTERNAL: { status: 500, iotHubCode: 'ServerError' },

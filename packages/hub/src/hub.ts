@@ -1,19 +1,22 @@
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
+import { AmqpEndpoint } from './amqp/endpoint.js';
 import { build } from './app.js';
 import { defaultPolicies } from './auth/policies.js';
 import { ServiceAuth } from './auth/service-auth.js';
 import type { Bus } from './cluster/bus.js';
 import { LocalBus, PgBus } from './cluster/bus.js';
+import { CloudToDevice } from './c2d/c2d.js';
 import { announcingIdentityChanges } from './cluster/identity-events.js';
-import type { HubConfigInput } from './config.js';
+import type { HubConfig, HubConfigInput } from './config.js';
 import { databaseUrl, parseHubConfig } from './config.js';
 import { Deployments } from './deployments/deployments.js';
 import type { Logger } from './log.js';
 import { createLogger } from './log.js';
 import { HubMetrics } from './metrics.js';
 import { Methods } from './methods/methods.js';
+import { Admission, PACKET_OVERHEAD_BYTES } from './mqtt/admission.js';
 import { DeviceGateway } from './mqtt/gateway.js';
 import { Registry } from './registry/registry.js';
 import type { HubServices } from './services.js';
@@ -29,8 +32,11 @@ import { Twins } from './twins/twins.js';
 
 /** A running hub. */
 export interface RunningHub {
-  /** Where it listens: `service` (https), `websocket` (wss MQTT), `mqtt` (mqtts), `ops` (http, when enabled). */
-  readonly urls: { readonly service: string; readonly mqtt: string; readonly websocket: string; readonly ops?: string };
+  /**
+   * Where it listens: `service` (https), `websocket` (wss: MQTT and AMQP by subprotocol), `mqtt` (mqtts), `amqp`
+   * (amqps, absent when only WebSockets carry AMQP), `ops` (http, when enabled).
+   */
+  readonly urls: { readonly service: string; readonly mqtt: string; readonly websocket: string; readonly amqp?: string; readonly ops?: string };
   /** PEM of the CA clients must trust. */
   readonly ca: string;
   readonly hostName: string;
@@ -66,6 +72,21 @@ async function listen(app: FastifyInstance, host: string, port: number): Promise
   return typeof addr === 'object' && addr ? addr.port : port;
 }
 
+/**
+ * Starts the AMQP/TLS listener: where configured (a failure is fatal), else on 5671 of the MQTT host, where a port
+ * already in use (another hub on the machine) only leaves AMQP to the WebSocket endpoint.
+ */
+async function startAmqp(amqp: AmqpEndpoint, config: HubConfig, log: Logger): Promise<{ port: number } | undefined> {
+  if (config.amqp) return amqp.start(config.amqp);
+  try {
+    return await amqp.start({ host: config.mqtt.host, port: 5671 });
+  } catch (e) {
+    if ((e as { code?: unknown }).code !== 'EADDRINUSE') throw e;
+    log.warn({ host: config.mqtt.host, port: 5671 }, 'AMQP port in use: AMQP only over WebSockets (set amqp.port to choose one)');
+    return undefined;
+  }
+}
+
 const urlHost = (h: string): string => (h.includes(':') ? `[${h}]` : h);
 
 /**
@@ -95,6 +116,9 @@ export async function startHub(input: HubConfigInput, options: StartOptions = {}
     const methods = new Methods({ store, bus, replicaId, log: log.child({ component: 'methods' }), metrics });
     const telemetry = new Telemetry({ store, bus, log: log.child({ component: 'telemetry' }), metrics, options: config.telemetry });
     const deployments = new Deployments({ store, twins, bus, log: log.child({ component: 'deployments' }), metrics, resyncSeconds: config.deployments.resyncSeconds });
+    const c2d = new CloudToDevice({ store, bus, log: log.child({ component: 'c2d' }), metrics, config: config.c2d });
+    // One admission for every device endpoint: the caps on unauthenticated connections are the replica's.
+    const admission = new Admission(config.deviceLimits, (reason) => log.debug({ reason }, 'Dropped an unauthenticated connection'));
     const gateway = new DeviceGateway({
       store,
       twins,
@@ -108,8 +132,23 @@ export async function startHub(input: HubConfigInput, options: StartOptions = {}
       replicaId,
       maxMessageBytes: config.telemetry.maxMessageBytes,
       limits: config.deviceLimits,
+      admission,
+      c2d,
     });
     methods.bindTransport(gateway);
+    const amqp = new AmqpEndpoint({
+      store,
+      auth,
+      c2d,
+      bus,
+      log: log.child({ component: 'amqp' }),
+      metrics,
+      tls,
+      hostNames,
+      limits: config.deviceLimits,
+      admission,
+      maxFrameBytes: config.telemetry.maxMessageBytes + PACKET_OVERHEAD_BYTES,
+    });
     let ready = true;
     const services: HubServices = {
       store,
@@ -123,11 +162,15 @@ export async function startHub(input: HubConfigInput, options: StartOptions = {}
       metrics,
       log,
       gateway,
+      c2d,
+      amqp,
       isReady: () => ready,
     };
     await store.clearReplicaPresence(replicaId);
     const mqtt = await gateway.start(config.mqtt);
     cleanups.push(() => gateway.close());
+    cleanups.push(() => amqp.close());
+    const amqpListener = await startAmqp(amqp, config, log);
     const app = build({ services, https: { key: tls.key, cert: tls.cert } });
     // The service port carries MQTT over WebSockets: the same pre-authentication caps and TLS deadline apply.
     gateway.guardTlsListener(app.server as unknown as TlsServer);
@@ -141,13 +184,15 @@ export async function startHub(input: HubConfigInput, options: StartOptions = {}
     }
     telemetry.start();
     deployments.start();
-    log.info({ replicaId, hostName: config.hostName, servicePort, mqttPort: mqtt.port, db: store.dialect }, 'Started hub');
+    c2d.start();
+    log.info({ replicaId, hostName: config.hostName, servicePort, mqttPort: mqtt.port, amqpPort: amqpListener?.port, db: store.dialect }, 'Started hub');
 
     const host = config.hostName;
     return {
       urls: {
         service: `https://${urlHost(host)}:${servicePort}`,
         mqtt: `mqtts://${urlHost(host)}:${mqtt.port}`,
+        ...(amqpListener ? { amqp: `amqps://${urlHost(host)}:${amqpListener.port}` } : {}),
         websocket: `wss://${urlHost(host)}:${servicePort}/$iothub/websocket`,
         ...(opsUrl ? { ops: opsUrl } : {}),
       },
@@ -165,7 +210,8 @@ export async function startHub(input: HubConfigInput, options: StartOptions = {}
         // 1. Stop taking work: the MQTT endpoint closes (aedes lets in-flight publishes reach the store first)
         //    and the HTTP listener drains its requests.
         methods.close();
-        await Promise.allSettled([gateway.close(), app.close(), ops?.close()]);
+        c2d.close();
+        await Promise.allSettled([gateway.close(), amqp.close(), app.close(), ops?.close()]);
         // 2. Commit every message that was accepted, then stop the background loops and the database.
         await telemetry.close();
         await deployments.close();

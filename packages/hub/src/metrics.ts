@@ -22,6 +22,13 @@ export class HubMetrics {
     registers: [this.registry],
   });
   readonly telemetryPurged = new Counter({ name: 'kedge_hub_telemetry_purged_total', help: 'Telemetry messages removed by retention', registers: [this.registry] });
+  readonly c2dMessages = new Counter({
+    name: 'kedge_hub_c2d_messages_total',
+    help: 'Cloud-to-device message events: queued, complete, reject, abandon, expired, delivered',
+    labelNames: ['event'] as const,
+    registers: [this.registry],
+  });
+  readonly amqpConnections = new Gauge({ name: 'kedge_hub_amqp_connections', help: 'Open AMQP connections on this replica', registers: [this.registry] });
   readonly twinUpdates = new Counter({
     name: 'kedge_hub_twin_updates_total',
     help: 'Twin writes by side',

@@ -1,4 +1,6 @@
+import type { AmqpEndpoint } from './amqp/endpoint.js';
 import type { ServiceAuth } from './auth/service-auth.js';
+import type { CloudToDevice } from './c2d/c2d.js';
 import type { Bus } from './cluster/bus.js';
 import type { Deployments } from './deployments/deployments.js';
 import type { Logger } from './log.js';
@@ -22,6 +24,9 @@ export interface HubServices {
   readonly bus: Bus;
   readonly metrics: HubMetrics;
   readonly log: Logger;
+  readonly c2d: CloudToDevice;
+  /** Present when the AMQP endpoint runs in this process (WebSocket upgrades with subprotocol `AMQPWSB10`). */
+  readonly amqp?: AmqpEndpoint;
   /** Present when the MQTT endpoint runs in this process (WebSocket upgrades are handed to it). */
   readonly gateway?: DeviceGateway;
   /** False once shutdown has begun (readiness turns 503). */

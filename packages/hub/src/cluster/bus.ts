@@ -21,6 +21,10 @@ export type BusEvent =
   | { readonly type: 'telemetry'; readonly last: number }
   | { readonly type: 'configurations' }
   | { readonly type: 'kick'; readonly deviceId: string; readonly moduleId: string; readonly exceptReplica: string }
+  /** A cloud-to-device message was queued or abandoned for `deviceId`: the replica holding its connection delivers. */
+  | { readonly type: 'c2d'; readonly deviceId: string }
+  /** Cloud-to-device feedback records may be waiting for the service's feedback receiver. */
+  | { readonly type: 'c2d-feedback' }
   /** A device (`moduleId` `''`: with all its modules) or module identity was created, changed or deleted. */
   | { readonly type: 'identity'; readonly deviceId: string; readonly moduleId: string };
 

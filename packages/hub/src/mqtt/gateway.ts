@@ -6,14 +6,15 @@ import type { Server as TlsServer, TLSSocket } from 'node:tls';
 import { Aedes } from 'aedes';
 import type { Client, PublishPacket, Subscription } from 'aedes';
 import { createWebSocketStream, WebSocketServer } from 'ws';
-import { Feature as F, FrameGuard, isOutboundFor, parseInbound, parseJsonBytes, splitBag, subscriptionFeature, SYSTEM_PROPERTY_NAMES, userProperties } from '@kedge/protocol';
+import { encodeBag, Feature as F, FrameGuard, isOutboundFor, OUTBOUND_WIRE_NAMES, parseInbound, parseJsonBytes, splitBag, subscriptionFeature, SYSTEM_PROPERTY_NAMES, userProperties } from '@kedge/protocol';
 import type { Feature, Identity } from '@kedge/protocol';
+import type { CloudToDevice } from '../c2d/c2d.js';
 import type { Bus, BusEvent } from '../cluster/bus.js';
 import { isHubError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { HubMetrics } from '../metrics.js';
 import type { Methods, MethodTransport } from '../methods/methods.js';
-import type { Store } from '../storage/store.js';
+import type { C2dMessageRecord, Store } from '../storage/store.js';
 import type { Telemetry } from '../telemetry/telemetry.js';
 import type { TlsMaterial } from '../tls/certs.js';
 import type { Twins } from '../twins/twins.js';
@@ -44,6 +45,28 @@ const authError = (message: string, returnCode: number): Error & { returnCode: n
 
 const keyOf = (id: Identity): string => `${id.deviceId}\u0000${id.moduleId}`;
 
+/** The cloud-to-device message a device connection is holding (one at a time per device, so PUBACKs are unambiguous). */
+interface C2dInFlight {
+  readonly client: Client;
+  readonly lockToken: string;
+  readonly timer: NodeJS.Timeout;
+}
+
+/**
+ * IoT Hub's MQTT topic for a cloud-to-device message: `devices/{id}/messages/devicebound/{property bag}`, system
+ * properties by their wire names (`$.mid`, `$.to`, `$.ct`, …, `iothub-ack`), then the application properties.
+ */
+export function c2dTopic(m: C2dMessageRecord): string {
+  const bag = Object.create(null) as Record<string, string>;
+  for (const [name, value] of Object.entries(m.systemProperties)) {
+    const wire = Object.hasOwn(OUTBOUND_WIRE_NAMES, name) ? OUTBOUND_WIRE_NAMES[name] : undefined;
+    if (wire !== undefined) bag[wire] = value;
+  }
+  bag['iothub-ack'] = m.ack;
+  for (const [k, v] of Object.entries(m.properties)) if (!Object.hasOwn(bag, k)) bag[k] = v;
+  return `devices/${m.deviceId}/messages/devicebound/${encodeBag(bag)}`;
+}
+
 /** Dependencies of the device endpoint. */
 export interface GatewayDeps {
   readonly store: Store;
@@ -58,6 +81,10 @@ export interface GatewayDeps {
   readonly replicaId: string;
   readonly maxMessageBytes: number;
   readonly limits: DeviceLimits;
+  /** Admission shared with the other device endpoints (AMQP); one of its own when absent. */
+  readonly admission?: Admission;
+  /** Cloud-to-device queue: messages are delivered to subscribed devices with QoS 1 (PUBACK completes). */
+  readonly c2d?: CloudToDevice;
   readonly nowSeconds?: () => number;
 }
 
@@ -87,12 +114,14 @@ export class DeviceGateway implements MethodTransport {
   #tlsServer: TlsServer | undefined;
   readonly #wss: WebSocketServer;
   #unsubscribe: (() => void) | undefined;
+  readonly #c2dInFlight = new Map<string, C2dInFlight>();
+  readonly #c2dLocking = new Set<string>();
   #recheckTimer: NodeJS.Timeout | undefined;
 
   constructor(deps: GatewayDeps) {
     this.#d = deps;
     this.#maxPacketBytes = deps.maxMessageBytes + PACKET_OVERHEAD_BYTES;
-    this.#admission = new Admission(deps.limits, (reason) => this.#d.log.debug({ reason }, 'Dropped an unauthenticated connection'));
+    this.#admission = deps.admission ?? new Admission(deps.limits, (reason) => this.#d.log.debug({ reason }, 'Dropped an unauthenticated connection'));
     // A WebSocket frame is buffered whole before MQTT sees it: no frame may exceed the largest MQTT packet.
     this.#wss = new WebSocketServer({ noServer: true, maxPayload: this.#maxPacketBytes });
   }
@@ -137,6 +166,8 @@ export class DeviceGateway implements MethodTransport {
     this.#broker = broker;
     broker.on('clientReady', (client) => this.#onReady(client));
     broker.on('clientDisconnect', (client) => this.#onGone(client));
+    // The hub publishes with QoS 1 only cloud-to-device messages, one at a time per device: a PUBACK completes it.
+    broker.on('ack', (_packet, client) => this.#onC2dAck(client));
     broker.on('clientError', (client, err) => this.#d.log.debug({ clientId: client.id, err: err.message }, 'MQTT client error'));
     broker.on('connectionError', (_client, err) => this.#d.log.debug({ err: err.message }, 'MQTT connection refused before CONNECT'));
     broker.on('unsubscribe', (topics, client) => {
@@ -305,6 +336,7 @@ export class DeviceGateway implements MethodTransport {
     // A clean session forgets what the previous connection subscribed to [MQTT-3.1.2-6].
     const grant = this.#live.get(client)?.grant;
     if (grant && (client.clean || !this.#sessions.has(client.id))) this.#sessions.set(client.id, { grant, features: new Set() });
+    if (!id.moduleId && this.#sessions.get(client.id)?.features.has(F.C2D)) this.#pumpC2d(id.deviceId);
     this.#d.metrics.connections.set(this.#connections.size);
     void this.#d.store
       .setPresence({ deviceId: id.deviceId, moduleId: id.moduleId, replicaId: this.#d.replicaId, connectedAt: Date.now() })
@@ -320,6 +352,7 @@ export class DeviceGateway implements MethodTransport {
     if (this.#connections.get(key) !== client) return;
     this.#connections.delete(key);
     if (client.clean) this.#sessions.delete(client.id);
+    this.#dropC2d(id.deviceId, client);
     this.#d.metrics.connections.set(this.#connections.size);
     void this.#d.store
       .clearPresence(id.deviceId, id.moduleId, this.#d.replicaId)
@@ -334,6 +367,7 @@ export class DeviceGateway implements MethodTransport {
       return null;
     }
     this.#sessions.get(client.id)?.features.add(feature);
+    if (feature === F.C2D) setImmediate(() => this.#pumpC2d(id.deviceId));
     // QoS 2 is not supported by IoT Hub: grant at most 1.
     return { ...sub, qos: sub.qos > 1 ? 1 : sub.qos };
   }
@@ -450,9 +484,68 @@ export class DeviceGateway implements MethodTransport {
     } else if (e.type === 'kick' && e.exceptReplica !== this.#d.replicaId) {
       // The identity connected to another replica: IoT Hub keeps one connection per identity.
       this.#connections.get(keyOf(e))?.close();
+    } else if (e.type === 'c2d') {
+      this.#pumpC2d(e.deviceId);
     } else if (e.type === 'identity') {
       this.#recheck(e.deviceId, e.moduleId).catch((err: unknown) => this.#d.log.warn({ err, deviceId: e.deviceId }, 'Failed to re-check MQTT sessions'));
     }
+  }
+
+  /** Delivers the next cloud-to-device message of `deviceId` if it is connected here, subscribed and holds none. */
+  #pumpC2d(deviceId: string): void {
+    const c2d = this.#d.c2d;
+    const client = this.#featureOf({ deviceId, moduleId: '' }, F.C2D);
+    if (!c2d || !client || this.#c2dInFlight.has(deviceId) || this.#c2dLocking.has(deviceId)) return;
+    this.#c2dLocking.add(deviceId);
+    c2d.lock(deviceId).then(
+      (m) => {
+        this.#c2dLocking.delete(deviceId);
+        if (!m) return;
+        if (this.#featureOf({ deviceId, moduleId: '' }, F.C2D) !== client || this.#live.get(client)?.revoked !== false) {
+          void c2d.settle(deviceId, m.lockToken, 'abandon').catch(() => undefined);
+          return;
+        }
+        // The lock lapses after lockTimeoutSeconds without a PUBACK: the message is delivered again.
+        const timer = setTimeout(() => {
+          if (this.#c2dInFlight.get(deviceId)?.lockToken !== m.lockToken) return;
+          this.#c2dInFlight.delete(deviceId);
+          this.#pumpC2d(deviceId);
+        }, c2d.config.lockTimeoutSeconds * 1000);
+        timer.unref();
+        this.#c2dInFlight.set(deviceId, { client, lockToken: m.lockToken, timer });
+        this.#d.metrics.c2dMessages.inc({ event: 'delivered' });
+        client.publish({ cmd: 'publish', topic: c2dTopic(m), payload: m.body, qos: 1, retain: false, dup: false }, (err) => {
+          if (err) this.#d.log.debug({ deviceId, err: err.message }, 'Failed to send a cloud-to-device message');
+        });
+      },
+      (err: unknown) => {
+        this.#c2dLocking.delete(deviceId);
+        this.#d.log.warn({ err, deviceId }, 'Failed to lock a cloud-to-device message');
+      },
+    );
+  }
+
+  #onC2dAck(client: Client): void {
+    const id = this.#identities.get(client);
+    const c2d = this.#d.c2d;
+    if (!id || id.moduleId || !c2d) return;
+    const f = this.#c2dInFlight.get(id.deviceId);
+    if (f?.client !== client) return;
+    clearTimeout(f.timer);
+    this.#c2dInFlight.delete(id.deviceId);
+    c2d.settle(id.deviceId, f.lockToken, 'complete').then(
+      () => this.#pumpC2d(id.deviceId),
+      (err: unknown) => this.#d.log.warn({ err, deviceId: id.deviceId }, 'Failed to complete a cloud-to-device message'),
+    );
+  }
+
+  /** The connection went: its message goes back to the queue at once (its delivery count stays). */
+  #dropC2d(deviceId: string, client: Client): void {
+    const f = this.#c2dInFlight.get(deviceId);
+    if (f?.client !== client) return;
+    clearTimeout(f.timer);
+    this.#c2dInFlight.delete(deviceId);
+    this.#d.c2d?.settle(deviceId, f.lockToken, 'abandon').catch((err: unknown) => this.#d.log.warn({ err, deviceId }, 'Failed to abandon a cloud-to-device message'));
   }
 
   /** Stops accepting connections and closes the broker (in-flight publishes finish first). */
@@ -467,6 +560,8 @@ export class DeviceGateway implements MethodTransport {
     await closed;
     await this.#d.store.clearReplicaPresence(this.#d.replicaId).catch(() => undefined);
     for (const live of this.#live.values()) if (live.timer) clearTimeout(live.timer);
+    for (const f of this.#c2dInFlight.values()) clearTimeout(f.timer);
+    this.#c2dInFlight.clear();
     this.#live.clear();
     this.#connections.clear();
   }

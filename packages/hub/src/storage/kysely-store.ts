@@ -1,4 +1,5 @@
-import type { Kysely, Transaction } from 'kysely';
+import { randomUUID } from 'node:crypto';
+import type { Kysely, Selectable, Transaction } from 'kysely';
 import { Migrator, sql } from 'kysely';
 import type { AccessPolicy, Right } from '../auth/policies.js';
 import { hubError } from '../errors.js';
@@ -7,10 +8,16 @@ import { parseJson } from '@kedge/protocol';
 import { InCodeMigrations } from './migrations/index.js';
 import type { Database } from './schema.js';
 import type {
+  C2dAck,
+  C2dFeedbackRecord,
+  C2dMessageRecord,
+  C2dOutcome,
+  C2dSettlement,
   ConfigurationRecord,
   DeviceRecord,
   IdentityAuth,
   ModuleRecord,
+  NewC2dMessage,
   NewTelemetry,
   PresenceRecord,
   Store,
@@ -21,6 +28,7 @@ import type {
 
 type Db = Kysely<Database>;
 type Tx = Transaction<Database>;
+type C2dRow = Selectable<Database['c2d_messages']>;
 
 // Stored documents hold keys chosen by devices and clients (`__proto__`, `constructor`, …): null-prototype objects.
 const parse = <T>(text: string): T => parseJson(text) as T;
@@ -114,6 +122,31 @@ function toConfiguration(r: Database['configurations']): ConfigurationRecord {
   return { id: r.id, etagVersion: Number(r.etag_version), priority: Number(r.priority), createdTimeUtc: r.created_time, doc: parse<JsonObject>(r.doc) };
 }
 
+/** Whether a message sent with `ack` gets a feedback record for `outcome` (IoT Hub: positive, negative, full). */
+export function wantsFeedback(ack: C2dAck, outcome: C2dOutcome): boolean {
+  return ack === 'full' || (ack === 'positive' ? outcome === 'Success' : ack === 'negative' && outcome !== 'Success');
+}
+
+const ACKS: readonly string[] = ['none', 'positive', 'negative', 'full'];
+
+function toC2d(r: C2dRow): C2dMessageRecord {
+  return {
+    seq: Number(r.seq),
+    deviceId: r.device_id,
+    messageId: r.message_id,
+    generationId: r.generation_id,
+    ack: (ACKS.includes(r.ack) ? r.ack : 'none') as C2dAck,
+    enqueuedAt: Number(r.enqueued_at),
+    expiresAt: Number(r.expires_at),
+    deliveryCount: Number(r.delivery_count),
+    lockToken: r.lock_token,
+    lockedUntil: Number(r.locked_until),
+    properties: parse<Record<string, string>>(r.properties),
+    systemProperties: parse<Record<string, string>>(r.system_properties),
+    body: Buffer.from(r.body),
+  };
+}
+
 /**
  * The {@link Store} over kysely, shared by SQLite and PostgreSQL: the engines differ only in row locking (`FOR
  * UPDATE`, PostgreSQL) and in the DDL types chosen by the migrations.
@@ -196,6 +229,8 @@ export class KyselyStore implements Store {
       await tx.deleteFrom('devices').where('device_id', '=', deviceId).execute();
       await tx.deleteFrom('modules').where('device_id', '=', deviceId).execute();
       await tx.deleteFrom('twins').where('device_id', '=', deviceId).execute();
+      // IoT Hub drops a deleted device's cloud-to-device queue with it.
+      await tx.deleteFrom('c2d_messages').where('device_id', '=', deviceId).execute();
     });
   }
 
@@ -475,6 +510,132 @@ export class KyselyStore implements Store {
 
   async clearReplicaPresence(replicaId: string): Promise<void> {
     await this.#db.deleteFrom('presence').where('replica_id', '=', replicaId).execute();
+  }
+
+  async enqueueC2d(m: NewC2dMessage, maxPending: number): Promise<'queued' | 'full' | 'no-device'> {
+    return this.#db.transaction().execute(async (tx) => {
+      const q = tx.selectFrom('devices').select(['generation_id']).where('device_id', '=', m.deviceId);
+      // The device row serialises concurrent senders of one device across replicas (PostgreSQL).
+      const dev = await (this.dialect === 'postgres' ? q.forUpdate() : q).executeTakeFirst();
+      if (!dev) return 'no-device';
+      const n = await tx
+        .selectFrom('c2d_messages')
+        .select((eb) => eb.fn.countAll().as('n'))
+        .where('device_id', '=', m.deviceId)
+        .executeTakeFirstOrThrow();
+      if (Number(n.n) >= maxPending) return 'full';
+      await tx
+        .insertInto('c2d_messages')
+        .values({
+          device_id: m.deviceId,
+          message_id: m.messageId,
+          generation_id: dev.generation_id,
+          ack: m.ack,
+          enqueued_at: m.enqueuedAt,
+          expires_at: m.expiresAt,
+          delivery_count: 0,
+          lock_token: '',
+          locked_until: 0,
+          properties: JSON.stringify(m.properties),
+          system_properties: JSON.stringify(m.systemProperties),
+          body: m.body,
+        })
+        .execute();
+      return 'queued';
+    });
+  }
+
+  /** Removes `row` and records feedback for `outcome` when its `ack` asks for it. */
+  async #finish(tx: Tx, row: C2dRow, outcome: C2dOutcome, now: number): Promise<void> {
+    await tx.deleteFrom('c2d_messages').where('seq', '=', row.seq).execute();
+    if (!wantsFeedback((ACKS.includes(row.ack) ? row.ack : 'none') as C2dAck, outcome)) return;
+    await tx
+      .insertInto('c2d_feedback')
+      .values({ device_id: row.device_id, message_id: row.message_id, generation_id: row.generation_id, status_code: outcome, enqueued_at: now })
+      .execute();
+  }
+
+  async lockC2d(deviceId: string, opts: { now: number; lockMs: number; maxDeliveryCount: number }): Promise<C2dMessageRecord | undefined> {
+    return this.#db.transaction().execute(async (tx) => {
+      for (;;) {
+        const q = tx.selectFrom('c2d_messages').selectAll().where('device_id', '=', deviceId).where('locked_until', '<=', opts.now).orderBy('seq').limit(16);
+        const rows = await (this.dialect === 'postgres' ? q.forUpdate().skipLocked() : q).execute();
+        if (rows.length === 0) return undefined;
+        for (const row of rows) {
+          if (Number(row.expires_at) <= opts.now) await this.#finish(tx, row, 'Expired', opts.now);
+          else if (Number(row.delivery_count) >= opts.maxDeliveryCount) await this.#finish(tx, row, 'DeliveryCountExceeded', opts.now);
+          else {
+            const locked = { ...row, lock_token: randomUUID(), locked_until: opts.now + opts.lockMs, delivery_count: Number(row.delivery_count) + 1 };
+            await tx
+              .updateTable('c2d_messages')
+              .set({ lock_token: locked.lock_token, locked_until: locked.locked_until, delivery_count: locked.delivery_count })
+              .where('seq', '=', row.seq)
+              .execute();
+            return toC2d(locked);
+          }
+        }
+      }
+    });
+  }
+
+  async settleC2d(deviceId: string, lockToken: string, settlement: C2dSettlement, now: number): Promise<boolean> {
+    if (lockToken === '') return false;
+    return this.#db.transaction().execute(async (tx) => {
+      const q = tx.selectFrom('c2d_messages').selectAll().where('device_id', '=', deviceId).where('lock_token', '=', lockToken);
+      const row = await (this.dialect === 'postgres' ? q.forUpdate() : q).executeTakeFirst();
+      if (!row) return false;
+      if (settlement === 'abandon') await tx.updateTable('c2d_messages').set({ lock_token: '', locked_until: 0 }).where('seq', '=', row.seq).execute();
+      else await this.#finish(tx, row, settlement === 'complete' ? 'Success' : 'Rejected', now);
+      return true;
+    });
+  }
+
+  async purgeC2d(deviceId: string, now: number): Promise<number> {
+    return this.#db.transaction().execute(async (tx) => {
+      const rows = await tx.selectFrom('c2d_messages').selectAll().where('device_id', '=', deviceId).execute();
+      for (const row of rows) await this.#finish(tx, row, 'Purged', now);
+      return rows.length;
+    });
+  }
+
+  async expireC2d(now: number, maxDeliveryCount: number): Promise<number> {
+    return this.#db.transaction().execute(async (tx) => {
+      const q = tx
+        .selectFrom('c2d_messages')
+        .selectAll()
+        .where((eb) => eb.or([eb('expires_at', '<=', now), eb.and([eb('delivery_count', '>=', maxDeliveryCount), eb('locked_until', '<=', now)])]))
+        .orderBy('seq')
+        .limit(1000);
+      const rows = await (this.dialect === 'postgres' ? q.forUpdate().skipLocked() : q).execute();
+      for (const row of rows) await this.#finish(tx, row, Number(row.expires_at) <= now ? 'Expired' : 'DeliveryCountExceeded', now);
+      return rows.length;
+    });
+  }
+
+  async countC2d(deviceId: string): Promise<number> {
+    const r = await this.#db
+      .selectFrom('c2d_messages')
+      .select((eb) => eb.fn.countAll().as('n'))
+      .where('device_id', '=', deviceId)
+      .executeTakeFirstOrThrow();
+    return Number(r.n);
+  }
+
+  async readC2dFeedback(limit: number): Promise<C2dFeedbackRecord[]> {
+    const rows = await this.#db.selectFrom('c2d_feedback').selectAll().orderBy('seq').limit(limit).execute();
+    return rows.map((r) => ({
+      seq: Number(r.seq),
+      deviceId: r.device_id,
+      messageId: r.message_id,
+      generationId: r.generation_id,
+      statusCode: r.status_code as C2dOutcome,
+      enqueuedAt: Number(r.enqueued_at),
+    }));
+  }
+
+  async deleteC2dFeedback(seqs: readonly number[]): Promise<void> {
+    if (seqs.length === 0) return;
+    await this.#db.deleteFrom('c2d_feedback').where('seq', 'in', [...seqs]).execute();
   }
 
   async ping(): Promise<void> {

@@ -46,5 +46,28 @@ export interface Database {
   configurations: { id: string; etag_version: number; priority: number; created_time: string; doc: string };
   policies: { name: string; primary_key: string; secondary_key: string; rights: string };
   presence: { device_id: string; module_id: string; replica_id: string; connected_at: number | string };
+  c2d_messages: {
+    seq: Generated<number | string>;
+    device_id: string;
+    message_id: string;
+    generation_id: string;
+    ack: string;
+    enqueued_at: number | string;
+    expires_at: number | string;
+    delivery_count: number;
+    lock_token: string;
+    locked_until: number | string;
+    properties: string;
+    system_properties: string;
+    body: Buffer;
+  };
+  c2d_feedback: {
+    seq: Generated<number | string>;
+    device_id: string;
+    message_id: string;
+    generation_id: string;
+    status_code: string;
+    enqueued_at: number | string;
+  };
   bus: { id: Generated<number | string>; channel: string; payload: string; created_at: number | string };
 }

@@ -178,5 +178,68 @@ export function describeStore(name: string, factory: () => Promise<{ store: Stor
       await s.clearPresence('online', '', 'A');
       expect(await s.countConnectedDevices()).toBe(before);
     });
+
+    it('queues cloud-to-device messages with a per-device cap, locks, settles and records feedback by ack', async (ctx) => {
+      if (skipped) return ctx.skip();
+      await s.createDevice(device('c2d', { generationId: 'g1' }), newTwin('c2d', '', NOW));
+      const msg = (messageId: string, ack: 'none' | 'positive' | 'negative' | 'full', expiresAt = 10_000) => ({
+        deviceId: 'c2d',
+        messageId,
+        ack,
+        enqueuedAt: 1,
+        expiresAt,
+        properties: { k: 'v' },
+        systemProperties: { messageId },
+        body: Buffer.from(messageId),
+      });
+      expect(await s.enqueueC2d({ ...msg('x', 'none'), deviceId: 'absent' }, 5)).toBe('no-device');
+      expect(await s.enqueueC2d(msg('m1', 'positive'), 3)).toBe('queued');
+      expect(await s.enqueueC2d(msg('m2', 'full'), 3)).toBe('queued');
+      expect(await s.enqueueC2d(msg('m3', 'negative', 50), 3)).toBe('queued');
+      expect(await s.enqueueC2d(msg('m4', 'full'), 3)).toBe('full');
+      const opts = { now: 100, lockMs: 1000, maxDeliveryCount: 2 };
+      const a = await s.lockC2d('c2d', opts);
+      expect(a).toMatchObject({ messageId: 'm1', deliveryCount: 1, generationId: 'g1', properties: { k: 'v' } });
+      expect(a?.body.toString()).toBe('m1');
+      // m1 is locked: the next lock takes m2; the lapsed lock of m1 lets it be taken again later.
+      const b = await s.lockC2d('c2d', opts);
+      expect(b?.messageId).toBe('m2');
+      expect(await s.settleC2d('c2d', a?.lockToken ?? '', 'complete', 200)).toBe(true);
+      expect(await s.settleC2d('c2d', a?.lockToken ?? '', 'complete', 200)).toBe(false);
+      expect(await s.settleC2d('c2d', b?.lockToken ?? '', 'abandon', 200)).toBe(true);
+      const b2 = await s.lockC2d('c2d', opts);
+      expect(b2).toMatchObject({ messageId: 'm2', deliveryCount: 2 });
+      expect(await s.settleC2d('c2d', b2?.lockToken ?? '', 'abandon', 200)).toBe(true);
+      // m2 reached the max delivery count and m3 expired: both go, with feedback (full, negative).
+      expect(await s.lockC2d('c2d', opts)).toBeUndefined();
+      expect(await s.countC2d('c2d')).toBe(0);
+      const fb = await s.readC2dFeedback(10);
+      expect(fb.map((f) => [f.messageId, f.statusCode, f.generationId])).toEqual([
+        ['m1', 'Success', 'g1'],
+        ['m2', 'DeliveryCountExceeded', 'g1'],
+        ['m3', 'Expired', 'g1'],
+      ]);
+      await s.deleteC2dFeedback(fb.map((f) => f.seq));
+      expect(await s.readC2dFeedback(10)).toEqual([]);
+      // Reject, purge, sweep.
+      await s.enqueueC2d(msg('r', 'negative'), 5);
+      const r = await s.lockC2d('c2d', opts);
+      expect(await s.settleC2d('c2d', r?.lockToken ?? '', 'reject', 300)).toBe(true);
+      await s.enqueueC2d(msg('p1', 'full'), 5);
+      await s.enqueueC2d(msg('p2', 'none'), 5);
+      expect(await s.purgeC2d('c2d', 400)).toBe(2);
+      await s.enqueueC2d(msg('e', 'full', 500), 5);
+      expect(await s.expireC2d(400, 10)).toBe(0);
+      expect(await s.expireC2d(600, 10)).toBe(1);
+      expect((await s.readC2dFeedback(10)).map((f) => [f.messageId, f.statusCode])).toEqual([
+        ['r', 'Rejected'],
+        ['p1', 'Purged'],
+        ['e', 'Expired'],
+      ]);
+      // Deleting the device drops its queue.
+      await s.enqueueC2d(msg('gone', 'none'), 5);
+      await s.deleteDevice('c2d', undefined);
+      expect(await s.countC2d('c2d')).toBe(0);
+    });
   });
 }

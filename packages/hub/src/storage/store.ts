@@ -78,6 +78,46 @@ export interface PresenceRecord {
   readonly connectedAt: number;
 }
 
+/** IoT Hub's `ack` values of a cloud-to-device message: which outcomes produce a feedback record. */
+export type C2dAck = 'none' | 'positive' | 'negative' | 'full';
+
+/** Final outcome of a cloud-to-device message, as IoT Hub's feedback `statusCode` names it. */
+export type C2dOutcome = 'Success' | 'Expired' | 'DeliveryCountExceeded' | 'Rejected' | 'Purged';
+
+/** One queued cloud-to-device message. Times are ms epoch; `lockedUntil` 0 (or past) means not locked. */
+export interface C2dMessageRecord {
+  readonly seq: number;
+  readonly deviceId: string;
+  readonly messageId: string;
+  /** The device's `generationId` when the message was queued (feedback names it). */
+  readonly generationId: string;
+  readonly ack: C2dAck;
+  readonly enqueuedAt: number;
+  readonly expiresAt: number;
+  readonly deliveryCount: number;
+  readonly lockToken: string;
+  readonly lockedUntil: number;
+  readonly properties: Readonly<Record<string, string>>;
+  /** IoT Hub system properties by their long names (`messageId`, `correlationId`, `userId`, `contentType`, …). */
+  readonly systemProperties: Readonly<Record<string, string>>;
+  readonly body: Buffer;
+}
+export type NewC2dMessage = Omit<C2dMessageRecord, 'seq' | 'generationId' | 'deliveryCount' | 'lockToken' | 'lockedUntil'>;
+
+/** One feedback record waiting for the service's feedback receiver. */
+export interface C2dFeedbackRecord {
+  readonly seq: number;
+  readonly deviceId: string;
+  readonly messageId: string;
+  readonly generationId: string;
+  readonly statusCode: C2dOutcome;
+  /** When the outcome happened (ms epoch). */
+  readonly enqueuedAt: number;
+}
+
+/** How a device settles a locked message. */
+export type C2dSettlement = 'complete' | 'reject' | 'abandon';
+
 /** Outcome of a read-modify-write: `undefined` from the mutator means "no change". */
 export type TwinMutator = (twin: TwinRecord) => TwinRecord | undefined;
 
@@ -142,6 +182,31 @@ export interface Store {
   /** Devices (not modules) with a live connection on any replica (`GET /statistics/service`). */
   countConnectedDevices(): Promise<number>;
   clearReplicaPresence(replicaId: string): Promise<void>;
+
+  /**
+   * Queues a cloud-to-device message for an existing device, atomically with the check that fewer than
+   * `maxPending` are queued for it (serialised per device on PostgreSQL by locking the device row).
+   */
+  enqueueC2d(message: NewC2dMessage, maxPending: number): Promise<'queued' | 'full' | 'no-device'>;
+  /**
+   * Locks the oldest deliverable message of `deviceId` for `lockMs` (new lock token, delivery count + 1). Messages
+   * met on the way that expired or reached `maxDeliveryCount` are removed, with feedback where their `ack` asks.
+   */
+  lockC2d(deviceId: string, opts: { now: number; lockMs: number; maxDeliveryCount: number }): Promise<C2dMessageRecord | undefined>;
+  /**
+   * Settles a locked message: `complete` removes it (feedback `Success`), `reject` removes it (`Rejected`),
+   * `abandon` unlocks it. False when no message holds `lockToken` (lock lost to a re-delivery, or gone).
+   */
+  settleC2d(deviceId: string, lockToken: string, settlement: C2dSettlement, now: number): Promise<boolean>;
+  /** Removes every queued message of `deviceId` (feedback `Purged` where asked); returns how many. */
+  purgeC2d(deviceId: string, now: number): Promise<number>;
+  /** Removes expired and dead-lettered (unlocked at `maxDeliveryCount`) messages of every device, with feedback. */
+  expireC2d(now: number, maxDeliveryCount: number): Promise<number>;
+  /** Messages queued for `deviceId`. */
+  countC2d(deviceId: string): Promise<number>;
+  /** The oldest feedback records, at most `limit`. */
+  readC2dFeedback(limit: number): Promise<C2dFeedbackRecord[]>;
+  deleteC2dFeedback(seqs: readonly number[]): Promise<void>;
 
   /** Liveness of the database (readiness probe). */
   ping(): Promise<void>;

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { startHub } from '../hub.js';
+import type { HubConfigInput } from '../config.js';
 import type { RunningHub } from '../hub.js';
 import { freeLoopbackAddress } from './loopback.js';
 
@@ -39,11 +40,11 @@ export function manifest(modules: Record<string, string>, moduleTwins: Record<st
   };
 }
 
-/** Starts a hub for a test on a free loopback address (ports 443/8883), quiet logs, temp data dir. */
+/** Starts a hub for a test on a free loopback address (ports 443/8883/5671), quiet logs, temp data dir. */
 export async function startTestHub(
-  opts: { db?: string; replicaId?: string; host?: string; dataDir?: string; logger?: pino.Logger } = {},
+  opts: { db?: string; replicaId?: string; host?: string; dataDir?: string; logger?: pino.Logger; c2d?: HubConfigInput['c2d']; deviceLimits?: HubConfigInput['deviceLimits'] } = {},
 ): Promise<RunningHub & { host: string; dataDir: string }> {
-  const host = opts.host ?? (await freeLoopbackAddress());
+  const host = opts.host ?? (await freeLoopbackAddress([443, 8883, 5671]));
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'kedge-hub-'));
   const hub = await startHub(
     {
@@ -51,8 +52,11 @@ export async function startTestHub(
       hostName: host,
       service: { host, port: 443 },
       mqtt: { host, port: 8883 },
+      amqp: { host, port: 5671 },
       ...(opts.db ? { db: opts.db } : {}),
       ...(opts.replicaId ? { replicaId: opts.replicaId } : {}),
+      ...(opts.c2d ? { c2d: opts.c2d } : {}),
+      ...(opts.deviceLimits ? { deviceLimits: opts.deviceLimits } : {}),
       deployments: { resyncSeconds: 3600 },
       telemetry: { retentionHours: 24, maxMessages: 100_000, maxMessageBytes: 256 * 1024, batchMaxMessages: 500, batchMaxDelayMs: 2, purgeIntervalSeconds: 3600 },
     },

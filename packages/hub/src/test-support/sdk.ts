@@ -6,7 +6,7 @@
  * with its keep-alive agent, so the CA is merged back in `setOptions`). azure-iot-device takes `ca` in
  * `setOptions`.
  */
-import { Client as ServiceClient, Registry } from 'azure-iothub';
+import { Amqp as ServiceAmqp, AmqpWs as ServiceAmqpWs, Client as ServiceClient, Registry } from 'azure-iothub';
 import { SharedAccessSignature } from 'azure-iothub/dist/common-core/shared_access_signature.js';
 import { Http } from 'azure-iothub/dist/common-http/http.js';
 import { RestApiClient } from 'azure-iothub/dist/common-http/rest_api_client.js';
@@ -46,6 +46,20 @@ export function serviceClientFor(connectionString: string, ca: string): ServiceC
   const base = ServiceClient.fromConnectionString(connectionString) as unknown as { _transport: ServiceClient.Transport };
   const { rest } = restClient(connectionString, ca);
   return new ServiceClient(base._transport, rest);
+}
+
+/**
+ * An azure-iothub service `Client` over AMQP (cloud-to-device messages, feedback) that trusts `ca`: the transport
+ * has no CA option, so its base AMQP layer gets `sslOptions.ca` added to the config it connects with (the field the
+ * SDK itself reads for certificates). `websocket` uses `AmqpWs` (port 443, `/$iothub/websocket`).
+ */
+export function c2dClientFor(connectionString: string, ca: string, opts: { websocket?: boolean } = {}): ServiceClient {
+  const client = ServiceClient.fromConnectionString(connectionString, opts.websocket === true ? ServiceAmqpWs : ServiceAmqp);
+  type Connect = (config: { sslOptions?: Record<string, unknown> }, done: unknown) => void;
+  const base = (client as unknown as { _transport: { _amqp: { connect: Connect } } })._transport._amqp;
+  const connect = base.connect.bind(base);
+  base.connect = (config, done) => connect({ ...config, sslOptions: { ...config.sslOptions, ca } }, done);
+  return client;
 }
 
 /** An azure-iot-device client over MQTT/TLS (or MQTT over WebSockets) trusting `ca`; not yet opened. */

@@ -101,6 +101,38 @@ function migrations(dialect: Dialect): Record<string, Migration> {
         if (dialect === 'postgres') await sql`ALTER TABLE telemetry ALTER COLUMN body SET STORAGE EXTERNAL`.execute(db);
       },
     },
+    '0002_c2d': {
+      async up(db: Kysely<unknown>): Promise<void> {
+        // Cloud-to-device queue: one row per pending message; a lock is (lock_token, locked_until > now).
+        await db.schema
+          .createTable('c2d_messages')
+          .addColumn('seq', serial, (c) => (dialect === 'sqlite' ? c.primaryKey().autoIncrement() : c.primaryKey()))
+          .addColumn('device_id', 'text', (c) => c.notNull())
+          .addColumn('message_id', 'text', (c) => c.notNull())
+          .addColumn('generation_id', 'text', (c) => c.notNull())
+          .addColumn('ack', 'text', (c) => c.notNull())
+          .addColumn('enqueued_at', bigint, (c) => c.notNull())
+          .addColumn('expires_at', bigint, (c) => c.notNull())
+          .addColumn('delivery_count', 'integer', (c) => c.notNull())
+          .addColumn('lock_token', 'text', (c) => c.notNull())
+          .addColumn('locked_until', bigint, (c) => c.notNull())
+          .addColumn('properties', 'text', (c) => c.notNull())
+          .addColumn('system_properties', 'text', (c) => c.notNull())
+          .addColumn('body', binary, (c) => c.notNull())
+          .execute();
+        await db.schema.createIndex('c2d_device_seq').on('c2d_messages').columns(['device_id', 'seq']).execute();
+        await db.schema.createIndex('c2d_expires').on('c2d_messages').column('expires_at').execute();
+        await db.schema
+          .createTable('c2d_feedback')
+          .addColumn('seq', serial, (c) => (dialect === 'sqlite' ? c.primaryKey().autoIncrement() : c.primaryKey()))
+          .addColumn('device_id', 'text', (c) => c.notNull())
+          .addColumn('message_id', 'text', (c) => c.notNull())
+          .addColumn('generation_id', 'text', (c) => c.notNull())
+          .addColumn('status_code', 'text', (c) => c.notNull())
+          .addColumn('enqueued_at', bigint, (c) => c.notNull())
+          .execute();
+      },
+    },
   };
 }
 

@@ -1,0 +1,600 @@
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { createServer as createTlsServer } from 'node:tls';
+import type { Server as TlsServer } from 'node:tls';
+import rhea from 'rhea';
+import type { AmqpError, Connection, Delivery, EventContext, Receiver, Sender } from 'rhea';
+import { createWebSocketStream, WebSocketServer } from 'ws';
+import { DEVICE_API_VERSION, parseSasToken } from '@kedge/protocol';
+import { Right } from '../auth/policies.js';
+import type { ServiceAuth } from '../auth/service-auth.js';
+import type { CloudToDevice } from '../c2d/c2d.js';
+import { FEEDBACK_CONTENT_TYPE, feedbackBatchJson } from '../c2d/c2d.js';
+import type { Bus, BusEvent } from '../cluster/bus.js';
+import { isHubError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { HubMetrics } from '../metrics.js';
+import type { Admission, DeviceLimits, Ticket } from '../mqtt/admission.js';
+import type { ConnectGrant } from '../mqtt/credentials.js';
+import { checkConnect, dependsOn, sameGeneration } from '../mqtt/credentials.js';
+import type { Store } from '../storage/store.js';
+import type { TlsMaterial } from '../tls/certs.js';
+import { AmqpFrameGuard } from './frame-guard.js';
+import { addressPath, c2dFromAmqp } from './messages.js';
+
+/** The CBS node [AMQP CBS 1.0] and IoT Hub's service nodes. */
+export const CBS_NODE = '$cbs';
+export const C2D_SEND_NODE = '/messages/devicebound';
+export const FEEDBACK_NODE = '/messages/serviceBound/feedback';
+/** Token types IoT Hub accepts in put-token. */
+const TOKEN_TYPES: readonly string[] = ['servicebus.windows.net:sastoken', 'azure-devices.net:sastoken'];
+/** The WebSocket subprotocol of AMQP over WebSockets. */
+export const AMQP_WS_PROTOCOL = 'AMQPWSB10';
+/** IoT Hub's AMQP idle timeout: a silent connection is closed after it. */
+const IDLE_TIMEOUT_MS = 240_000;
+/** Links one connection may hold (CBS pair, sender, feedback, device links with room to spare). */
+const MAX_LINKS = 32;
+/** Feedback records per batch message. */
+const FEEDBACK_BATCH = 64;
+const MAX_TIMER_MS = 2 ** 31 - 1;
+/** CBS replies held for a reply link without credit before the connection is dropped. */
+const MAX_PENDING_CBS_REPLIES = 16;
+
+/** Who a CBS token made the connection act for, on one audience. */
+type Principal = { readonly kind: 'service'; readonly policy: string } | { readonly kind: 'identity'; readonly grant: ConnectGrant; readonly token: string };
+
+/** An accepted put-token: the audience it covers, until when, and the links resting on it. */
+interface TokenGrant {
+  readonly audience: string;
+  readonly principal: Principal;
+  readonly expiresAtSeconds: number;
+  timer: NodeJS.Timeout | undefined;
+  readonly links: Set<Sender | Receiver>;
+}
+
+/** Per-connection state. */
+interface ConnState {
+  readonly guard: AmqpFrameGuard;
+  readonly ticket: Ticket;
+  readonly grants: Map<string, TokenGrant>;
+  cbsReply: Sender | undefined;
+  /** CBS replies waiting for credit on the reply link (bounded: one per put-token in flight). */
+  readonly cbsPending: rhea.Message[];
+  links: number;
+  /** Serialises the messages of each receiving link (queue order is send order). */
+  readonly chains: WeakMap<Receiver, Promise<void>>;
+}
+
+/** Dependencies of the AMQP endpoint. */
+export interface AmqpDeps {
+  readonly store: Store;
+  readonly auth: ServiceAuth;
+  readonly c2d: CloudToDevice;
+  readonly bus: Bus;
+  readonly log: Logger;
+  readonly metrics: HubMetrics;
+  readonly tls: TlsMaterial;
+  readonly hostNames: readonly string[];
+  readonly limits: DeviceLimits;
+  /** Shared with the MQTT endpoint: one cap on unauthenticated connections for the whole replica. */
+  readonly admission: Admission;
+  /** `max-frame-size` announced in `open` and enforced once a token is accepted. */
+  readonly maxFrameBytes: number;
+  readonly nowSeconds?: () => number;
+}
+
+/**
+ * Answers an attach with the peer's own source and target addresses (uamqp refuses an attach reply missing
+ * either) and returns them.
+ */
+function mirrorTermini(link: Sender | Receiver): { source: unknown; target: unknown } {
+  const remote = (link as unknown as { remote: { attach?: { source?: { address?: unknown }; target?: { address?: unknown } } } }).remote.attach;
+  const source = remote?.source?.address;
+  const target = remote?.target?.address;
+  link.set_source({ address: typeof source === 'string' ? source : '' });
+  link.set_target({ address: typeof target === 'string' ? target : '' });
+  return { source, target };
+}
+
+const unauthorized = (description: string): AmqpError => ({ condition: 'amqp:unauthorized-access', description });
+
+/** The AMQP condition IoT Hub uses for a refused cloud-to-device message. */
+function conditionOf(e: unknown): AmqpError {
+  if (!isHubError(e)) return { condition: 'amqp:internal-error', description: 'Internal error' };
+  switch (e.code) {
+    case 'CLOUD_ERR_QUEUE_FULL':
+      return { condition: 'amqp:resource-limit-exceeded', description: e.message };
+    case 'CLOUD_ERR_DEVICE_NOT_FOUND':
+      return { condition: 'amqp:not-found', description: e.message };
+    case 'CLOUD_ERR_PAYLOAD_TOO_LARGE':
+      return { condition: 'amqp:link:message-size-exceeded', description: e.message };
+    case 'CLOUD_ERR_SHUTTING_DOWN':
+      return { condition: 'amqp:internal-error', description: e.message };
+    default:
+      return { condition: 'amqp:invalid-field', description: e.message };
+  }
+}
+
+/**
+ * The hub's AMQP 1.0 endpoint (rhea): TLS on its own port and WebSockets (`/$iothub/websocket`, subprotocol
+ * `AMQPWSB10`) on the service port. Speaks IoT Hub's service side: claims-based security on `$cbs` (put-token for
+ * a service policy or a device/module identity), the cloud-to-device sender node `/messages/devicebound` and the
+ * feedback node `/messages/serviceBound/feedback`, both for policies with ServiceConnect only.
+ *
+ * Before a token is accepted a connection is held to the MQTT endpoint's pre-authentication limits (the shared
+ * {@link Admission}: caps and the accept→authorized-link deadline; frames of at most `maxConnectBytes`). A link
+ * rests on the token of its audience: it is detached when that token reaches `se`, and tokens of identities are
+ * re-checked when the identity changes (deleted, disabled, re-keyed).
+ */
+export class AmqpEndpoint {
+  readonly #d: AmqpDeps;
+  readonly #container = rhea.create_container({ id: 'kedge-hub' });
+  readonly #conns = new Map<Connection, ConnState>();
+  readonly #wss: WebSocketServer;
+  readonly #feedbackLinks = new Set<Sender>();
+  readonly #feedbackPending = new WeakMap<Delivery, readonly number[]>();
+  #feedbackBusy = false;
+  #feedbackAgain = false;
+  #feedbackTimer: NodeJS.Timeout | undefined;
+  #server: TlsServer | undefined;
+  #unsubscribe: (() => void) | undefined;
+  #closing = false;
+
+  constructor(deps: AmqpDeps) {
+    this.#d = deps;
+    // rhea writes every pending frame in one WebSocket message: room for a few full frames.
+    this.#wss = new WebSocketServer({
+      noServer: true,
+      maxPayload: 4 * deps.maxFrameBytes,
+      handleProtocols: (protocols) => (protocols.has(AMQP_WS_PROTOCOL) ? AMQP_WS_PROTOCOL : false),
+    });
+    const c = this.#container;
+    // SASL as IoT Hub offers it: ANONYMOUS (rhea's clients, the Node SDKs send no SASL at all, which is accepted
+    // too) and MSSBCBS (uamqp's CBS clients: authentication follows on $cbs). Both authenticate nothing by
+    // themselves; every link still needs a CBS token.
+    const mechanisms = c.sasl_server_mechanisms as { enable_anonymous(): void } & Record<string, unknown>;
+    mechanisms.enable_anonymous();
+    mechanisms['MSSBCBS'] = () => new DeferredToCbs();
+    c.on('receiver_open', (ctx: EventContext) => this.#onReceiverOpen(ctx));
+    c.on('sender_open', (ctx: EventContext) => this.#onSenderOpen(ctx));
+    c.on('message', (ctx: EventContext) => this.#onMessage(ctx));
+    c.on('accepted', (ctx: EventContext) => this.#onFeedbackSettled(ctx, true));
+    for (const ev of ['released', 'rejected', 'modified']) c.on(ev, (ctx: EventContext) => this.#onFeedbackSettled(ctx, false));
+    c.on('sendable', (ctx: EventContext) => {
+      if (ctx.sender && this.#feedbackLinks.has(ctx.sender)) this.#pumpFeedback();
+      const state = this.#conns.get(ctx.connection);
+      if (state && ctx.sender === state.cbsReply) this.#flushCbs(state);
+    });
+    for (const ev of ['sender_close', 'receiver_close']) c.on(ev, (ctx: EventContext) => this.#onLinkClosed(ctx));
+    c.on('connection_open', () => undefined);
+    c.on('disconnected', (ctx: EventContext) => this.#onDisconnected(ctx.connection));
+    // rhea raises these on the container when nobody else listens; they are the peer's problem, not ours.
+    for (const ev of ['error', 'connection_error', 'session_error', 'sender_error', 'receiver_error', 'protocol_error']) {
+      c.on(ev, (ctx: EventContext) => this.#d.log.debug({ err: ctx.error instanceof Error ? ctx.error.message : ctx.error, event: ev }, 'AMQP peer error'));
+    }
+  }
+
+  /** Open AMQP connections on this replica. */
+  get connectionCount(): number {
+    return this.#conns.size;
+  }
+
+  /** Listens for AMQP over TLS. */
+  async start(listen: { host: string; port: number }): Promise<{ port: number }> {
+    this.#unsubscribe = this.#d.bus.subscribe((e) => this.#onBus(e));
+    const server = createTlsServer(
+      { key: this.#d.tls.key, cert: this.#d.tls.cert, minVersion: 'TLSv1.2', handshakeTimeout: this.#d.limits.connectTimeoutMs },
+      (socket) => {
+        const ticket = this.#d.admission.claim(socket);
+        if (!ticket) {
+          socket.destroy();
+          return;
+        }
+        socket.setNoDelay(true);
+        this.#accept(socket, ticket);
+      },
+    );
+    server.on('connection', (raw: Socket) => this.#d.admission.admitRaw(raw));
+    server.on('tlsClientError', (e) => this.#d.log.debug({ err: e.message }, 'AMQP TLS handshake failed'));
+    this.#server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(listen.port, listen.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    this.#feedbackTimer = setInterval(() => this.#pumpFeedback(), this.#d.c2d.config.sweepIntervalSeconds * 1000);
+    this.#feedbackTimer.unref();
+    const addr = server.address();
+    return { port: typeof addr === 'object' && addr ? addr.port : listen.port };
+  }
+
+  /** True when an upgrade request asks for AMQP over WebSockets. */
+  static wantsAmqp(req: IncomingMessage): boolean {
+    const p = req.headers['sec-websocket-protocol'];
+    return typeof p === 'string' && p.split(',').some((s) => s.trim() === AMQP_WS_PROTOCOL);
+  }
+
+  /** Handles an HTTP upgrade on `/$iothub/websocket` with subprotocol `AMQPWSB10`. */
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    if (this.#closing) {
+      socket.destroy();
+      return;
+    }
+    const ticket = this.#d.admission.admit(socket as Socket);
+    if (!ticket) return;
+    this.#wss.handleUpgrade(req, socket, head, (ws) => {
+      const stream = createWebSocketStream(ws);
+      ticket.attach(stream);
+      this.#accept(stream, ticket);
+    });
+  }
+
+  #now(): number {
+    return this.#d.nowSeconds?.() ?? Math.floor(Date.now() / 1000);
+  }
+
+  #accept(stream: Duplex, ticket: Ticket): void {
+    const guard = new AmqpFrameGuard(stream, { maxFrameBytesBeforeAuth: this.#d.limits.maxConnectBytes, maxFrameBytes: this.#d.maxFrameBytes });
+    ticket.attach(guard);
+    guard.on('error', (e: Error) => this.#d.log.debug({ err: e.message }, 'AMQP connection refused'));
+    const options = {
+      container_id: 'kedge-hub',
+      max_frame_size: this.#d.maxFrameBytes,
+      idle_time_out: IDLE_TIMEOUT_MS,
+      channel_max: 7,
+      // Settlement is the hub's decision (a message is accepted only once it is stored).
+      autoaccept: false,
+      credit_window: 16,
+    };
+    const conn = this.#container.create_connection(options);
+    const state: ConnState = { guard, ticket, grants: new Map(), cbsReply: undefined, cbsPending: [], links: 0, chains: new WeakMap() };
+    this.#conns.set(conn, state);
+    this.#d.metrics.amqpConnections.set(this.#conns.size);
+    guard.once('close', () => this.#onDisconnected(conn));
+    // `accept` is rhea's server-side entry for a socket it did not create (container.listen uses it).
+    (conn as unknown as { accept(socket: Duplex): void }).accept(guard);
+  }
+
+  #onDisconnected(conn: Connection): void {
+    const state = this.#conns.get(conn);
+    if (!state) return;
+    this.#conns.delete(conn);
+    this.#d.metrics.amqpConnections.set(this.#conns.size);
+    state.ticket.release();
+    for (const g of state.grants.values()) {
+      if (g.timer) clearTimeout(g.timer);
+      for (const l of g.links) if (this.#feedbackLinks.delete(l as Sender)) this.#feedbackBusy = false;
+    }
+    state.grants.clear();
+    state.guard.destroy();
+  }
+
+  #linkAdmitted(state: ConnState, link: Sender | Receiver): boolean {
+    state.links++;
+    if (state.links <= MAX_LINKS) return true;
+    link.close({ condition: 'amqp:resource-limit-exceeded', description: `At most ${MAX_LINKS} links per connection` });
+    return false;
+  }
+
+  /** The grant authorizing the service nodes on this connection, if any (a policy with ServiceConnect). */
+  #serviceGrant(state: ConnState): TokenGrant | undefined {
+    for (const g of state.grants.values()) if (g.principal.kind === 'service' && g.expiresAtSeconds > this.#now()) return g;
+    return undefined;
+  }
+
+  #onReceiverOpen(ctx: EventContext): void {
+    const link = ctx.receiver;
+    const state = this.#conns.get(ctx.connection);
+    if (!link || !state || !this.#linkAdmitted(state, link)) return;
+    const path = addressPath(mirrorTermini(link).target);
+    if (path === CBS_NODE) return;
+    if (path === C2D_SEND_NODE) {
+      const g = this.#serviceGrant(state);
+      if (!g) {
+        link.close(unauthorized('Sending cloud-to-device messages needs a service policy token with ServiceConnect (put-token on $cbs first)'));
+        return;
+      }
+      this.#authorized(state, g, link);
+      return;
+    }
+    link.close({ condition: 'amqp:not-found', description: `No node ${path.slice(0, 200)}` });
+  }
+
+  #onSenderOpen(ctx: EventContext): void {
+    const link = ctx.sender;
+    const state = this.#conns.get(ctx.connection);
+    if (!link || !state || !this.#linkAdmitted(state, link)) return;
+    const path = addressPath(mirrorTermini(link).source);
+    if (path === CBS_NODE) {
+      state.cbsReply = link;
+      this.#flushCbs(state);
+      return;
+    }
+    if (path.toLowerCase() === FEEDBACK_NODE.toLowerCase()) {
+      const g = this.#serviceGrant(state);
+      if (!g) {
+        link.close(unauthorized('The feedback receiver needs a service policy token with ServiceConnect (put-token on $cbs first)'));
+        return;
+      }
+      this.#authorized(state, g, link);
+      this.#feedbackLinks.add(link);
+      this.#pumpFeedback();
+      return;
+    }
+    link.close({ condition: 'amqp:not-found', description: `No node ${path.slice(0, 200)}` });
+  }
+
+  /** A link opened on `grant`: the connection is now authorized (its pre-authentication deadline ends). */
+  #authorized(state: ConnState, grant: TokenGrant, link: Sender | Receiver): void {
+    grant.links.add(link);
+    state.ticket.release();
+  }
+
+  #onLinkClosed(ctx: EventContext): void {
+    const state = this.#conns.get(ctx.connection);
+    const link = ctx.sender ?? ctx.receiver;
+    if (!state || !link) return;
+    for (const g of state.grants.values()) g.links.delete(link);
+    if (ctx.sender && this.#feedbackLinks.delete(ctx.sender)) this.#feedbackBusy = false;
+  }
+
+  #onMessage(ctx: EventContext): void {
+    const link = ctx.receiver;
+    const state = this.#conns.get(ctx.connection);
+    const delivery = ctx.delivery;
+    if (!link || !state || !delivery || !ctx.message) return;
+    const message = ctx.message;
+    const path = addressPath((link as unknown as { remote: { attach?: { target?: { address?: unknown } } } }).remote.attach?.target?.address);
+    const prev = state.chains.get(link) ?? Promise.resolve();
+    const next = prev.then(async () => {
+      if (path === CBS_NODE) await this.#putToken(state, message, delivery);
+      else if (path === C2D_SEND_NODE) await this.#c2dSend(state, link, message, delivery);
+      else delivery.reject({ condition: 'amqp:not-allowed', description: 'No messages accepted on this link' });
+    });
+    state.chains.set(
+      link,
+      next.catch((err: unknown) => this.#d.log.warn({ err }, 'AMQP message handling failed')),
+    );
+  }
+
+  async #c2dSend(state: ConnState, link: Receiver, message: rhea.Message, delivery: Delivery): Promise<void> {
+    // The token may have expired since the link opened (the link is being detached).
+    const g = this.#serviceGrant(state);
+    if (!g?.links.has(link)) {
+      delivery.reject(unauthorized('The token of this link expired'));
+      return;
+    }
+    try {
+      await this.#d.c2d.send(c2dFromAmqp(message));
+      delivery.accept();
+    } catch (e) {
+      if (!isHubError(e)) this.#d.log.error({ err: e }, 'Failed to queue a cloud-to-device message');
+      delivery.reject(conditionOf(e));
+    }
+  }
+
+  /** CBS put-token [AMQP CBS 1.0 §4]: verifies the token for its audience and replies with a status code. */
+  async #putToken(state: ConnState, m: rhea.Message, delivery: Delivery): Promise<void> {
+    if (state.cbsPending.length >= MAX_PENDING_CBS_REPLIES) {
+      // put-tokens keep coming while the reply link gives no credit: not a client, a flood.
+      delivery.reject({ condition: 'amqp:resource-limit-exceeded', description: 'Too many put-token requests without reply credit' });
+      state.guard.destroy();
+      return;
+    }
+    delivery.accept();
+    const reply = (status: number, description: string): void => {
+      // The client may send put-token before its reply link has given credit: replies wait for `sendable`.
+      state.cbsPending.push({
+        ...(typeof m.reply_to === 'string' ? { to: m.reply_to } : {}),
+        ...(m.message_id === undefined ? {} : { correlation_id: m.message_id }),
+        // uamqp reads the status as an AMQP int (rhea would pick the smallest type).
+        application_properties: { 'status-code': rhea.types.wrap_int(status), 'status-description': description },
+        body: undefined,
+      });
+      this.#flushCbs(state);
+    };
+    const props = (m.application_properties ?? {}) as Record<string, unknown>;
+    const operation = props['operation'];
+    const type = props['type'];
+    const name = props['name'];
+    const token = typeof m.body === 'string' ? m.body : Buffer.isBuffer(m.body) ? m.body.toString('utf8') : undefined;
+    if (operation !== 'put-token') return reply(400, 'Only put-token is supported');
+    if (typeof type !== 'string' || !TOKEN_TYPES.includes(type)) return reply(400, 'Unsupported token type');
+    if (typeof name !== 'string' || name.length === 0 || name.length > 1024 || token === undefined || token.length > 4096) return reply(400, 'Malformed put-token');
+    const audience = name.replace(/^(amqps?|https?|wss?):\/\//i, '').replace(/\/+$/, '');
+    const parsed = parseSasToken(token);
+    if (!parsed.ok) return reply(401, 'Malformed SAS token');
+    // As on MQTT: a token already past `se` cannot authorize anything (no skew in its favour).
+    if (parsed.value.se <= this.#now()) return reply(401, 'Token expired');
+    let principal: Principal;
+    try {
+      principal = await this.#verify(audience, token);
+    } catch (e) {
+      this.#d.log.info({ audience: audience.slice(0, 300), reason: e instanceof Error ? e.message : 'refused' }, 'Refused CBS token');
+      return reply(isHubError(e, 'CLOUD_ERR_FORBIDDEN') ? 403 : 401, isHubError(e) ? e.message : 'Unauthorized');
+    }
+    const previous = state.grants.get(audience);
+    if (previous?.timer) clearTimeout(previous.timer);
+    const grant: TokenGrant = { audience, principal, expiresAtSeconds: parsed.value.se, timer: undefined, links: previous?.links ?? new Set() };
+    state.grants.set(audience, grant);
+    this.#armExpiry(state, grant);
+    state.guard.authenticated();
+    reply(200, 'OK');
+  }
+
+  #flushCbs(state: ConnState): void {
+    const s = state.cbsReply;
+    while (s?.sendable() && state.cbsPending.length > 0) {
+      const next = state.cbsPending.shift();
+      if (next) s.send(next);
+    }
+  }
+
+  /** The principal `token` proves for `audience`: a service policy (`{host}`) or an identity (`{host}/devices/…`). */
+  async #verify(audience: string, token: string): Promise<Principal> {
+    const lower = audience.toLowerCase();
+    const host = this.#d.hostNames.find((h) => lower === h.toLowerCase() || lower.startsWith(`${h.toLowerCase()}/`));
+    if (host === undefined) throw new AudienceError('Unknown audience');
+    const rest = audience.slice(host.length);
+    if (rest === '') {
+      const p = await this.#d.auth.authorize(token, Right.ServiceConnect);
+      if (p.kind !== 'policy') throw new AudienceError('A shared access policy token is required');
+      return { kind: 'service', policy: p.name };
+    }
+    const m = /^\/devices\/([^/]+)(?:\/modules\/([^/]+))?$/.exec(rest);
+    if (!m) throw new AudienceError('Unknown audience');
+    let deviceId: string;
+    let moduleId: string;
+    try {
+      deviceId = decodeURIComponent(m[1] ?? '');
+      moduleId = m[2] === undefined ? '' : decodeURIComponent(m[2]);
+    } catch {
+      throw new AudienceError('Malformed audience');
+    }
+    const clientId = moduleId ? `${deviceId}/${moduleId}` : deviceId;
+    // The identity rules are the MQTT endpoint's: the same check, with the user name a CONNECT would carry.
+    const r = await checkConnect(this.#d.store, this.#d.hostNames, { clientId, username: `${host}/${clientId}/?api-version=${DEVICE_API_VERSION}`, password: token }, this.#now());
+    if (!r.ok) throw new AudienceError(r.refusal.reason);
+    return { kind: 'identity', grant: r.grant, token };
+  }
+
+  /** Detaches the links resting on `grant` when its token reaches `se`. */
+  #armExpiry(state: ConnState, grant: TokenGrant): void {
+    const ms = grant.expiresAtSeconds * 1000 - Date.now();
+    grant.timer = setTimeout(
+      () => {
+        if (grant.expiresAtSeconds * 1000 > Date.now()) this.#armExpiry(state, grant);
+        else this.#revoke(state, grant, 'token expired');
+      },
+      Math.max(0, Math.min(ms, MAX_TIMER_MS)),
+    );
+    grant.timer.unref();
+  }
+
+  #revoke(state: ConnState, grant: TokenGrant, reason: string): void {
+    if (state.grants.get(grant.audience) !== grant) return;
+    state.grants.delete(grant.audience);
+    if (grant.timer) clearTimeout(grant.timer);
+    this.#d.log.info({ audience: grant.audience, reason }, 'Detached AMQP links');
+    for (const link of grant.links) {
+      if (this.#feedbackLinks.delete(link as Sender)) this.#feedbackBusy = false;
+      link.close(unauthorized(reason));
+    }
+    grant.links.clear();
+  }
+
+  #onBus(e: BusEvent): void {
+    if (e.type === 'c2d-feedback') this.#pumpFeedback();
+    else if (e.type === 'identity') {
+      this.#recheck(e.deviceId, e.moduleId).catch((err: unknown) => this.#d.log.warn({ err }, 'Failed to re-check AMQP tokens'));
+    }
+  }
+
+  /** Re-checks identity tokens resting on `deviceId[/moduleId]`, as the MQTT endpoint does for its sessions. */
+  async #recheck(deviceId: string, moduleId: string): Promise<void> {
+    for (const state of this.#conns.values()) {
+      for (const g of [...state.grants.values()]) {
+        if (g.principal.kind !== 'identity' || !dependsOn(g.principal.grant, deviceId, moduleId)) continue;
+        const id = g.principal.grant.identity;
+        const clientId = id.moduleId ? `${id.deviceId}/${id.moduleId}` : id.deviceId;
+        const r = await checkConnect(this.#d.store, this.#d.hostNames, { clientId, username: `x/${clientId}/?api-version=${DEVICE_API_VERSION}`, password: g.principal.token }, this.#now());
+        if (!r.ok) this.#revoke(state, g, r.refusal.reason);
+        else if (!sameGeneration(g.principal.grant, r.grant)) this.#revoke(state, g, 'identity re-created');
+      }
+    }
+  }
+
+  /** Sends waiting feedback records as one batch message on a feedback link; the records go when it is accepted. */
+  #pumpFeedback(): void {
+    if (this.#closing) return;
+    if (this.#feedbackBusy) {
+      this.#feedbackAgain = true;
+      return;
+    }
+    const link = [...this.#feedbackLinks].find((l) => l.sendable());
+    if (!link) return;
+    this.#feedbackBusy = true;
+    this.#feedbackAgain = false;
+    this.#d.c2d.readFeedback(FEEDBACK_BATCH).then(
+      (records) => {
+        if (records.length === 0 || !this.#feedbackLinks.has(link) || !link.sendable()) {
+          this.#feedbackBusy = false;
+          if (this.#feedbackAgain && records.length > 0) this.#pumpFeedback();
+          return;
+        }
+        const delivery = link.send({
+          message_id: randomUUID(),
+          content_type: FEEDBACK_CONTENT_TYPE,
+          body: rhea.message.data_section(Buffer.from(feedbackBatchJson(records), 'utf8')) as unknown,
+        });
+        this.#feedbackPending.set(
+          delivery,
+          records.map((r) => r.seq),
+        );
+      },
+      (err: unknown) => {
+        this.#feedbackBusy = false;
+        this.#d.log.warn({ err }, 'Failed to read cloud-to-device feedback');
+      },
+    );
+  }
+
+  #onFeedbackSettled(ctx: EventContext, accepted: boolean): void {
+    const seqs = ctx.delivery ? this.#feedbackPending.get(ctx.delivery) : undefined;
+    if (!seqs) return;
+    if (!accepted) {
+      // Released, rejected or modified: the batch stays stored and goes again with the next pump.
+      this.#feedbackBusy = false;
+      return;
+    }
+    this.#d.c2d.deleteFeedback(seqs).then(
+      () => {
+        this.#feedbackBusy = false;
+        this.#pumpFeedback();
+      },
+      (err: unknown) => {
+        this.#feedbackBusy = false;
+        this.#d.log.warn({ err }, 'Failed to delete delivered feedback');
+      },
+    );
+  }
+
+  /** Stops listening and closes every connection. */
+  async close(): Promise<void> {
+    this.#closing = true;
+    this.#unsubscribe?.();
+    if (this.#feedbackTimer) clearInterval(this.#feedbackTimer);
+    const server = this.#server;
+    const closed = server ? new Promise<void>((resolve) => server.close(() => resolve())) : Promise.resolve();
+    for (const [conn, state] of [...this.#conns]) {
+      try {
+        conn.close({ condition: 'amqp:connection:forced', description: 'The hub is shutting down' });
+      } catch {
+        // Already closing.
+      }
+      state.guard.end();
+      setTimeout(() => state.guard.destroy(), 1000).unref();
+    }
+    this.#wss.close();
+    await closed;
+  }
+}
+
+/** rhea's server mechanism shape: SASL MSSBCBS succeeds at once (the connection authenticates later, on `$cbs`). */
+class DeferredToCbs {
+  outcome: boolean | undefined = undefined;
+  username: string | undefined = undefined;
+  start(): void {
+    this.outcome = true;
+    this.username = 'cbs';
+  }
+}
+
+/** A CBS token refused for its audience (the reason is logged, the peer gets 401). */
+class AudienceError extends Error {
+  readonly code = 'AMQP_AUDIENCE_REFUSED';
+}
