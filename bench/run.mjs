@@ -1,5 +1,6 @@
 // Runs every benchmark (`bench/*.bench.mjs`, each a standalone script against the built packages) one after the
-// other, or only those whose name contains one of the arguments: `npm run bench -- routing hub`.
+// other, or only those whose name contains one of the arguments: `npm run bench -- routing hub`. `edge-hub` (the edge
+// hub against a Kedge hub and Debian's Mosquitto, fetched by bench/mosquitto.sh) needs apt-get and the network once.
 import { readdirSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
