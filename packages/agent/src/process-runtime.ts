@@ -209,9 +209,11 @@ export class ProcessRuntime implements ModuleRuntime {
   }
 
   async restart(name: string): Promise<void> {
-    const m = this.#modules.get(name);
-    if (!m || !this.#entries.some((e) => e.name === name)) throw new UnknownModuleError(name);
+    if (!this.#modules.has(name) || !this.#entries.some((e) => e.name === name)) throw new UnknownModuleError(name);
     await this.#enqueue(async () => {
+      // Read again in turn: a deployment change before this step may have replaced or removed the module.
+      const m = this.#modules.get(name);
+      if (!m) throw new UnknownModuleError(name);
       this.#clearRestart(m);
       delete m.parked;
       if (m.child) await this.#stopChild(m);
@@ -539,11 +541,15 @@ export class ProcessRuntime implements ModuleRuntime {
   }
 }
 
-/** Signals a process group by its leader's pid (never by name); already gone is fine. */
-function killGroup(pid: number, signal: NodeJS.Signals): void {
+/**
+ * Signals a process group by its leader's pid (never by name). Returns false when nothing was signalled: already gone
+ * (ESRCH) or not ours to signal (EPERM); never throws, since it runs in exit handlers.
+ */
+function killGroup(pid: number, signal: NodeJS.Signals): boolean {
   try {
     process.kill(process.platform === 'win32' ? pid : -pid, signal);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ESRCH') throw e;
+    return true;
+  } catch {
+    return false;
   }
 }
