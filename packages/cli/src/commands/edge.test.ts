@@ -7,7 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HubClient, startHub, type RunningHub } from '@kedge/hub';
 import { IotHubClient, type MethodRequest, type MethodResponse } from '@kedge/iothub-client';
 import { captureOutput } from '../test-support/capture.js';
-import { EdgeExit, registerEdgeCommands } from './edge.js';
+import { eventually } from '@kedge/testing';
+import { EdgeExit, newLines, registerEdgeCommands } from './edge.js';
 
 // `kedge edge …` against a real hub. The device side is a real MQTT client connected as the device's $edgeAgent:
 // it reports what an agent reports and answers GetModuleLogs/RestartModule the way the agent does (the agent's own
@@ -20,6 +21,11 @@ let service: HubClient;
 let agent: IotHubClient | undefined;
 let servicePort = '';
 const calls: MethodRequest[] = [];
+const nowS = (): number => Math.floor(Date.now() / 1000);
+const sensorLog = [
+  { t: nowS(), text: '<6> one' },
+  { t: nowS(), text: '<4> two' },
+];
 const captured = captureOutput();
 
 const reported = {
@@ -37,8 +43,17 @@ async function answer(req: MethodRequest): Promise<MethodResponse> {
   calls.push(req);
   const p = req.payload as { items?: Array<{ id: string }>; id?: string };
   if (req.name === 'GetModuleLogs') {
-    const items = (p.items ?? []).filter((i) => new RegExp(i.id).test('sensor'));
-    return Promise.resolve({ status: 200, payload: items.map(() => ({ id: 'sensor', payloadBytes: gzipSync('<6> one\n<4> two\n').toString('base64') })) });
+    const items = (p.items ?? []) as Array<{ id: string; filter?: { since?: string; tail?: number } }>;
+    return Promise.resolve({
+      status: 200,
+      payload: items.filter((i) => new RegExp(i.id).test('sensor')).map((i) => {
+        // Like the agent: `since` (unix seconds; other forms are not needed here) and `tail` narrow the module's lines.
+        const since = /^\d+$/.test(i.filter?.since ?? '') ? Number(i.filter?.since) : 0;
+        const lines = sensorLog.filter((l) => l.t >= since).map((l) => l.text);
+        const text = (i.filter?.tail === undefined ? lines : lines.slice(-i.filter.tail)).map((l) => `${l}\n`).join('');
+        return { id: 'sensor', payloadBytes: gzipSync(text).toString('base64') };
+      }),
+    });
   }
   if (req.name === 'RestartModule') {
     return Promise.resolve(p.id === 'sensor' ? { status: 200, payload: null } : { status: 400, payload: { message: `Module '${p.id ?? ''}' is not part of the current deployment` } });
@@ -125,6 +140,29 @@ describe('kedge edge', () => {
     captured.reset();
     expect(await kedge('edge', 'restart', DEVICE, 'nope')).toBe(EdgeExit.Failed);
     expect(captured.err).toBe("kedge: RestartModule failed (400): Module 'nope' is not part of the current deployment\n");
+  });
+
+  it('logs --follow: prints new lines as the agent has them, once each, until the device goes offline (exit 3)', async () => {
+    const following = kedge('edge', 'logs', DEVICE, 'sensor', '--follow');
+    await eventually(() => captured.out === '<6> one\n<4> two\n', { timeoutMs: 10_000 });
+    sensorLog.push({ t: nowS(), text: '<6> three' });
+    await eventually(() => captured.out === '<6> one\n<4> two\n<6> three\n', { timeoutMs: 10_000 });
+    sensorLog.push({ t: nowS(), text: '<6> four' }, { t: nowS(), text: '<6> four' });
+    await eventually(() => captured.out === '<6> one\n<4> two\n<6> three\n<6> four\n<6> four\n', { timeoutMs: 10_000 });
+    await agent?.close();
+    expect(await following).toBe(EdgeExit.Offline);
+    expect(captured.err).toMatch(/^kedge: the agent of edge-cli-1 is not connected to the hub/);
+    expect(await kedge('edge', 'logs', DEVICE, 'sensor', '--follow', '--until', '1h')).toBe(EdgeExit.Usage);
+    agent = await connectAgent();
+  });
+
+  it('newLines drops the overlap of two polls, keeping repeated lines that are new', () => {
+    expect(newLines(['a', 'b'], ['a', 'b', 'c'])).toEqual(['c']);
+    expect(newLines(['a', 'b'], ['b', 'c'])).toEqual(['c']);
+    expect(newLines(['a', 'b'], ['c', 'd'])).toEqual(['c', 'd']);
+    expect(newLines(['a', 'b'], ['b'])).toEqual([]);
+    expect(newLines(['x', 'a'], ['a', 'a'])).toEqual(['a']);
+    expect(newLines([], ['a'])).toEqual(['a']);
   });
 
   it('an offline device: exit 3 with what to do; list still shows the last report, with a warning', async () => {

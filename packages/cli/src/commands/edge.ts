@@ -149,6 +149,47 @@ function logText(payload: unknown, module: string): string | undefined {
   return typeof p === 'string' ? p : JSON.stringify(p);
 }
 
+const FOLLOW_INTERVAL_MS = 2000;
+const FOLLOW_WINDOW_LINES = 2000;
+
+/** The lines of `next` that are not already the end of `printed`: the longest suffix of one that begins the other is dropped. */
+export function newLines(printed: readonly string[], next: readonly string[]): string[] {
+  for (let k = Math.min(printed.length, next.length); k > 0; k--) {
+    let same = true;
+    for (let i = 0; i < k && same; i++) same = printed[printed.length - k + i] === next[i];
+    if (same) return next.slice(k);
+  }
+  return [...next];
+}
+
+const splitLines = (text: string): string[] => {
+  const lines = text.split('\n');
+  if (lines[lines.length - 1] === '') lines.pop();
+  return lines;
+};
+
+/** Polls `more` every 2 s and prints what is new, until Ctrl-C (or an error: an offline device ends it with exit 3). */
+async function follow(first: string, more: () => Promise<string>): Promise<void> {
+  let printed = splitLines(first).slice(-FOLLOW_WINDOW_LINES);
+  const stop = new AbortController();
+  const onSigint = (): void => stop.abort();
+  process.once('SIGINT', onSigint);
+  try {
+    while (!stop.signal.aborted) {
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, FOLLOW_INTERVAL_MS);
+        stop.signal.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
+      });
+      if (stop.signal.aborted) break;
+      const fresh = newLines(printed, splitLines(await more()));
+      if (fresh.length > 0) process.stdout.write(`${fresh.join('\n')}\n`);
+      printed = [...printed, ...fresh].slice(-FOLLOW_WINDOW_LINES);
+    }
+  } finally {
+    process.off('SIGINT', onSigint);
+  }
+}
+
 /**
  * Registers `kedge edge list|logs|restart` (like `iotedge list/logs/restart`, but for a device through the hub):
  * `list` reads the device's `$edgeAgent` reported properties; `logs` and `restart` invoke the agent's
@@ -191,21 +232,34 @@ export function registerEdgeCommands(program: Command): void {
         .option('--since <time>', 'only lines since: a duration (15m, 2h, 1d), an RFC 3339 time or unix seconds')
         .option('--until <time>', 'only lines until (same forms)')
         .option('--tail <n>', 'only the last n lines')
+        .option('-f, --follow', 'then keep printing new lines (asks the agent every 2 s; Ctrl-C stops; exit 3 when the device goes offline)')
         .description("A module's logs, through the agent's GetModuleLogs (at most ~128 KB compressed: narrow with --tail/--since)"),
     ),
   ).action(
-    runEdge(async (deviceId: string, module: string, opts: ServiceOptions & { since?: string; until?: string; tail?: string; timeout: string }) => {
+    runEdge(async (deviceId: string, module: string, opts: ServiceOptions & { since?: string; until?: string; tail?: string; follow?: boolean; timeout: string }) => {
       const timeout = timeoutOf(opts.timeout);
       let tail: number | undefined;
       if (opts.tail !== undefined) {
         tail = Number(opts.tail);
         if (!Number.isInteger(tail) || tail < 0) throw new UsageError('--tail must be a whole number');
       }
-      const filter = { ...(tail !== undefined ? { tail } : {}), ...(opts.since ? { since: opts.since } : {}), ...(opts.until ? { until: opts.until } : {}) };
-      const payload = { schemaVersion: '1.0', items: [{ id: `^${escapeRegex(module)}$`, filter }], encoding: 'gzip', contentType: 'text' };
-      const text = logText(await invokeAgent(opts, deviceId, 'GetModuleLogs', payload, timeout), module);
-      if (text === undefined) throw new EdgeMethodError(`${module} is not a module of ${deviceId}'s deployment (see \`kedge edge list ${deviceId}\`)`);
+      if (opts.follow === true && opts.until !== undefined) throw new UsageError('--follow and --until exclude each other');
+      const fetchLogs = async (filter: Record<string, unknown>): Promise<string> => {
+        const payload = { schemaVersion: '1.0', items: [{ id: `^${escapeRegex(module)}$`, filter }], encoding: 'gzip', contentType: 'text' };
+        const text = logText(await invokeAgent(opts, deviceId, 'GetModuleLogs', payload, timeout), module);
+        if (text === undefined) throw new EdgeMethodError(`${module} is not a module of ${deviceId}'s deployment (see \`kedge edge list ${deviceId}\`)`);
+        return text;
+      };
+      let asked = Date.now();
+      const text = await fetchLogs({ ...(tail !== undefined ? { tail } : {}), ...(opts.since ? { since: opts.since } : {}), ...(opts.until ? { until: opts.until } : {}) });
       process.stdout.write(text);
+      if (opts.follow !== true) return;
+      await follow(text, async () => {
+        // `since` has a resolution of one second: ask from a second before the last request and drop the overlap.
+        const since = Math.floor(asked / 1000) - 1;
+        asked = Date.now();
+        return fetchLogs({ since: String(since) });
+      });
     }),
   );
 
