@@ -48,6 +48,8 @@ export {
 export type { ModuleEnvInput, ModuleRuntimeEnv, RuntimeEnvVar, IdentitySecretKey, ModuleIdentityPolicy } from './module-env.js';
 export { AgentMethods, MethodArgumentError, parseLogTime, MAX_LOGS_PAYLOAD_BYTES } from './methods.js';
 export { WorkloadApi } from './workload.js';
+export { WorkloadClientError, requestServerCertificate, workloadIdentityFromEnv } from './workload-client.js';
+export type { WorkloadClientIdentity, WorkloadServerCertificate } from './workload-client.js';
 export { DeployedWorkloadModules, edgeHubServerNames } from './workload-modules.js';
 export type { DeployedWorkloadModulesOptions } from './workload-modules.js';
 export type { WorkloadApiOptions, WorkloadListen, WorkloadModule, WorkloadModules } from './workload.js';
