@@ -66,6 +66,8 @@ export { LogsUploadTasks, TaskStatus, UploadLimits, UploadRequestError, logsBlob
 export type { CollectedLogs, LogsCollector, LogsUploadOptions } from './logs-upload.js';
 export type { AgentMethodsOptions, KubernetesMethodsTarget } from './methods.js';
 export { WorkloadApi } from './workload.js';
+export { WorkloadClientError, requestServerCertificate, workloadIdentityFromEnv } from './workload-client.js';
+export type { WorkloadClientIdentity, WorkloadServerCertificate } from './workload-client.js';
 export { DeployedWorkloadModules, edgeHubServerNames } from './workload-modules.js';
 export type { DeployedWorkloadModulesOptions } from './workload-modules.js';
 export type { WorkloadApiOptions, WorkloadListen, WorkloadModule, WorkloadModules } from './workload.js';

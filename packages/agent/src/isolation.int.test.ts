@@ -56,7 +56,10 @@ async function serviceAccountCluster(namespace: string): Promise<ClusterConfig> 
   return ClusterConfig.inCluster({ dir, env: { KUBERNETES_SERVICE_HOST: url.hostname, KUBERNETES_SERVICE_PORT: url.port } });
 }
 
-async function device(id: string): Promise<Device> {
+/** The pod IP device A's agent advertises for its workload Service (never dialled here). */
+const ADVERTISED = '10.0.0.7';
+
+async function device(id: string, advertise = false): Promise<Device> {
   const ns = await createTestNamespace(kubeConfigForTests(), `iso-${id}`);
   const cluster = await serviceAccountCluster(ns.name);
   await registry.create({ deviceId: id, capabilities: { iotEdge: true } });
@@ -66,7 +69,7 @@ async function device(id: string): Promise<Device> {
       namespace: ns.name,
       metrics: null,
       hub: { connectionString: `HostName=${host};DeviceId=${id};SharedAccessKey=${key}`, ca: hub.ca, reportCoalesceMs: 100, maxBackoffMs: 1000 },
-      workload: { host: '127.0.0.1', port: 0 },
+      workload: { host: '127.0.0.1', port: 0, ...(advertise ? { advertise: { service: 'kedge-workload', address: ADVERTISED } } : {}) },
       statusCoalesceMs: 50,
       workers: 1,
     },
@@ -133,7 +136,7 @@ beforeAll(async () => {
   hubDir = mkdtempSync(join(tmpdir(), 'kedge-isolation-hub-'));
   hub = await startHub({ dataDir: hubDir, hostName: host, service: { host, port: 443 }, mqtt: { host, port: 8883 }, deployments: { resyncSeconds: 1 } }, { logger: log });
   ({ registry } = serviceSdk(hub.connectionString(), hub.ca));
-  a = await device('iso-dev-a');
+  a = await device('iso-dev-a', true);
   b = await device('iso-dev-b');
   await registry.applyConfigurationContentOnDevice(a.id, deploymentContent({ sensor: manifestModule('registry.invalid/sensor:1', '1.0'), gone: manifestModule('registry.invalid/gone:1', '1.0') }));
   await registry.applyConfigurationContentOnDevice(b.id, deploymentContent({ sensor: manifestModule('registry.invalid/sensor:1', '1.0'), bonly: manifestModule('registry.invalid/bonly:1', '1.0') }));
@@ -191,6 +194,18 @@ describe('two devices on one cluster and one hub', () => {
     await ok.setOptions({ ca: hub.ca });
     await ok.open();
     await ok.close();
+  });
+
+  it("A's leading agent points its workload Service at itself (EndpointSlice) and publishes the trust bundle", async () => {
+    type Slice = { endpoints: Array<{ addresses: string[] }>; ports: Array<{ name: string; port: number }>; metadata: { labels: Record<string, string> } };
+    const slice = await a.kube.get<Slice & { apiVersion: string; kind: string }>('discovery.k8s.io/v1', 'EndpointSlice', a.ns.name, 'kedge-workload');
+    expect(slice?.metadata.labels['kubernetes.io/service-name']).toBe('kedge-workload');
+    expect(slice?.endpoints.map((e) => e.addresses)).toEqual([[ADVERTISED]]);
+    expect(slice?.ports).toEqual([{ name: 'workload', port: Number(new URL(a.agent.workload?.uri ?? '').port), protocol: 'TCP' }]);
+    const bundle = await a.kube.get<{ apiVersion: string; kind: string; data: Record<string, string> }>('v1', 'ConfigMap', a.ns.name, 'kedge-trust-bundle');
+    expect(bundle?.data['ca.pem']).toBe(a.agent.deviceCa?.trustBundle);
+    // Each device has its own CA: B's modules do not trust A's edge hub.
+    expect(b.agent.deviceCa?.trustBundle).not.toBe(a.agent.deviceCa?.trustBundle);
   });
 
   it("A's workload API signs for A's modules only: not B's, not with B's secret, not for a removed module", async () => {

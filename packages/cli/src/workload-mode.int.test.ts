@@ -8,7 +8,7 @@ import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
 import { Registry as Metrics } from 'prom-client';
-import { agentRbac, startAgent, WORKLOAD_PORT, type RunningAgent } from '@kedge/agent';
+import { agentRbac, requestServerCertificate, startAgent, workloadIdentityFromEnv, WORKLOAD_PORT, type RunningAgent } from '@kedge/agent';
 import { startEdgeHub, type RunningEdgeHub } from '@kedge/edge-hub';
 import { HubClient, startHub, type RunningHub } from '@kedge/hub';
 import { ClusterConfig, createKubeClient, type KubeClient, type KubernetesObject } from '@kedge/kube';
@@ -18,7 +18,7 @@ import { createTestNamespace, eventually, kubeConfigForTests, kubeconfigPathForT
 // exactly the env that Deployment's container carries (secretKeyRefs resolved from the real apiserver, as the
 // kubelet would) and runs Microsoft's SDKs on the host with it — Node `ModuleClient.fromEnvironment` and Python
 // `IoTHubModuleClient.create_from_edge_environment()` — against the agent's real workload API, through a real edge
-// hub (its server certificate issued by that workload API) to a real Kedge hub.
+// hub (its server certificate issued by that workload API, asked for as `kedge edge-hub run` does) to a real Kedge hub.
 //
 // The one substitution: the Service names in the env (`edgehub`, `kedge-workload`) have no cluster DNS on the host,
 // so the SDK processes resolve them to the loopback addresses where the edge hub and the workload API listen (a
@@ -176,16 +176,13 @@ beforeAll(async () => {
   // The edge hub, run with its own Deployment's env: its upstream connection string, and its server certificate
   // for `edgehub` from the workload API, asked for with its workload secret (as IoT Edge's edgeHub does).
   const hubEnv = await eventually(() => podEnv('edgehub'), { timeoutMs: 60_000 });
+  const identity = workloadIdentityFromEnv(hubEnv.env);
+  if (!identity) throw new Error('the edge hub Deployment is not in workload mode');
+  expect(identity.workloadUri).toBe('http://kedge-workload:15580');
+  // The host map again, here in the test process: kedge-workload is the workload API's loopback address.
+  const cert = await requestServerCertificate({ ...identity, workloadUri: `http://${workloadHost}:${WORKLOAD_PORT}/` }, hubEnv.env['EdgeDeviceHostName'] ?? '');
+  expect(cert.cert).toContain('BEGIN CERTIFICATE');
   const w = hubEnv.env;
-  const base = `http://${workloadHost}:${WORKLOAD_PORT}`;
-  const certRes = await fetch(`${base}/modules/${encodeURIComponent('$edgeHub')}/genid/${encodeURIComponent(w['IOTEDGE_MODULEGENERATIONID'] ?? '')}/certificate/server?api-version=${w['IOTEDGE_APIVERSION'] ?? ''}`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ commonName: 'edgehub', expiration: new Date(Date.now() + 7 * 24 * 3600_000).toISOString() }),
-  });
-  expect(certRes.status, await certRes.clone().text()).toBe(201);
-  const cert = (await certRes.json()) as { privateKey: { bytes: string }; certificate: string };
-  const bundle = (await (await fetch(`${base}/trust-bundle?api-version=2018-06-28`)).json()) as { certificate: string };
   edgeHub = await startEdgeHub(
     {
       connectionString: w['EdgeHubConnectionString'] ?? '',
@@ -194,7 +191,7 @@ beforeAll(async () => {
       dataDir: tmp('kedge-wl-edgehub-'),
       mqtt: { host: edgeHost, port: 8883 },
       websocket: null,
-      tls: { cert: cert.certificate, key: cert.privateKey.bytes, ca: bundle.certificate },
+      tls: { cert: cert.cert, key: cert.key, ca: cert.trustBundle },
       logLevel: 'silent',
     },
     { logger: log },

@@ -38,7 +38,11 @@ const readFile = (path: string, flag: string): string => {
 
 /**
  * `kedge edge-hub run`: runs an edge hub until SIGINT/SIGTERM. The `$edgeHub` connection string comes from
- * `--connection-string` or `KEDGE_EDGEHUB_CONNECTION_STRING` (read when the command runs, never logged).
+ * `--connection-string`, `KEDGE_EDGEHUB_CONNECTION_STRING` or `EdgeHubConnectionString` (what the agent renders into
+ * the edge hub's Deployment; read when the command runs, never logged). Run by the agent in workload mode
+ * (`IOTEDGE_WORKLOADURI`, `IOTEDGE_MODULEGENERATIONID` set), it gets its server certificate for the name modules
+ * dial (`--host-name`, default `EdgeDeviceHostName`) from the workload API, as IoT Edge's edgeHub does, so it chains
+ * to the trust bundle modules fetch.
  */
 export function registerEdgeHubCommands(program: Command): void {
   const edgeHub = program.command('edge-hub').description("Kedge's edge hub: the device's IoT Hub-compatible MQTT broker, routes and store-and-forward");
@@ -63,9 +67,10 @@ export function registerEdgeHubCommands(program: Command): void {
     .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent', 'info')
     .action(
       run(async (opts: RunOptions) => {
-        const connectionString = opts.connectionString ?? process.env['KEDGE_EDGEHUB_CONNECTION_STRING'];
+        const connectionString = opts.connectionString ?? process.env['KEDGE_EDGEHUB_CONNECTION_STRING'] ?? process.env['EdgeHubConnectionString'];
         if (!connectionString) throw new UsageError('the $edgeHub connection string is required (--connection-string or KEDGE_EDGEHUB_CONNECTION_STRING)');
-        const hostName = opts.hostName ?? (opts.host === '0.0.0.0' || opts.host === '::' ? 'localhost' : opts.host);
+        const hostName = opts.hostName ?? process.env['EdgeDeviceHostName'] ?? (opts.host === '0.0.0.0' || opts.host === '::' ? 'localhost' : opts.host);
+        const tls = await workloadTls(hostName);
         const maxBytes = opts.maxStoreBytes === undefined ? undefined : Number(opts.maxStoreBytes);
         if (maxBytes !== undefined && (!Number.isInteger(maxBytes) || maxBytes <= 0)) throw new UsageError(`invalid --max-store-bytes ${opts.maxStoreBytes ?? ''}`);
         const { startEdgeHub, isEdgeHubError } = await import('@kedge/edge-hub');
@@ -86,6 +91,7 @@ export function registerEdgeHubCommands(program: Command): void {
             ...(opts.httpsPort === undefined ? {} : { https: opts.httpsPort === 'off' ? null : { host: opts.host, port: port(opts.httpsPort, '--https-port') } }),
             metrics: opts.metricsPort ? { host: opts.metricsHost, port: port(opts.metricsPort, '--metrics-port') } : null,
             store: { fsync: opts.fsync, ...(maxBytes === undefined ? {} : { maxBytes }) },
+            ...(tls ? { tls } : {}),
             logLevel: opts.logLevel as 'info',
           });
         } catch (e) {
@@ -100,4 +106,13 @@ export function registerEdgeHubCommands(program: Command): void {
         await edge.close();
       }),
     );
+}
+
+/** The server certificate from the workload API when the process runs in workload mode; else undefined (self-made). */
+async function workloadTls(hostName: string): Promise<{ cert: string; key: string; ca: string } | undefined> {
+  const { workloadIdentityFromEnv, requestServerCertificate } = await import('@kedge/agent');
+  const identity = workloadIdentityFromEnv(process.env);
+  if (!identity) return undefined;
+  const c = await requestServerCertificate(identity, hostName);
+  return { cert: c.cert, key: c.key, ca: c.trustBundle };
 }
