@@ -1,7 +1,8 @@
 /**
  * Test support: an edge hub in a process of its own, so a test can `kill -9` it. The configuration is the JSON in
  * `KEDGE_EDGE_HUB_CONFIG`. Prints `ready {json}` on stdout once started (the metrics URL); answers every `status`
- * line on stdin with `status {json}` (route count and `router.status()`); SIGTERM closes it gracefully.
+ * line on stdin with `status {json}` (route count and `router.status()`); SIGTERM or the end of stdin (the test
+ * process is gone) closes it gracefully.
  */
 import { createInterface } from 'node:readline';
 import pino from 'pino';
@@ -13,9 +14,16 @@ const logger = pino({ level: process.env['KEDGE_TEST_LOG'] ?? 'warn' }, pino.des
 const hub = await startEdgeHub(config, { logger });
 const bigints = (_k: string, v: unknown): unknown => (typeof v === 'bigint' ? v.toString() : v);
 process.stdout.write(`ready ${JSON.stringify({ metrics: hub.urls.metrics, mqtt: hub.urls.mqtt })}\n`);
-createInterface({ input: process.stdin }).on('line', (line) => {
-  if (line.trim() === 'status') process.stdout.write(`status ${JSON.stringify({ routes: hub.router.routes.length, status: hub.router.status() }, bigints)}\n`);
-});
-process.once('SIGTERM', () => {
+let closing = false;
+const stop = (): void => {
+  if (closing) return;
+  closing = true;
   void hub.close().then(() => process.exit(0));
-});
+};
+createInterface({ input: process.stdin })
+  .on('line', (line) => {
+    if (line.trim() === 'status') process.stdout.write(`status ${JSON.stringify({ routes: hub.router.routes.length, status: hub.router.status() }, bigints)}\n`);
+  })
+  // stdin ends when the test process is gone: do not outlive it.
+  .on('close', stop);
+process.once('SIGTERM', stop);
