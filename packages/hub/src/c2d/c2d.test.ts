@@ -175,6 +175,34 @@ function describeC2d(name: string, database: () => Promise<{ url: string | undef
       expect(got[0] && text(got[0])).toBe('over websockets');
     });
 
+    it('an AMQP device receives; its reject gives Rejected feedback to ack full, its complete Success', async (ctx) => {
+      if (skipped) return ctx.skip();
+      const client = await deviceClientFor(await deviceCs(registry, hub, 'c2d-amqp'), hub.ca, { amqp: true });
+      closables.push(client);
+      const got: DeviceMessage[] = [];
+      client.on('message', (msg: DeviceMessage) => {
+        got.push(msg);
+        // The first is rejected, the second completed.
+        void (got.length === 1 ? client.reject(msg) : client.complete(msg));
+      });
+      await client.open();
+      for (const id of ['rej', 'ok']) {
+        const m = new Message(`amqp ${id}`);
+        m.messageId = `amqp-${id}`;
+        m.ack = 'full';
+        m.properties.add('kind', id);
+        await service.send('c2d-amqp', m);
+      }
+      const rejected = await eventually(() => feedback.find((f) => f.originalMessageId === 'amqp-rej'), { what: 'rejected feedback' });
+      expect(rejected).toMatchObject({ statusCode: 'Rejected', description: 'Message rejected', deviceId: 'c2d-amqp' });
+      const done = await eventually(() => feedback.find((f) => f.originalMessageId === 'amqp-ok'), { what: 'success feedback' });
+      expect(done.statusCode).toBe('Success');
+      expect(got.map(text)).toEqual(['amqp rej', 'amqp ok']);
+      expect(got[1]?.properties.getValue('kind')).toBe('ok');
+      const api = new HubClient({ connectionString: hub.connectionString(), ca: hub.ca });
+      expect(await api.purgeC2dQueue('c2d-amqp')).toBe(0);
+    });
+
     it('a policy without ServiceConnect cannot open the service client', async (ctx) => {
       if (skipped) return ctx.skip();
       const c = c2dClientFor(hub.connectionString('registryRead'), hub.ca);
