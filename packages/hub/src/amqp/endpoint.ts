@@ -20,9 +20,10 @@ import type { Admission, DeviceLimits, Ticket } from '../mqtt/admission.js';
 import type { ConnectGrant } from '../mqtt/credentials.js';
 import { checkConnect, dependsOn, sameGeneration } from '../mqtt/credentials.js';
 import type { Store } from '../storage/store.js';
+import type { Telemetry } from '../telemetry/telemetry.js';
 import type { TlsMaterial } from '../tls/certs.js';
 import { AmqpFrameGuard } from './frame-guard.js';
-import { addressPath, c2dFromAmqp } from './messages.js';
+import { addressPath, c2dFromAmqp, telemetryFromAmqp } from './messages.js';
 
 /** The CBS node [AMQP CBS 1.0] and IoT Hub's service nodes. */
 export const CBS_NODE = '$cbs';
@@ -79,6 +80,10 @@ export interface AmqpDeps {
   readonly store: Store;
   readonly auth: ServiceAuth;
   readonly c2d: CloudToDevice;
+  /** Device telemetry over AMQP (`/devices/{id}/messages/events`) is stored here, as MQTT telemetry is. */
+  readonly telemetry: Telemetry;
+  /** Largest telemetry body. */
+  readonly maxMessageBytes: number;
   readonly bus: Bus;
   readonly log: Logger;
   readonly metrics: HubMetrics;
@@ -103,6 +108,17 @@ function mirrorTermini(link: Sender | Receiver): { source: unknown; target: unkn
   link.set_source({ address: typeof source === 'string' ? source : '' });
   link.set_target({ address: typeof target === 'string' ? target : '' });
   return { source, target };
+}
+
+/** The device id of a telemetry node path `/devices/{id}/messages/events`, if it is one. */
+function eventsOf(path: string): string | undefined {
+  const m = /^\/devices\/([^/]+)\/messages\/events\/?$/.exec(path);
+  if (!m) return undefined;
+  try {
+    return decodeURIComponent(m[1] ?? '');
+  } catch {
+    return undefined;
+  }
 }
 
 const unauthorized = (description: string): AmqpError => ({ condition: 'amqp:unauthorized-access', description });
@@ -328,7 +344,33 @@ export class AmqpEndpoint {
       this.#authorized(state, g, link);
       return;
     }
+    const eventsDevice = eventsOf(path);
+    if (eventsDevice !== undefined) {
+      const g = this.#identityGrant(state, eventsDevice);
+      if (!g) {
+        link.close(unauthorized('Sending telemetry needs the device token (put-token on $cbs first)'));
+        return;
+      }
+      this.#authorized(state, g, link);
+      return;
+    }
     link.close({ condition: 'amqp:not-found', description: `No node ${path.slice(0, 200)}` });
+  }
+
+  async #telemetry(state: ConnState, link: Receiver, deviceId: string, message: rhea.Message, delivery: Delivery): Promise<void> {
+    const g = this.#identityGrant(state, deviceId);
+    if (!g?.links.has(link)) {
+      delivery.reject(unauthorized('The token of this link expired'));
+      return;
+    }
+    try {
+      const t = telemetryFromAmqp(message, deviceId, this.#d.maxMessageBytes);
+      await this.#d.telemetry.ingest(t);
+      delivery.accept();
+    } catch (e) {
+      if (!isHubError(e)) this.#d.log.error({ err: e }, 'Failed to store AMQP telemetry');
+      delivery.reject(conditionOf(e));
+    }
   }
 
   #onSenderOpen(ctx: EventContext): void {
@@ -482,6 +524,7 @@ export class AmqpEndpoint {
     const next = prev.then(async () => {
       if (path === CBS_NODE) await this.#putToken(state, message, delivery);
       else if (path === C2D_SEND_NODE) await this.#c2dSend(state, link, message, delivery);
+      else if (eventsOf(path) !== undefined) await this.#telemetry(state, link, eventsOf(path) ?? '', message, delivery);
       else delivery.reject({ condition: 'amqp:not-allowed', description: 'No messages accepted on this link' });
     });
     state.chains.set(

@@ -1,3 +1,4 @@
+import { Message as DeviceMessageCtor } from 'azure-iot-device';
 import type { Message as DeviceMessage } from 'azure-iot-device';
 import type { Client as DeviceClient } from 'azure-iot-device';
 import { Message } from 'azure-iothub/dist/common-core/message.js';
@@ -201,6 +202,25 @@ function describeC2d(name: string, database: () => Promise<{ url: string | undef
       expect(got[1]?.properties.getValue('kind')).toBe('ok');
       const api = new HubClient({ connectionString: hub.connectionString(), ca: hub.ca });
       expect(await api.purgeC2dQueue('c2d-amqp')).toBe(0);
+    });
+
+    it('an AMQP device sends telemetry, stored as MQTT telemetry is', async (ctx) => {
+      if (skipped) return ctx.skip();
+      const client = await deviceClientFor(await deviceCs(registry, hub, 'amqp-tel'), hub.ca, { amqp: true });
+      closables.push(client);
+      await client.open();
+      const m = new DeviceMessageCtor('{"t":20}');
+      m.messageId = 'tel-1';
+      m.contentType = 'application/json';
+      m.contentEncoding = 'utf-8';
+      m.properties.add('unit', 'C');
+      await client.sendEvent(m);
+      const api = new HubClient({ connectionString: hub.connectionString(), ca: hub.ca });
+      const got = await api.readTelemetry({ deviceId: 'amqp-tel' });
+      expect(got.messages).toHaveLength(1);
+      expect(got.messages[0]?.body).toEqual({ t: 20 });
+      expect(got.messages[0]?.properties).toEqual({ unit: 'C' });
+      expect(got.messages[0]?.systemProperties).toMatchObject({ messageId: 'tel-1', connectionDeviceId: 'amqp-tel' });
     });
 
     it('a policy without ServiceConnect cannot open the service client', async (ctx) => {
