@@ -140,6 +140,8 @@ export async function startHub(input: HubConfigInput, options: StartOptions = {}
       store,
       auth,
       c2d,
+      telemetry,
+      maxMessageBytes: config.telemetry.maxMessageBytes,
       bus,
       log: log.child({ component: 'amqp' }),
       metrics,

@@ -20,9 +20,10 @@ import type { Admission, DeviceLimits, Ticket } from '../mqtt/admission.js';
 import type { ConnectGrant } from '../mqtt/credentials.js';
 import { checkConnect, dependsOn, sameGeneration } from '../mqtt/credentials.js';
 import type { Store } from '../storage/store.js';
+import type { Telemetry } from '../telemetry/telemetry.js';
 import type { TlsMaterial } from '../tls/certs.js';
 import { AmqpFrameGuard } from './frame-guard.js';
-import { addressPath, c2dFromAmqp } from './messages.js';
+import { addressPath, c2dFromAmqp, telemetryFromAmqp } from './messages.js';
 
 /** The CBS node [AMQP CBS 1.0] and IoT Hub's service nodes. */
 export const CBS_NODE = '$cbs';
@@ -67,11 +68,22 @@ interface ConnState {
   readonly chains: WeakMap<Receiver, Promise<void>>;
 }
 
+/** A device's cloud-to-device link: one message in flight at a time, as on MQTT. */
+interface DeviceLink {
+  readonly sender: Sender;
+  inFlight: { readonly lockToken: string; readonly timer: NodeJS.Timeout } | undefined;
+  locking: boolean;
+}
+
 /** Dependencies of the AMQP endpoint. */
 export interface AmqpDeps {
   readonly store: Store;
   readonly auth: ServiceAuth;
   readonly c2d: CloudToDevice;
+  /** Device telemetry over AMQP (`/devices/{id}/messages/events`) is stored here, as MQTT telemetry is. */
+  readonly telemetry: Telemetry;
+  /** Largest telemetry body. */
+  readonly maxMessageBytes: number;
   readonly bus: Bus;
   readonly log: Logger;
   readonly metrics: HubMetrics;
@@ -96,6 +108,17 @@ function mirrorTermini(link: Sender | Receiver): { source: unknown; target: unkn
   link.set_source({ address: typeof source === 'string' ? source : '' });
   link.set_target({ address: typeof target === 'string' ? target : '' });
   return { source, target };
+}
+
+/** The device id of a telemetry node path `/devices/{id}/messages/events`, if it is one. */
+function eventsOf(path: string): string | undefined {
+  const m = /^\/devices\/([^/]+)\/messages\/events\/?$/.exec(path);
+  if (!m) return undefined;
+  try {
+    return decodeURIComponent(m[1] ?? '');
+  } catch {
+    return undefined;
+  }
 }
 
 const unauthorized = (description: string): AmqpError => ({ condition: 'amqp:unauthorized-access', description });
@@ -134,6 +157,10 @@ export class AmqpEndpoint {
   readonly #conns = new Map<Connection, ConnState>();
   readonly #wss: WebSocketServer;
   readonly #feedbackLinks = new Set<Sender>();
+  /** Devices' cloud-to-device receive links (`/devices/{id}/messages/devicebound`) on this replica, by device id. */
+  readonly #deviceLinks = new Map<string, DeviceLink>();
+  /** Deliveries of cloud-to-device messages awaiting the device's disposition. */
+  readonly #c2dDeliveries = new WeakMap<Delivery, { readonly deviceId: string; readonly lockToken: string }>();
   readonly #feedbackPending = new WeakMap<Delivery, readonly number[]>();
   #feedbackBusy = false;
   #feedbackAgain = false;
@@ -160,10 +187,23 @@ export class AmqpEndpoint {
     c.on('receiver_open', (ctx: EventContext) => this.#onReceiverOpen(ctx));
     c.on('sender_open', (ctx: EventContext) => this.#onSenderOpen(ctx));
     c.on('message', (ctx: EventContext) => this.#onMessage(ctx));
-    c.on('accepted', (ctx: EventContext) => this.#onFeedbackSettled(ctx, true));
-    for (const ev of ['released', 'rejected', 'modified']) c.on(ev, (ctx: EventContext) => this.#onFeedbackSettled(ctx, false));
+    c.on('accepted', (ctx: EventContext) => {
+      this.#onFeedbackSettled(ctx, true);
+      if (ctx.delivery) this.#onDeviceSettled(ctx.delivery, 'complete');
+    });
+    c.on('rejected', (ctx: EventContext) => {
+      this.#onFeedbackSettled(ctx, false);
+      if (ctx.delivery) this.#onDeviceSettled(ctx.delivery, 'reject');
+    });
+    for (const ev of ['released', 'modified']) {
+      c.on(ev, (ctx: EventContext) => {
+        this.#onFeedbackSettled(ctx, false);
+        if (ctx.delivery) this.#onDeviceSettled(ctx.delivery, 'abandon');
+      });
+    }
     c.on('sendable', (ctx: EventContext) => {
       if (ctx.sender && this.#feedbackLinks.has(ctx.sender)) this.#pumpFeedback();
+      for (const [deviceId, dl] of this.#deviceLinks) if (dl.sender === ctx.sender) this.#pumpDevice(deviceId);
       const state = this.#conns.get(ctx.connection);
       if (state && ctx.sender === state.cbsReply) this.#flushCbs(state);
     });
@@ -267,7 +307,10 @@ export class AmqpEndpoint {
     state.ticket.release();
     for (const g of state.grants.values()) {
       if (g.timer) clearTimeout(g.timer);
-      for (const l of g.links) if (this.#feedbackLinks.delete(l as Sender)) this.#feedbackBusy = false;
+      for (const l of g.links) {
+        if (this.#feedbackLinks.delete(l as Sender)) this.#feedbackBusy = false;
+        for (const [deviceId, dl] of [...this.#deviceLinks]) if (dl.sender === l) this.#closeDeviceLink(deviceId, dl.sender);
+      }
     }
     state.grants.clear();
     state.guard.destroy();
@@ -301,7 +344,33 @@ export class AmqpEndpoint {
       this.#authorized(state, g, link);
       return;
     }
+    const eventsDevice = eventsOf(path);
+    if (eventsDevice !== undefined) {
+      const g = this.#identityGrant(state, eventsDevice);
+      if (!g) {
+        link.close(unauthorized('Sending telemetry needs the device token (put-token on $cbs first)'));
+        return;
+      }
+      this.#authorized(state, g, link);
+      return;
+    }
     link.close({ condition: 'amqp:not-found', description: `No node ${path.slice(0, 200)}` });
+  }
+
+  async #telemetry(state: ConnState, link: Receiver, deviceId: string, message: rhea.Message, delivery: Delivery): Promise<void> {
+    const g = this.#identityGrant(state, deviceId);
+    if (!g?.links.has(link)) {
+      delivery.reject(unauthorized('The token of this link expired'));
+      return;
+    }
+    try {
+      const t = telemetryFromAmqp(message, deviceId, this.#d.maxMessageBytes);
+      await this.#d.telemetry.ingest(t);
+      delivery.accept();
+    } catch (e) {
+      if (!isHubError(e)) this.#d.log.error({ err: e }, 'Failed to store AMQP telemetry');
+      delivery.reject(conditionOf(e));
+    }
   }
 
   #onSenderOpen(ctx: EventContext): void {
@@ -325,7 +394,107 @@ export class AmqpEndpoint {
       this.#pumpFeedback();
       return;
     }
+    const device = /^\/devices\/([^/]+)\/messages\/devicebound\/?$/.exec(path);
+    if (device) {
+      let deviceId = '';
+      try {
+        deviceId = decodeURIComponent(device[1] ?? '');
+      } catch {
+        // Stays '': matches no grant.
+      }
+      const g = this.#identityGrant(state, deviceId);
+      if (!g) {
+        link.close(unauthorized('Receiving cloud-to-device messages needs the device token (put-token on $cbs first)'));
+        return;
+      }
+      this.#authorized(state, g, link);
+      this.#closeDeviceLink(deviceId);
+      this.#deviceLinks.set(deviceId, { sender: link, inFlight: undefined, locking: false });
+      this.#pumpDevice(deviceId);
+      return;
+    }
     link.close({ condition: 'amqp:not-found', description: `No node ${path.slice(0, 200)}` });
+  }
+
+  /** The live grant of device `deviceId` itself (not one of its modules) on this connection. */
+  #identityGrant(state: ConnState, deviceId: string): TokenGrant | undefined {
+    for (const g of state.grants.values()) {
+      if (g.principal.kind !== 'identity' || g.expiresAtSeconds <= this.#now()) continue;
+      const id = g.principal.grant.identity;
+      if (deviceId !== '' && id.deviceId === deviceId && id.moduleId === '' && g.principal.grant.via === undefined) return g;
+    }
+    return undefined;
+  }
+
+  /** Delivers the next cloud-to-device message on the device's link, if it has credit and holds none. */
+  #pumpDevice(deviceId: string): void {
+    const dl = this.#deviceLinks.get(deviceId);
+    if (!dl || dl.inFlight || dl.locking || !dl.sender.sendable() || this.#closing) return;
+    dl.locking = true;
+    const c2d = this.#d.c2d;
+    c2d.lock(deviceId).then(
+      (m) => {
+        dl.locking = false;
+        if (!m) return;
+        if (this.#deviceLinks.get(deviceId) !== dl || !dl.sender.is_open()) {
+          void c2d.settle(deviceId, m.lockToken, 'abandon').catch(() => undefined);
+          return;
+        }
+        const timer = setTimeout(() => {
+          if (dl.inFlight?.lockToken !== m.lockToken) return;
+          dl.inFlight = undefined;
+          this.#pumpDevice(deviceId);
+        }, c2d.config.lockTimeoutSeconds * 1000);
+        timer.unref();
+        dl.inFlight = { lockToken: m.lockToken, timer };
+        this.#d.metrics.c2dMessages.inc({ event: 'delivered' });
+        const sys = m.systemProperties;
+        const delivery = dl.sender.send({
+          ...(sys['messageId'] === undefined ? {} : { message_id: sys['messageId'] }),
+          ...(sys['correlationId'] === undefined ? {} : { correlation_id: sys['correlationId'] }),
+          ...(sys['contentType'] === undefined ? {} : { content_type: sys['contentType'] }),
+          ...(sys['contentEncoding'] === undefined ? {} : { content_encoding: sys['contentEncoding'] }),
+          ...(sys['userId'] === undefined ? {} : { user_id: sys['userId'] }),
+          to: `/devices/${deviceId}/messages/devicebound`,
+          absolute_expiry_time: m.expiresAt,
+          delivery_count: m.deliveryCount - 1,
+          application_properties: { ...m.properties, 'iothub-ack': m.ack },
+          body: rhea.message.data_section(m.body) as unknown,
+        });
+        this.#c2dDeliveries.set(delivery, { deviceId, lockToken: m.lockToken });
+      },
+      (err: unknown) => {
+        dl.locking = false;
+        this.#d.log.warn({ err, deviceId }, 'Failed to lock a cloud-to-device message');
+      },
+    );
+  }
+
+  /** The device settled a delivery: accepted = complete, rejected = reject, released/modified = abandon. */
+  #onDeviceSettled(delivery: Delivery, settlement: 'complete' | 'reject' | 'abandon'): void {
+    const d = this.#c2dDeliveries.get(delivery);
+    if (!d) return;
+    this.#c2dDeliveries.delete(delivery);
+    const dl = this.#deviceLinks.get(d.deviceId);
+    if (dl?.inFlight?.lockToken === d.lockToken) {
+      clearTimeout(dl.inFlight.timer);
+      dl.inFlight = undefined;
+    }
+    this.#d.c2d.settle(d.deviceId, d.lockToken, settlement).then(
+      () => this.#pumpDevice(d.deviceId),
+      (err: unknown) => this.#d.log.warn({ err, deviceId: d.deviceId }, 'Failed to settle a cloud-to-device message'),
+    );
+  }
+
+  /** Forgets a device's link; its message in flight goes back to the queue (its delivery count stays). */
+  #closeDeviceLink(deviceId: string, only?: Sender): void {
+    const dl = this.#deviceLinks.get(deviceId);
+    if (!dl || (only && dl.sender !== only)) return;
+    this.#deviceLinks.delete(deviceId);
+    if (dl.inFlight) {
+      clearTimeout(dl.inFlight.timer);
+      void this.#d.c2d.settle(deviceId, dl.inFlight.lockToken, 'abandon').catch(() => undefined);
+    }
   }
 
   /** A link opened on `grant`: the connection is now authorized (its pre-authentication deadline ends). */
@@ -340,6 +509,8 @@ export class AmqpEndpoint {
     if (!state || !link) return;
     for (const g of state.grants.values()) g.links.delete(link);
     if (ctx.sender && this.#feedbackLinks.delete(ctx.sender)) this.#feedbackBusy = false;
+    const sender = ctx.sender;
+    if (sender) for (const [deviceId, dl] of [...this.#deviceLinks]) if (dl.sender === sender) this.#closeDeviceLink(deviceId, sender);
   }
 
   #onMessage(ctx: EventContext): void {
@@ -353,6 +524,7 @@ export class AmqpEndpoint {
     const next = prev.then(async () => {
       if (path === CBS_NODE) await this.#putToken(state, message, delivery);
       else if (path === C2D_SEND_NODE) await this.#c2dSend(state, link, message, delivery);
+      else if (eventsOf(path) !== undefined) await this.#telemetry(state, link, eventsOf(path) ?? '', message, delivery);
       else delivery.reject({ condition: 'amqp:not-allowed', description: 'No messages accepted on this link' });
     });
     state.chains.set(
@@ -405,7 +577,14 @@ export class AmqpEndpoint {
     if (operation !== 'put-token') return reply(400, 'Only put-token is supported');
     if (typeof type !== 'string' || !TOKEN_TYPES.includes(type)) return reply(400, 'Unsupported token type');
     if (typeof name !== 'string' || name.length === 0 || name.length > 1024 || token === undefined || token.length > 4096) return reply(400, 'Malformed put-token');
-    const audience = name.replace(/^(amqps?|https?|wss?):\/\//i, '').replace(/\/+$/, '');
+    // The Node device SDK names the audience as its token's `sr`, URL-encoded (`host%2Fdevices%2Fd`).
+    let decoded: string;
+    try {
+      decoded = name.includes('%') ? decodeURIComponent(name) : name;
+    } catch {
+      return reply(400, 'Malformed audience');
+    }
+    const audience = decoded.replace(/^(amqps?|https?|wss?):\/\//i, '').replace(/\/+$/, '');
     const parsed = parseSasToken(token);
     if (!parsed.ok) return reply(401, 'Malformed SAS token');
     // As on MQTT: a token already past `se` cannot authorize anything (no skew in its favour).
@@ -482,6 +661,7 @@ export class AmqpEndpoint {
     this.#d.log.info({ audience: grant.audience, reason }, 'Detached AMQP links');
     for (const link of grant.links) {
       if (this.#feedbackLinks.delete(link as Sender)) this.#feedbackBusy = false;
+      for (const [deviceId, dl] of [...this.#deviceLinks]) if (dl.sender === link) this.#closeDeviceLink(deviceId, dl.sender);
       link.close(unauthorized(reason));
     }
     grant.links.clear();
@@ -489,6 +669,7 @@ export class AmqpEndpoint {
 
   #onBus(e: BusEvent): void {
     if (e.type === 'c2d-feedback') this.#pumpFeedback();
+    else if (e.type === 'c2d') this.#pumpDevice(e.deviceId);
     else if (e.type === 'identity') {
       this.#recheck(e.deviceId, e.moduleId).catch((err: unknown) => this.#d.log.warn({ err }, 'Failed to re-check AMQP tokens'));
     }

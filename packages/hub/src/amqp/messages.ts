@@ -2,7 +2,7 @@ import type { Message } from 'rhea';
 import { uuid_to_string } from 'rhea';
 import { hubError } from '../errors.js';
 import { assertDeviceId } from '../registry/ids.js';
-import type { C2dAck } from '../storage/store.js';
+import type { C2dAck, NewTelemetry } from '../storage/store.js';
 import type { C2dSend } from '../c2d/c2d.js';
 
 /** AMQP data section type code [AMQP 1.0 3.2.6]. */
@@ -103,4 +103,37 @@ export function c2dFromAmqp(m: Message): C2dSend {
     systemProperties: system,
     body: bodyBytes(m.body),
   };
+}
+
+/**
+ * Reads a device's telemetry message (sent to `/devices/{id}/messages/events`) into a stored record, stamped with
+ * the authenticated device. Application properties as on MQTT (strings; numbers and booleans as text), bounded.
+ */
+export function telemetryFromAmqp(m: Message, deviceId: string, maxBodyBytes: number): NewTelemetry {
+  const body = bodyBytes(m.body);
+  if (body.length > maxBodyBytes) throw hubError('CLOUD_ERR_PAYLOAD_TOO_LARGE', `Message body over ${maxBodyBytes} bytes`);
+  const properties = Object.create(null) as Record<string, string>;
+  const app: unknown = m.application_properties;
+  if (app !== undefined && app !== null) {
+    if (typeof app !== 'object') throw hubError('CLOUD_ERR_BAD_REQUEST', 'Malformed application properties');
+    const entries = Object.entries(app as Record<string, unknown>);
+    if (entries.length > MAX_PROPERTIES) throw hubError('CLOUD_ERR_BAD_REQUEST', `More than ${MAX_PROPERTIES} application properties`);
+    for (const [k, v] of entries) {
+      if (typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean') throw hubError('CLOUD_ERR_BAD_REQUEST', 'Application properties must be strings, numbers or booleans');
+      const value = String(v);
+      if (k.length === 0 || k.length > MAX_PROPERTY_CHARS || value.length > MAX_PROPERTY_CHARS) throw hubError('CLOUD_ERR_BAD_REQUEST', 'Application property too long');
+      properties[k] = value;
+    }
+  }
+  const enqueuedTime = Date.now();
+  const system = Object.create(null) as Record<string, string>;
+  const mid = idText(m.message_id, 'message id');
+  if (mid !== undefined) system['messageId'] = mid;
+  const cid = idText(m.correlation_id, 'correlation id');
+  if (cid !== undefined) system['correlationId'] = cid;
+  if (typeof m.content_type === 'string') system['contentType'] = m.content_type.slice(0, MAX_PROPERTY_CHARS);
+  if (typeof m.content_encoding === 'string') system['contentEncoding'] = m.content_encoding.slice(0, MAX_PROPERTY_CHARS);
+  system['connectionDeviceId'] = deviceId;
+  system['enqueuedTime'] = new Date(enqueuedTime).toISOString();
+  return { deviceId, moduleId: '', enqueuedTime, properties, systemProperties: system, body };
 }

@@ -1,3 +1,4 @@
+import { Message as DeviceMessageCtor } from 'azure-iot-device';
 import type { Message as DeviceMessage } from 'azure-iot-device';
 import type { Client as DeviceClient } from 'azure-iot-device';
 import { Message } from 'azure-iothub/dist/common-core/message.js';
@@ -173,6 +174,53 @@ function describeC2d(name: string, database: () => Promise<{ url: string | undef
       await ws.send('c2d-ws', new Message('over websockets'));
       await eventually(() => got.length > 0, { what: 'the message' });
       expect(got[0] && text(got[0])).toBe('over websockets');
+    });
+
+    it('an AMQP device receives; its reject gives Rejected feedback to ack full, its complete Success', async (ctx) => {
+      if (skipped) return ctx.skip();
+      const client = await deviceClientFor(await deviceCs(registry, hub, 'c2d-amqp'), hub.ca, { amqp: true });
+      closables.push(client);
+      const got: DeviceMessage[] = [];
+      client.on('message', (msg: DeviceMessage) => {
+        got.push(msg);
+        // The first is rejected, the second completed.
+        void (got.length === 1 ? client.reject(msg) : client.complete(msg));
+      });
+      await client.open();
+      for (const id of ['rej', 'ok']) {
+        const m = new Message(`amqp ${id}`);
+        m.messageId = `amqp-${id}`;
+        m.ack = 'full';
+        m.properties.add('kind', id);
+        await service.send('c2d-amqp', m);
+      }
+      const rejected = await eventually(() => feedback.find((f) => f.originalMessageId === 'amqp-rej'), { what: 'rejected feedback' });
+      expect(rejected).toMatchObject({ statusCode: 'Rejected', description: 'Message rejected', deviceId: 'c2d-amqp' });
+      const done = await eventually(() => feedback.find((f) => f.originalMessageId === 'amqp-ok'), { what: 'success feedback' });
+      expect(done.statusCode).toBe('Success');
+      expect(got.map(text)).toEqual(['amqp rej', 'amqp ok']);
+      expect(got[1]?.properties.getValue('kind')).toBe('ok');
+      const api = new HubClient({ connectionString: hub.connectionString(), ca: hub.ca });
+      expect(await api.purgeC2dQueue('c2d-amqp')).toBe(0);
+    });
+
+    it('an AMQP device sends telemetry, stored as MQTT telemetry is', async (ctx) => {
+      if (skipped) return ctx.skip();
+      const client = await deviceClientFor(await deviceCs(registry, hub, 'amqp-tel'), hub.ca, { amqp: true });
+      closables.push(client);
+      await client.open();
+      const m = new DeviceMessageCtor('{"t":20}');
+      m.messageId = 'tel-1';
+      m.contentType = 'application/json';
+      m.contentEncoding = 'utf-8';
+      m.properties.add('unit', 'C');
+      await client.sendEvent(m);
+      const api = new HubClient({ connectionString: hub.connectionString(), ca: hub.ca });
+      const got = await api.readTelemetry({ deviceId: 'amqp-tel' });
+      expect(got.messages).toHaveLength(1);
+      expect(got.messages[0]?.body).toEqual({ t: 20 });
+      expect(got.messages[0]?.properties).toEqual({ unit: 'C' });
+      expect(got.messages[0]?.systemProperties).toMatchObject({ messageId: 'tel-1', connectionDeviceId: 'amqp-tel' });
     });
 
     it('a policy without ServiceConnect cannot open the service client', async (ctx) => {

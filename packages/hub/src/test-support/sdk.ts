@@ -11,6 +11,7 @@ import { SharedAccessSignature } from 'azure-iothub/dist/common-core/shared_acce
 import { Http } from 'azure-iothub/dist/common-http/http.js';
 import { RestApiClient } from 'azure-iothub/dist/common-http/rest_api_client.js';
 import { Client as DeviceClient, ModuleClient } from 'azure-iot-device';
+import { Amqp as DeviceAmqp } from 'azure-iot-device-amqp';
 import { Mqtt, MqttWs } from 'azure-iot-device-mqtt';
 import { parseConnectionString } from '@kedge/protocol';
 
@@ -62,9 +63,9 @@ export function c2dClientFor(connectionString: string, ca: string, opts: { webso
   return client;
 }
 
-/** An azure-iot-device client over MQTT/TLS (or MQTT over WebSockets) trusting `ca`; not yet opened. */
-export async function deviceClientFor(connectionString: string, ca: string, opts: { websocket?: boolean } = {}): Promise<DeviceClient> {
-  const c = DeviceClient.fromConnectionString(connectionString, opts.websocket === true ? MqttWs : Mqtt);
+/** An azure-iot-device client over MQTT/TLS (or MQTT over WebSockets, or AMQP/TLS) trusting `ca`; not yet opened. */
+export async function deviceClientFor(connectionString: string, ca: string, opts: { websocket?: boolean; amqp?: boolean } = {}): Promise<DeviceClient> {
+  const c = DeviceClient.fromConnectionString(connectionString, opts.amqp === true ? DeviceAmqp : opts.websocket === true ? MqttWs : Mqtt);
   await c.setOptions({ ca });
   return c;
 }
