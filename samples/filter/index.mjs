@@ -44,7 +44,8 @@ function copyProperties(from, to) {
   }
 }
 
-async function main() {
+/** Runs the module until SIGTERM/SIGINT (`kedge dev sample` calls it; `node index.mjs` runs it as a program). */
+export async function main() {
   const client = await ModuleClient.fromEnvironment(Mqtt);
   client.on('error', (err) => console.error(`filter: client error: ${err.message}`));
   await client.open();

@@ -50,7 +50,8 @@ export function temperatureAt(settings, sequence) {
   return Math.round((lo + ((hi - lo) * up) / (steps - 1)) * 100) / 100;
 }
 
-async function main() {
+/** Runs the module until SIGTERM/SIGINT (`kedge dev sample` calls it; `node index.mjs` runs it as a program). */
+export async function main() {
   const client = await ModuleClient.fromEnvironment(Mqtt);
   client.on('error', (err) => console.error(`sensor: client error: ${err.message}`));
   await client.open();

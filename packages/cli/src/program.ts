@@ -6,6 +6,7 @@ import { registerClusterCommands } from './commands/agent.js';
 import { registerInstallCommands } from './commands/install.js';
 import { registerEdgeHubCommands } from './commands/edge-hub.js';
 import { registerCheckCommands } from './commands/check.js';
+import { registerDevCommands } from './commands/dev/index.js';
 
 /**
  * Builds the `kedge` command tree. Each command family lives in `commands/<family>.ts` and registers itself here;
@@ -26,5 +27,6 @@ export function buildProgram(): Command {
   registerInstallCommands(program);
   registerEdgeHubCommands(program);
   registerCheckCommands(program);
+  registerDevCommands(program);
   return program;
 }
