@@ -9,6 +9,7 @@ import type { Column } from '../../output.js';
 import { UsageError, printJson, readDocument, run } from '../hub/common.js';
 import { groupExists, isRunning, spawnDetached, stopGroup } from './processes.js';
 import { STATE_FILE, defaultStateDir, readDevState } from './state.js';
+import { ENDPOINTS_FILE } from '../hub/serve.js';
 import type { DevProcess, DevState } from './state.js';
 
 /** The Kedge checkout this CLI runs from (packages/cli/{src,dist}/commands/dev/ → the root). */
@@ -181,6 +182,56 @@ export function agentArgs(a: { stateDir: string; deviceCsFile: string; caFile: s
   ];
 }
 
+/** The hub's command line: loopback, the state dir's data dir. */
+function hubArgs(hubDir: string, port: number, mqttPort: number): string[] {
+  rmSync(join(hubDir, ENDPOINTS_FILE), { force: true });
+  return [CLI_MAIN, 'hub', '--data-dir', hubDir, '--host', '127.0.0.1', '--port', String(port), '--mqtt-port', String(mqttPort)];
+}
+
+/** Waits until the hub `p` listens (its endpoints.json names its pid); a clear error when it exits or times out. */
+function hubListening(hubDir: string, p: DevProcess, timeoutMs: number, rel: (p: string) => string): Promise<{ pid: number; hostName: string; service: string; mqtt: string }> {
+  return until(
+    () => {
+      if (!isRunning(p)) throw new DevError('the hub exited');
+      const e = JSON.parse(readFileSync(join(hubDir, ENDPOINTS_FILE), 'utf8')) as { pid: number; hostName: string; service: string; mqtt: string };
+      return e.pid === p.pid ? e : undefined;
+    },
+    timeoutMs,
+    () => `the hub did not start: ${logProblems(p.log).join('; ') || 'no output'} (log: ${rel(p.log)})`,
+  );
+}
+
+/**
+ * `kedge dev stop hub` / `kedge dev start hub`: takes the hub away and brings it back on the same ports and data,
+ * to watch the edge keep working offline and deliver what it buffered.
+ */
+async function stopStart(action: 'stop' | 'start', component: string, opts: { stateDir?: string; timeout: string }): Promise<void> {
+  if (component !== 'hub') throw new UsageError(`only the hub can be stopped and started on its own (got ${component}); \`kedge dev down\` stops everything`);
+  const dir = resolve(opts.stateDir ?? defaultStateDir());
+  const state = readDevState(dir);
+  if (!state?.hub) throw new UsageError(`nothing runs in ${dir}: start with \`npx kedge dev up\``);
+  const say = progress(useColor(process.stderr));
+  const current = state.processes.find((p) => p.name === 'hub');
+  const others = state.processes.filter((p) => p.name !== 'hub');
+  const save = (processes: DevProcess[]): void => writeFileSync(join(dir, STATE_FILE), `${JSON.stringify({ ...state, processes }, null, 2)}\n`, { mode: 0o600 });
+  if (action === 'stop') {
+    if (!current || !isRunning(current)) return say.note('kedge dev: the hub is not running');
+    await stopGroup(current, STOP_GRACE_MS);
+    save(others);
+    say.ok('hub', `stopped (pid ${current.pid}); the edge keeps running and buffers: \`kedge dev start hub\` brings it back`);
+    return;
+  }
+  if (current && isRunning(current)) return say.note(`kedge dev: the hub already runs (pid ${current.pid})`);
+  const hubDir = join(dir, 'hub');
+  const log = join(dir, 'logs', 'hub.log');
+  const t = spawnDetached(process.execPath, hubArgs(hubDir, state.hub.servicePort, state.hub.mqttPort), { cwd: dir, env: childEnv(), logFile: log });
+  const p: DevProcess = { name: 'hub', pid: t.pid, log, ...(t.startTime === undefined ? {} : { startTime: t.startTime }) };
+  save([p, ...others]);
+  const rel = (f: string): string => relative(process.cwd(), f) || '.';
+  const e = await hubListening(hubDir, p, Number(opts.timeout) * 1000, rel);
+  say.ok('hub', `${e.service}, pid ${p.pid}`);
+}
+
 /** `kedge dev up`. */
 async function up(opts: UpOptions): Promise<void> {
   const color = useColor(process.stderr);
@@ -226,17 +277,8 @@ async function up(opts: UpOptions): Promise<void> {
   try {
     // 1. The hub (SQLite in the state dir), on loopback.
     const hubDir = join(dir, 'hub');
-    rmSync(join(hubDir, 'endpoints.json'), { force: true });
-    const hubProc = startProcess('hub', [CLI_MAIN, 'hub', '--data-dir', hubDir, '--host', '127.0.0.1', '--port', String(hubPort), '--mqtt-port', String(hubMqttPort)]);
-    const endpoints = await until(
-      () => {
-        if (!isRunning(hubProc)) throw new DevError('the hub exited');
-        const e = JSON.parse(readFileSync(join(hubDir, 'endpoints.json'), 'utf8')) as { pid: number; hostName: string; service: string; mqtt: string };
-        return e.pid === hubProc.pid ? e : undefined;
-      },
-      timeoutMs,
-      () => `the hub did not start: ${logProblems(hubProc.log).join('; ') || 'no output'} (log: ${rel(hubProc.log)})`,
-    );
+    const hubProc = startProcess('hub', hubArgs(hubDir, hubPort, hubMqttPort));
+    const endpoints = await hubListening(hubDir, hubProc, timeoutMs, rel);
     state = {
       ...state,
       hub: {
@@ -503,6 +545,15 @@ export function registerDevCommands(program: Command): void {
     .option('--state-dir <dir>', 'the state dir (default: ./.kedge-dev, or $KEDGE_DEV_STATE_DIR)')
     .option('--json', 'print JSON instead of a table')
     .action(run(devAction(status)));
+  for (const action of ['stop', 'start'] as const) {
+    dev
+      .command(action)
+      .description(action === 'stop' ? 'Stop the hub alone (the edge keeps working and buffers)' : 'Start the hub again, on the same ports and data')
+      .argument('<component>', 'hub')
+      .option('--state-dir <dir>', 'the state dir (default: ./.kedge-dev, or $KEDGE_DEV_STATE_DIR)')
+      .option('--timeout <seconds>', 'how long starting may take', '60')
+      .action(run(devAction((component: string, opts: { stateDir?: string; timeout: string }) => stopStart(action, component, opts))));
+  }
   dev
     .command('sample', { hidden: true })
     .description(`Run a sample module of this checkout in this process (${SAMPLE_NAMES.join(', ')})`)
