@@ -50,11 +50,29 @@ export function temperatureAt(settings, sequence) {
   return Math.round((lo + ((hi - lo) * up) / (steps - 1)) * 100) / 100;
 }
 
+/**
+ * Connects to the edge hub, trying again for a while: a module may start before its edge hub listens (IoT Edge
+ * starts them in startupOrder, not after readiness). After that the SDK reconnects by itself.
+ */
+async function openClient(attempts = 30) {
+  for (let i = 1; ; i++) {
+    const client = await ModuleClient.fromEnvironment(Mqtt);
+    client.on('error', (err) => console.error(`sensor: client error: ${err.message}`));
+    try {
+      await client.open();
+      return client;
+    } catch (err) {
+      await client.close().catch(() => undefined);
+      if (i >= attempts) throw err;
+      console.error(`sensor: cannot reach the edge hub yet (${err.message}); retrying`);
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  }
+}
+
 /** Runs the module until SIGTERM/SIGINT (`kedge dev sample` calls it; `node index.mjs` runs it as a program). */
 export async function main() {
-  const client = await ModuleClient.fromEnvironment(Mqtt);
-  client.on('error', (err) => console.error(`sensor: client error: ${err.message}`));
-  await client.open();
+  const client = await openClient();
   const twin = await client.getTwin();
   let settings = { ...DEFAULTS };
   let sequence = 0;

@@ -47,7 +47,9 @@ function hubEndpointPorts(file: string): { mqttPort: number; httpsPort: number }
     throw new UsageError(`--hub-endpoints ${file} is not JSON`);
   }
   const portOf = (url: unknown): number => {
-    const n = typeof url === 'string' && URL.canParse(url) ? Number(new URL(url).port) : NaN;
+    // WHATWG URLs leave the scheme's default port out (https://h is 443).
+    const u = typeof url === 'string' && URL.canParse(url) ? new URL(url) : undefined;
+    const n = u === undefined ? NaN : u.port !== '' ? Number(u.port) : u.protocol === 'https:' ? 443 : NaN;
     if (!Number.isInteger(n) || n <= 0) throw new UsageError(`--hub-endpoints ${file}: no usable mqtt/service URL`);
     return n;
   };

@@ -137,6 +137,21 @@ function moduleRows(r: AgentReported): Array<{ name: string } & Reported> {
   return rows;
 }
 
+/**
+ * The last lines a module wrote, through the agent's `GetModuleLogs` direct method (the agent keeps module output;
+ * nothing is in a file): why a module is not running. Empty when the agent does not answer.
+ */
+async function moduleLogTail(client: HubClient, deviceId: string, module: string, tail = 5): Promise<string[]> {
+  try {
+    const r = await client.invoke(deviceId, '$edgeAgent', 'GetModuleLogs', { schemaVersion: '1.0', items: [{ id: `^${module}$`, filter: { tail } }], encoding: 'none', contentType: 'text' }, 10);
+    const items = Array.isArray(r.payload) ? (r.payload as Array<{ id?: unknown; payload?: unknown }>) : [];
+    const text = items.map((i) => (typeof i.payload === 'string' ? i.payload : '')).join('\n');
+    return text.split('\n').map((l) => l.trim()).filter((l) => l !== '' && !/^at /.test(l)).slice(-tail);
+  } catch {
+    return [];
+  }
+}
+
 /** Opens the state dir's hub as a service client. */
 async function devClient(state: DevState): Promise<HubClient> {
   if (!state.hub) throw new DevError('this dev environment has no hub yet');
@@ -175,12 +190,21 @@ export function agentArgs(a: { stateDir: string; deviceCsFile: string; caFile: s
     String(a.hubMqttPort),
     '--hub-https-port',
     String(a.hubServicePort),
-    '--gateway-host-name',
+    '--gateway-host',
     a.edgeHost,
+    // The edge hub makes its CA when it first starts (it starts first: startupOrder 0); modules trust it.
+    '--module-ca',
+    join(a.stateDir, 'edge-hub', 'tls', 'ca.pem'),
     '--metrics-port',
     '0',
   ];
 }
+
+/** The port of a URL, also when it is the scheme's default (`https://h` has port '' in WHATWG URLs). */
+const urlPort = (url: string): number => {
+  const u = new URL(url);
+  return u.port !== '' ? Number(u.port) : u.protocol === 'https:' || u.protocol === 'wss:' ? 443 : u.protocol === 'http:' ? 80 : 8883;
+};
 
 /** The hub's command line: loopback, the state dir's data dir. */
 function hubArgs(hubDir: string, port: number, mqttPort: number): string[] {
@@ -283,8 +307,8 @@ async function up(opts: UpOptions): Promise<void> {
       ...state,
       hub: {
         hostName: endpoints.hostName,
-        servicePort: Number(new URL(endpoints.service).port),
-        mqttPort: Number(new URL(endpoints.mqtt).port),
+        servicePort: urlPort(endpoints.service),
+        mqttPort: urlPort(endpoints.mqtt),
         caFile: join(hubDir, 'tls', 'ca.pem'),
         connectionStringFile: join(hubDir, 'iothubowner.connection-string'),
       },
@@ -323,6 +347,14 @@ async function up(opts: UpOptions): Promise<void> {
     say.wait(`waiting for ${want.join(', ')} (up to ${opts.timeout} s)`);
     const shown = new Set<string>();
     let last: AgentReported = {};
+    const notRunningLogs = async (): Promise<string> => {
+      const parts: string[] = [];
+      for (const m of moduleRows(last).filter((r) => !shown.has(r.name) && r.runtimeStatus !== 'pending')) {
+        const lines = await moduleLogTail(client, opts.device, m.name);
+        if (lines.length > 0) parts.push(`${m.name} wrote: ${lines.join(' | ')}`);
+      }
+      return parts.join('\n');
+    };
     await until(
       async () => {
         if (!isRunning(agentProc)) throw new DevError('the agent exited');
@@ -339,9 +371,12 @@ async function up(opts: UpOptions): Promise<void> {
       () => {
         const waiting = moduleRows(last).filter((m) => !shown.has(m.name)).map((m) => `${m.name} ${m.runtimeStatus ?? 'unknown'}${m.statusDescription ?? m.description ? ` (${m.statusDescription ?? m.description})` : ''}`);
         const agentLog = isRunning(agentProc) ? '' : ` agent: ${logProblems(agentProc.log).join('; ')}`;
-        return `modules not running after ${opts.timeout} s: ${waiting.join(', ') || want.filter((w) => !shown.has(w)).join(', ') + ' not reported yet'}.${agentLog} (logs: ${rel(join(dir, 'logs'))}, module logs: kedge dev status)`;
+        return `modules not running after ${opts.timeout} s: ${waiting.join(', ') || want.filter((w) => !shown.has(w)).join(', ') + ' not reported yet'}.${agentLog} (logs: ${rel(join(dir, 'logs'))})`;
       },
-    );
+    ).catch(async (e: unknown) => {
+      const logs = e instanceof DevError ? await notRunningLogs() : '';
+      throw logs === '' ? e : new DevError(`${(e as Error).message}\n${logs}`);
+    });
 
     // 6. Telemetry reaching the hub through the routes.
     const t0 = Date.now();
@@ -377,14 +412,15 @@ async function up(opts: UpOptions): Promise<void> {
 function nextSteps(deviceId: string, dir: string): string {
   const sd = resolve(dir) === defaultStateDir() ? '' : ` --state-dir ${dir}`;
   const env = sd === '' ? '' : `KEDGE_DEV_STATE_DIR=${dir} `;
-  return [
-    'Next:',
-    `  ${env}npx kedge monitor ${deviceId}                  # live telemetry (Ctrl-C to stop)`,
-    `  ${env}npx kedge twin update ${deviceId} --module filter --desired '{"temperatureThreshold":35}'`,
-    `  npx kedge dev status${sd}                          # hub, device and modules`,
-    `  npx kedge dev down${sd}                            # stop everything, remove the state dir`,
-    '',
-  ].join('\n');
+  const lines: Array<[string, string]> = [
+    [`${env}npx kedge monitor ${deviceId}`, 'live telemetry (Ctrl-C to stop)'],
+    [`${env}npx kedge twin update ${deviceId} --module filter --desired '{"temperatureThreshold":35}'`, 'a new threshold'],
+    [`npx kedge dev status${sd}`, 'hub, device and modules'],
+    [`npx kedge dev stop hub${sd}`, 'the edge buffers; `dev start hub` delivers'],
+    [`npx kedge dev down${sd}`, 'stop everything, remove the state dir'],
+  ];
+  const w = Math.max(...lines.map(([c]) => c.length));
+  return ['Next:', ...lines.map(([c, what]) => `  ${c.padEnd(w)}   # ${what}`), ''].join('\n');
 }
 
 /** Children the agent's process runtime recorded (`agent/pids.json`) and left running, stopped by recorded pid. */
@@ -462,13 +498,14 @@ async function statusOf(dir: string): Promise<{ stateDir: string; deviceId?: str
     try {
       const client = await devClient(state);
       reported = await agentReported(client, state.deviceId);
-      connection = ((await client.getDevice(state.deviceId)) as { connectionState?: string }).connectionState;
+      // The device connects through its $edgeAgent module (the edge hub and modules through their own identities).
+      connection = ((await client.getModule(state.deviceId, '$edgeAgent')) as { connectionState?: string }).connectionState;
       reachable = true;
     } catch {
       reachable = false;
     }
   }
-  rows.push({ component: `device ${state.deviceId}`, status: connection ?? (hubUp ? 'unknown' : 'hub down'), details: 'IoT Edge device' });
+  rows.push({ component: `device ${state.deviceId}`, status: connection ?? (hubUp ? 'unknown' : 'hub down'), details: 'IoT Edge device ($edgeAgent connection)' });
   const agentVersion = (reported?.version as { version?: string } | undefined)?.version;
   rows.push({ component: 'edgeAgent', status: agentUp ? 'running' : 'stopped', ...(agentVersion ? { version: agentVersion } : {}), ...(agentUp && agentProc ? { pid: agentProc.pid } : {}), details: 'process runtime' });
   for (const m of moduleRows(reported ?? {})) {
