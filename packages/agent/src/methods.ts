@@ -1,11 +1,10 @@
 import { gzipSync } from 'node:zlib';
 import type { Logger } from 'pino';
 import type { MethodRequest, MethodResponse } from '@kedge/iothub-client';
-import { KubeTransport, type ClusterConfig, type KubeClient, type KubernetesObject } from '@kedge/kube';
-import { EdgeDeploymentResource, parseEdgeDeploymentSpec } from '@kedge/manifest';
+import type { ClusterConfig, KubeClient } from '@kedge/kube';
 import { isObject } from '@kedge/protocol';
-import { Labels, MANAGED_BY, toDnsLabel } from './names.js';
-import { EDGE_HUB_SERVICE } from './render.js';
+import { KubernetesModuleRuntime } from './kubernetes-runtime.js';
+import { UnknownModuleError, type LogLine, type ModuleOperations } from './module-runtime.js';
 
 /** An argument problem: answered 400, as edgeAgent answers an `ArgumentException`. */
 export class MethodArgumentError extends Error {
@@ -89,32 +88,38 @@ const levelOf = (line: string): number | undefined => {
   return m ? Number(m[1]) : undefined;
 };
 
-export interface AgentMethodsOptions {
+/** The Kubernetes shorthand of {@link AgentMethodsOptions}: the device's EdgeDeployment, as a {@link KubernetesModuleRuntime}. */
+export interface KubernetesMethodsTarget {
   readonly kube: KubeClient;
   readonly cluster: ClusterConfig;
   readonly namespace: string;
   /** The device's EdgeDeployment. */
   readonly name: string;
-  readonly log: Logger;
-  readonly now?: () => number;
   /** Deadline of each Kubernetes call. @default 30_000 */
   readonly timeoutMs?: number;
 }
 
+export type AgentMethodsOptions = {
+  readonly log: Logger;
+  readonly now?: () => number;
+} & ({ readonly runtime: ModuleOperations } | KubernetesMethodsTarget);
+
 type Handler = (payload: unknown) => Promise<MethodResponse>;
 
 /**
- * edgeAgent's built-in direct methods (iotedge-protocols.md §6) on Kubernetes: `ping`, `RestartModule` (deletes the
- * module's pods; its Deployment starts a new one), `GetModuleLogs` (the module's real pod logs: tail, since, until,
- * loglevel, regex; optionally gzip), `GetTaskStatus`. Names are matched case-insensitively; unknown commands and bad
+ * edgeAgent's built-in direct methods (iotedge-protocols.md §6) on any {@link ModuleOperations} (Kubernetes or
+ * processes): `ping`, `RestartModule` (the runtime restarts the module), `GetModuleLogs` (the module's real logs:
+ * tail, since, until, loglevel, regex; optionally gzip), `GetTaskStatus`. Names are matched case-insensitively; unknown commands and bad
  * arguments get 400 with `{message}`, other failures 500.
  */
 export class AgentMethods {
   readonly #o: AgentMethodsOptions;
+  readonly #runtime: ModuleOperations;
   readonly #handlers: ReadonlyMap<string, Handler>;
 
   constructor(options: AgentMethodsOptions) {
     this.#o = options;
+    this.#runtime = 'runtime' in options ? options.runtime : new KubernetesModuleRuntime({ ...options, log: options.log });
     this.#handlers = new Map<string, Handler>([
       ['ping', () => Promise.resolve({ status: 200, payload: null })],
       ['restartmodule', (p) => this.#restart(p)],
@@ -136,33 +141,16 @@ export class AgentMethods {
     }
   };
 
-  /** Module name → object name of every module of the device's EdgeDeployment. */
-  async #modules(): Promise<Map<string, string>> {
-    const ed = await this.#o.kube.get<KubernetesObject & { spec?: unknown }>(EdgeDeploymentResource.apiVersion, EdgeDeploymentResource.kind, this.#o.namespace, this.#o.name);
-    const parsed = ed ? parseEdgeDeploymentSpec(ed.spec) : undefined;
-    const out = new Map<string, string>();
-    if (!parsed?.ok) return out;
-    if (parsed.value.spec.systemModules.edgeHub) out.set('edgeHub', EDGE_HUB_SERVICE);
-    for (const name of Object.keys(parsed.value.spec.modules)) out.set(name, toDnsLabel(name));
-    return out;
-  }
-
-  async #pods(objectName: string): Promise<KubernetesObject[]> {
-    const pods = await this.#o.kube.list('v1', 'Pod', this.#o.namespace, { labelSelector: `${Labels.managedBy}=${MANAGED_BY},${Labels.module}=${objectName}` });
-    const meta = (p: KubernetesObject) => p.metadata as { deletionTimestamp?: string; creationTimestamp?: string } | undefined;
-    return pods.filter((p) => !meta(p)?.deletionTimestamp).sort((a, b) => String(meta(b)?.creationTimestamp ?? '').localeCompare(String(meta(a)?.creationTimestamp ?? '')));
-  }
-
   async #restart(payload: unknown): Promise<MethodResponse> {
     if (!isObject(payload) || typeof payload['id'] !== 'string' || payload['id'] === '') throw new MethodArgumentError('RestartModule needs {"schemaVersion":"1.0","id":"<module>"}');
     const id = payload['id'];
-    const objectName = (await this.#modules()).get(id);
-    if (!objectName) throw new MethodArgumentError(`Module '${id}' is not part of the current deployment`);
-    const pods = await this.#pods(objectName);
-    for (const p of pods) {
-      if (p.metadata?.name) await this.#o.kube.delete('v1', 'Pod', this.#o.namespace, p.metadata.name, p.metadata.uid ? { uid: p.metadata.uid } : {});
+    try {
+      await this.#runtime.restart(id);
+    } catch (e) {
+      if (e instanceof UnknownModuleError) throw new MethodArgumentError(e.message);
+      throw e;
     }
-    this.#o.log.info({ module: id, pods: pods.length }, 'Restarted module (RestartModule)');
+    this.#o.log.info({ module: id }, 'Restarted module (RestartModule)');
     return { status: 200, payload: null };
   }
 
@@ -181,7 +169,7 @@ export class AgentMethods {
     if (encoding !== 'none' && encoding !== 'gzip') throw new MethodArgumentError('encoding must be "none" or "gzip"');
     if (contentType !== 'text' && contentType !== 'json') throw new MethodArgumentError('contentType must be "text" or "json"');
     const now = this.#o.now?.() ?? Date.now();
-    const modules = await this.#modules();
+    const modules = await this.#runtime.moduleNames();
     const results: Array<{ id: string; payload?: unknown; payloadBytes?: string }> = [];
     const done = new Set<string>();
     for (const item of payload['items'] as unknown[]) {
@@ -193,12 +181,12 @@ export class AgentMethods {
         throw new MethodArgumentError(`"${item['id']}" is not a regular expression`);
       }
       const filter = parseFilter(item['filter'], now);
-      for (const [name, objectName] of modules) {
+      for (const name of modules) {
         if (done.has(name) || !re.test(name)) continue;
         done.add(name);
-        const lines = await this.#podLog(objectName, filter);
+        const lines = await this.#moduleLog(name, filter);
         const body = contentType === 'json'
-          ? lines.map((l) => ({ moduleId: name, ...(levelOf(l.text) !== undefined ? { logLevel: levelOf(l.text) } : {}), ...(l.time ? { timeStamp: l.time } : {}), text: l.text }))
+          ? lines.map((l) => ({ moduleId: name, ...(levelOf(l.text) !== undefined ? { logLevel: levelOf(l.text) } : {}), ...(l.timeMs !== undefined ? { timeStamp: new Date(l.timeMs).toISOString() } : {}), text: l.text }))
           : lines.map((l) => `${l.text}\n`).join('');
         if (encoding === 'gzip') results.push({ id: name, payloadBytes: gzipSync(Buffer.from(typeof body === 'string' ? body : JSON.stringify(body))).toString('base64') });
         else results.push({ id: name, payload: body });
@@ -209,38 +197,18 @@ export class AgentMethods {
     return { status: 200, payload: results };
   }
 
-  /** The newest pod's log lines of a module, filtered. No pod: no lines. */
-  async #podLog(objectName: string, f: LogFilter): Promise<Array<{ time?: string; text: string }>> {
-    const pod = (await this.#pods(objectName))[0];
-    if (!pod?.metadata?.name) return [];
-    const ns = encodeURIComponent(this.#o.namespace);
-    const path = `/api/v1/namespaces/${ns}/pods/${encodeURIComponent(pod.metadata.name)}/log`;
-    const needTimes = f.untilMs !== undefined;
-    // Filters that need every line (until, level, regex) read a bounded window and tail afterwards.
-    const serverTail = f.tail !== undefined && !needTimes && f.loglevel === undefined && f.regex === undefined;
-    const text = (await KubeTransport.for(this.#o.cluster).request('GET', path, {
-      query: {
-        container: objectName.slice(0, 63),
-        ...(serverTail ? { tailLines: String(f.tail) } : {}),
-        ...(f.sinceMs !== undefined ? { sinceTime: new Date(f.sinceMs).toISOString().replace(/\.\d{3}Z$/, 'Z') } : {}),
-        ...(needTimes ? { timestamps: 'true' } : {}),
-        limitBytes: String(4 * 1024 * 1024),
-      },
-      accept: 'text/plain, */*',
-      responseType: 'text',
-      timeoutMs: this.#o.timeoutMs ?? 30_000,
-    })) as string;
-    const lines = text.split('\n');
-    if (lines[lines.length - 1] === '') lines.pop();
-    let out = lines.map((l) => {
-      if (!needTimes) return { text: l };
-      const sp = l.indexOf(' ');
-      return sp > 0 ? { time: l.slice(0, sp), text: l.slice(sp + 1) } : { text: l };
+  /** A module's log lines, filtered: the runtime narrows by time (and tail when nothing else filters), the rest here. */
+  async #moduleLog(name: string, f: LogFilter): Promise<LogLine[]> {
+    const serverTail = f.tail !== undefined && f.loglevel === undefined && f.regex === undefined;
+    let out = await this.#runtime.logs(name, {
+      ...(serverTail ? { tail: f.tail } : {}),
+      ...(f.sinceMs !== undefined ? { sinceMs: f.sinceMs } : {}),
+      ...(f.untilMs !== undefined ? { untilMs: f.untilMs } : {}),
     });
-    if (f.untilMs !== undefined) out = out.filter((l) => l.time === undefined || Date.parse(l.time) <= (f.untilMs ?? 0));
+    if (f.untilMs !== undefined) out = out.filter((l) => l.timeMs === undefined || l.timeMs <= (f.untilMs ?? 0));
     if (f.loglevel !== undefined) out = out.filter((l) => levelOf(l.text) === f.loglevel);
     if (f.regex) out = out.filter((l) => f.regex?.test(l.text));
-    if (f.tail !== undefined && !serverTail) out = out.slice(Math.max(0, out.length - f.tail));
+    if (f.tail !== undefined) out = out.slice(Math.max(0, out.length - f.tail));
     return out;
   }
 }

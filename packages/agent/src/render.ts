@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import type {
   KubernetesObject,
   V1Container,
@@ -21,7 +20,6 @@ import type {
 } from '@kubernetes/client-node';
 import type { Issue } from '@kedge/contracts';
 import {
-  DEFAULT_STARTUP_ORDER,
   EdgeDeploymentResource,
   type CreateOptions,
   type ModuleSpec,
@@ -30,6 +28,10 @@ import {
 } from '@kedge/manifest';
 import { Annotations, Labels, MANAGED_BY, isDnsLabel, toDnsLabel, toLabelValue } from './names.js';
 import { identityEnv } from './module-env.js';
+import { moduleEntries, startupOrderOf, startupWaits } from './modules.js';
+
+export { moduleEntries, moduleDigest } from './modules.js';
+export type { ModuleEntry } from './modules.js';
 import type { DevicePolicy } from './policy.js';
 
 /** The EdgeDeployment being rendered: enough metadata for names and owner references. */
@@ -105,49 +107,12 @@ export const RuntimeEnv = {
   edgeDeviceHostName: 'EdgeDeviceHostName',
 } as const;
 
-const SYSTEM_OBJECT_NAMES: Readonly<Record<string, string>> = { edgeAgent: 'edgeagent', edgeHub: 'edgehub' };
 /** The edge hub's Service name, which modules use as IOTEDGE_GATEWAYHOSTNAME (as in Microsoft's preview). */
 export const EDGE_HUB_SERVICE = 'edgehub';
 
 const ownerRef = (o: OwnerMeta) => [
   { apiVersion: EdgeDeploymentResource.apiVersion, kind: EdgeDeploymentResource.kind, name: o.name, uid: o.uid, controller: true, blockOwnerDeletion: true },
 ];
-
-/** One module the renderer turns into objects, with the names and digest that do not depend on observed state. */
-export interface ModuleEntry {
-  readonly name: string;
-  /** The DNS label of its Deployment, Service and ServiceAccount. */
-  readonly objectName: string;
-  readonly spec: ModuleSpec;
-  readonly system: boolean;
-  /** Its path in the EdgeDeployment, for messages. */
-  readonly path: string;
-  readonly specDigest: string;
-}
-
-/**
- * The modules of a spec that a device runs, in render order (the edge hub, the edge agent if the policy manages it,
- * then user modules by name). The controller uses it to match observed objects to modules before rendering.
- */
-export function moduleEntries(parsed: ParsedSpec, policy: DevicePolicy): ModuleEntry[] {
-  const spec = parsed.spec;
-  const entry = (name: string, m: ModuleSpec, system: boolean, path: string): ModuleEntry => ({
-    name,
-    objectName: system ? (SYSTEM_OBJECT_NAMES[name] ?? toDnsLabel(name)) : toDnsLabel(name),
-    spec: m,
-    system,
-    path,
-    specDigest: moduleDigest(m),
-  });
-  const entries: ModuleEntry[] = [];
-  if (spec.systemModules.edgeHub) entries.push(entry('edgeHub', spec.systemModules.edgeHub, true, 'spec.systemModules.edgeHub'));
-  if (spec.systemModules.edgeAgent && policy.manageEdgeAgent) entries.push(entry('edgeAgent', spec.systemModules.edgeAgent, true, 'spec.systemModules.edgeAgent'));
-  for (const name of Object.keys(spec.modules).sort()) {
-    const m = spec.modules[name];
-    if (m) entries.push(entry(name, m, false, `spec.modules.${name}`));
-  }
-  return entries;
-}
 
 /**
  * Renders the Kubernetes objects for one EdgeDeployment. Pure and deterministic: the same input always gives the
@@ -173,15 +138,7 @@ export function render(input: RenderInput): RenderResult {
   }
 
   // startupOrder: which running modules are held back by a lower-ordered one that is not yet available.
-  const running = entries.filter((e) => e.spec.status === 'running');
-  const orderOf = (e: { spec: ModuleSpec }) => e.spec.startupOrder ?? DEFAULT_STARTUP_ORDER;
-  const waiting = new Map<string, string[]>();
-  if (input.available) {
-    for (const e of running) {
-      const before = running.filter((o) => orderOf(o) < orderOf(e) && !input.available?.has(o.name)).map((o) => o.name);
-      if (before.length > 0) waiting.set(e.name, before);
-    }
-  }
+  const waiting = input.available ? startupWaits(entries, input.available) : new Map<string, string[]>();
 
   const secrets: V1Secret[] = [];
   const pullSecretFor = registrySecrets(spec.registryCredentials, ctx, secrets);
@@ -202,7 +159,7 @@ export function render(input: RenderInput): RenderResult {
       objectName: name,
       system: e.system,
       desiredStatus: e.spec.status,
-      startupOrder: orderOf(e),
+      startupOrder: startupOrderOf(e),
       replicas,
       ...(held ? { waitingFor: held } : {}),
       ...(parked ? { parked: true } : {}),
@@ -708,9 +665,3 @@ function renderHardening(owner: OwnerMeta, policy: DevicePolicy, hubPorts: reado
   }
   return out;
 }
-
-/** A short, stable digest of one module's spec. */
-export function moduleDigest(spec: ModuleSpec): string {
-  return createHash('sha256').update(JSON.stringify(spec)).digest('hex').slice(0, 16);
-}
-

@@ -1,8 +1,9 @@
 import type { V1ContainerStatus, V1Deployment, V1Pod } from '@kubernetes/client-node';
 import type { Issue } from '@kedge/contracts';
 import { newObject, ownValue } from '@kedge/protocol';
-import type { Condition, EdgeDeploymentStatus, ModuleStatusReport } from '@kedge/manifest';
+import type { Condition, EdgeDeploymentStatus, ModuleStatusReport, RestartPolicy } from '@kedge/manifest';
 import type { RoutesCondition } from './edgehub-report.js';
+import { MAX_RESTART_COUNT, restartsAfterExit } from './restart-policy.js';
 import type { RenderedModule } from './render.js';
 
 /** Condition types (kubebuilder style); reasons are in {@link Reasons}. */
@@ -43,22 +44,20 @@ function newest(pods: readonly V1Pod[]): V1Pod | undefined {
     .sort((a, b) => String(time(b.metadata?.creationTimestamp) ?? '').localeCompare(String(time(a.metadata?.creationTimestamp) ?? '')))[0];
 }
 
-/** edgeAgent's MaxRestartCount: a module that keeps failing past this is reported failed, not backoff. */
-export const MAX_RESTART_COUNT = 20;
+export { MAX_RESTART_COUNT } from './restart-policy.js';
 
 /**
  * Whether a module's pods show an exit its restartPolicy says not to restart: any exit under `never`, a clean
  * exit (code 0) under `on-failure`/`on-unhealthy`. Returns the exit code, or undefined to keep it running.
  * Kubernetes Deployments always restart containers, so the controller scales such a module to 0 instead.
  */
-export function exitWithoutRestart(m: { restartPolicy: string }, pods: readonly V1Pod[]): number | undefined {
+export function exitWithoutRestart(m: { restartPolicy: RestartPolicy }, pods: readonly V1Pod[]): number | undefined {
   if (m.restartPolicy === 'always') return undefined;
   for (const pod of pods) {
     for (const cs of pod.status?.containerStatuses ?? []) {
       const term = cs.state?.terminated ?? cs.lastState?.terminated;
       if (!term) continue;
-      if (m.restartPolicy === 'never') return term.exitCode;
-      if (term.exitCode === 0) return 0;
+      if (!restartsAfterExit(m.restartPolicy, term.exitCode)) return term.exitCode;
     }
   }
   return undefined;
@@ -145,6 +144,19 @@ export interface StatusInput {
   readonly modules?: readonly RenderedModule[];
   readonly deployments?: ReadonlyMap<string, V1Deployment>;
   readonly pods?: ReadonlyMap<string, readonly V1Pod[]>;
+  /** Modules whose status a runtime computed itself (the process runtime), summarized like the rendered ones. */
+  readonly observed?: readonly ObservedModule[];
+}
+
+/** One module's observed status, as a runtime reports it to {@link computeStatus}. */
+export interface ObservedModule {
+  readonly name: string;
+  readonly desiredStatus: 'running' | 'stopped';
+  /** Exited and kept down by its restartPolicy: not counted as desired. */
+  readonly parked?: boolean;
+  readonly status: ModuleStatusReport;
+  /** Up and usable (counts towards `modulesReady` and `startupOrder`). */
+  readonly available: boolean;
 }
 
 /**
@@ -180,13 +192,20 @@ export function computeStatus(input: StatusInput): EdgeDeploymentStatus {
   let ready = 0;
   const failing: string[] = [];
   const notReady: string[] = [];
-  for (const m of input.modules ?? []) {
-    const d = input.deployments?.get(m.objectName);
-    const s = moduleStatus(m, d, input.pods?.get(m.objectName) ?? [], prev?.modules ? ownValue(prev.modules, m.name) : undefined);
+  const observed: ObservedModule[] = [
+    ...(input.modules ?? []).map((m) => {
+      const d = input.deployments?.get(m.objectName);
+      const status = moduleStatus(m, d, input.pods?.get(m.objectName) ?? [], prev?.modules ? ownValue(prev.modules, m.name) : undefined);
+      return { name: m.name, desiredStatus: m.desiredStatus, ...(m.parked ? { parked: true } : {}), status, available: isAvailable(d) && status.runtimeStatus === 'running' };
+    }),
+    ...(input.observed ?? []),
+  ];
+  for (const m of observed) {
+    const s = m.status;
     modules[m.name] = s;
     if (m.desiredStatus !== 'running' || m.parked) continue;
     desired++;
-    if (isAvailable(d) && s.runtimeStatus === 'running') ready++;
+    if (m.available) ready++;
     else notReady.push(m.name);
     if (s.runtimeStatus === 'backoff' || s.runtimeStatus === 'failed') failing.push(m.name);
   }

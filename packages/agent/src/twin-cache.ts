@@ -1,5 +1,6 @@
 import type { KubeClient, KubernetesObject } from '@kedge/kube';
 import { isObject, type JsonObject } from '@kedge/protocol';
+import { readJsonFile, writeFileAtomic } from './process-state.js';
 import type { LastDesired } from './reported.js';
 
 /**
@@ -14,13 +15,46 @@ export interface CachedTwin {
 
 const KEY = 'twin.json';
 
+/** Where the twin cache is kept: a Secret on Kubernetes ({@link TwinCache}), a file on the process runtime ({@link FileTwinCache}). */
+export interface TwinCacheStore {
+  /** The cached twin; empty when there is none or it cannot be read as one. */
+  load(): Promise<CachedTwin>;
+  save(t: CachedTwin): Promise<void>;
+}
+
+function parseCached(v: unknown): CachedTwin {
+  if (!isObject(v)) return {};
+  const last = isObject(v['last']) && typeof v['last']['version'] === 'number' ? (v['last'] as unknown as LastDesired) : undefined;
+  return {
+    ...(isObject(v['desired']) ? { desired: v['desired'] } : {}),
+    ...(last ? { last } : {}),
+  };
+}
+
+/**
+ * The process runtime's twin cache: `twin.json` in its state directory (mode 0600: desired properties carry
+ * registry passwords), replaced atomically.
+ */
+export class FileTwinCache implements TwinCacheStore {
+  readonly #dir: string;
+  constructor(stateDir: string) {
+    this.#dir = stateDir;
+  }
+  async load(): Promise<CachedTwin> {
+    return parseCached(await readJsonFile(this.#dir, KEY));
+  }
+  async save(t: CachedTwin): Promise<void> {
+    await writeFileAtomic(this.#dir, KEY, JSON.stringify(t));
+  }
+}
+
 /**
  * The twin cache, kept in a Secret of the device's namespace (`kedge-agent-twin`, key `twin.json`). A Secret, not a
  * ConfigMap, because desired properties carry registry passwords; not a file, because the agent's pod may be
  * rescheduled to another node (or run as two replicas), and the namespace is the one place every replica reaches.
  * Not labelled `managed-by: kedge-agent`, so the controller neither caches nor prunes it.
  */
-export class TwinCache {
+export class TwinCache implements TwinCacheStore {
   readonly #kube: KubeClient;
   readonly #namespace: string;
   readonly #name: string;
@@ -37,13 +71,7 @@ export class TwinCache {
     const raw = s?.data?.[KEY];
     if (!raw) return {};
     try {
-      const v: unknown = JSON.parse(Buffer.from(raw, 'base64').toString('utf8'));
-      if (!isObject(v)) return {};
-      const last = isObject(v['last']) && typeof v['last']['version'] === 'number' ? (v['last'] as unknown as LastDesired) : undefined;
-      return {
-        ...(isObject(v['desired']) ? { desired: v['desired'] } : {}),
-        ...(last ? { last } : {}),
-      };
+      return parseCached(JSON.parse(Buffer.from(raw, 'base64').toString('utf8')));
     } catch {
       return {};
     }

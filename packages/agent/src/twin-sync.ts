@@ -1,25 +1,31 @@
 import type { Logger } from 'pino';
 import type { IotHubClient } from '@kedge/iothub-client';
-import { Informer, type ClusterConfig, type KubeClient } from '@kedge/kube';
-import { EdgeDeploymentResource, parseEdgeDeploymentSpec, type EdgeDeploymentSpec } from '@kedge/manifest';
+import type { ClusterConfig, KubeClient } from '@kedge/kube';
+import { parseEdgeDeploymentSpec, type EdgeDeploymentSpec } from '@kedge/manifest';
 import { diffAsMergePatch, jsonEqual, userProperties, type JsonObject } from '@kedge/protocol';
 import { checkAgentDesired, desiredUserPart, mergeDesired } from './desired.js';
-import type { EdgeDeploymentObject } from './reconciler.js';
+import { KubernetesModuleRuntime } from './kubernetes-runtime.js';
+import type { ModuleRuntime } from './module-runtime.js';
 import { edgeAgentReported, type LastDesired } from './reported.js';
-import type { TwinCache } from './twin-cache.js';
+import type { TwinCacheStore } from './twin-cache.js';
 
-/** The field manager twin sync applies the EdgeDeployment with (the controller applies its children as `kedge-agent`). */
-export const TWIN_SYNC_FIELD_MANAGER = 'kedge-twin-sync';
+export { TWIN_SYNC_FIELD_MANAGER } from './kubernetes-runtime.js';
 
-export interface TwinSyncOptions {
-  readonly client: IotHubClient;
+/** The Kubernetes shorthand of {@link TwinSyncOptions}: the device's EdgeDeployment, as a {@link KubernetesModuleRuntime}. */
+export interface KubernetesTwinTarget {
   readonly kube: KubeClient;
   readonly cluster: ClusterConfig;
   readonly namespace: string;
   /** The device's EdgeDeployment. */
   readonly name: string;
+}
+
+export type TwinSyncOptions = TwinSyncCommonOptions & ({ readonly runtime: ModuleRuntime } | KubernetesTwinTarget);
+
+export interface TwinSyncCommonOptions {
+  readonly client: IotHubClient;
   readonly deviceId: string;
-  readonly cache: TwinCache;
+  readonly cache: TwinCacheStore;
   readonly log: Logger;
   /** Reported-property changes within this window go out as one patch. @default 500 */
   readonly reportCoalesceMs?: number;
@@ -30,18 +36,20 @@ export interface TwinSyncOptions {
 }
 
 /**
- * Twin sync: the cloud half of the agent. Desired `$edgeAgent` properties (full document on every connection, then
- * patches applied strictly in `$version` order — a gap re-reads the whole twin, as edgeAgent does) are validated
- * and written into the device's EdgeDeployment by server-side apply with its own field manager (`spec.deviceId`,
- * `spec.manifestVersion` = the desired `$version`, modules, system modules, registry credentials). A refused
- * document changes nothing and is reported with IoT Edge's status code. What runs — the EdgeDeployment's status —
- * is reported as `$edgeAgent` reported properties in IoT Edge's schema, as merge patches against what the twin
- * holds, bursts coalesced. With the hub unreachable nothing is written anywhere; the last desired document is
- * cached in the namespace so that a restart while offline knows what it last handled.
+ * Twin sync: the cloud half of the agent, on any {@link ModuleRuntime}. Desired `$edgeAgent` properties (full
+ * document on every connection, then patches applied strictly in `$version` order — a gap re-reads the whole twin,
+ * as edgeAgent does) are validated and applied to the runtime (`spec.deviceId`, `spec.manifestVersion` = the desired
+ * `$version`, modules, system modules, registry credentials): on Kubernetes written into the device's EdgeDeployment
+ * by server-side apply with its own field manager. A refused document changes nothing and is reported with IoT
+ * Edge's status code. What runs — the runtime's status — is reported as `$edgeAgent` reported properties in IoT
+ * Edge's schema, as merge patches against what the twin holds, bursts coalesced. With the hub unreachable nothing
+ * is written anywhere; the last desired document is cached so that a restart while offline knows what it last handled.
  */
 export class TwinSync {
   readonly #o: TwinSyncOptions;
-  readonly #informer: Informer<EdgeDeploymentObject>;
+  readonly #runtime: ModuleRuntime;
+  /** True when this twin sync made the runtime (the Kubernetes shorthand) and so stops it. */
+  readonly #ownsRuntime: boolean;
   readonly #startedAt = new Date().toISOString();
   #desired: JsonObject | undefined;
   #last: LastDesired | undefined;
@@ -57,10 +65,8 @@ export class TwinSync {
 
   constructor(options: TwinSyncOptions) {
     this.#o = options;
-    this.#informer = new Informer<EdgeDeploymentObject>(
-      { apiVersion: EdgeDeploymentResource.apiVersion, kind: EdgeDeploymentResource.kind, namespace: options.namespace },
-      { config: options.cluster, log: options.log },
-    );
+    this.#ownsRuntime = !('runtime' in options);
+    this.#runtime = 'runtime' in options ? options.runtime : new KubernetesModuleRuntime({ ...options, log: options.log });
   }
 
   /** The last desired `$version` handled and its outcome, for tests and `kedge check`. */
@@ -68,23 +74,28 @@ export class TwinSync {
     return this.#last;
   }
 
-  /** True once the EdgeDeployment cache has synced. */
+  /** True once the runtime's cache has synced. */
   hasSynced(): boolean {
-    return this.#informer.hasSynced();
+    return this.#runtime.hasSynced();
   }
 
-  /** Loads the cache, starts watching the EdgeDeployment and follows the client's connection. */
+  /** Loads the cache, starts watching the runtime and follows the client's connection. */
   async start(signal?: AbortSignal): Promise<void> {
     const cached = await this.#o.cache.load();
     this.#desired = cached.desired;
     this.#last = cached.last;
-    const mine = (ed: EdgeDeploymentObject) => ed.metadata?.name === this.#o.name;
-    this.#informer.on('add', (ed) => mine(ed) && this.#scheduleReport());
-    this.#informer.on('update', (ed) => mine(ed) && this.#scheduleReport());
-    // Someone deleted the EdgeDeployment: write the last accepted document again (the cloud still wants it).
-    this.#informer.on('delete', (ed) => mine(ed) && this.#enqueue(() => this.#rewrite()));
-    this.#informer.start();
-    if (!(await this.#informer.waitForSync(signal))) throw new Error('EdgeDeployment informer stopped before it synced');
+    let had = false;
+    this.#listeners.push(
+      this.#runtime.onChange(() => {
+        const has = this.#runtime.snapshot().spec !== undefined;
+        // Someone deleted the deployment (the EdgeDeployment): write the last accepted document again (the cloud still wants it).
+        if (had && !has) this.#enqueue(() => this.#rewrite());
+        had = has;
+        this.#scheduleReport();
+      }),
+    );
+    if (this.#ownsRuntime) await this.#runtime.start(signal);
+    had = this.#runtime.snapshot().spec !== undefined;
     const c = this.#o.client;
     const onConnected = () => this.#enqueue(() => this.#fullSync());
     const onDesired = (patch: JsonObject, version: number | undefined) => this.#enqueue(() => this.#onPatch(patch, version));
@@ -100,7 +111,7 @@ export class TwinSync {
     clearTimeout(this.#reportTimer);
     clearTimeout(this.#retryTimer);
     await this.#chain;
-    await this.#informer.stop();
+    if (this.#ownsRuntime) await this.#runtime.stop();
   }
 
   #enqueue(fn: () => Promise<void>): void {
@@ -161,18 +172,15 @@ export class TwinSync {
   }
 
   async #write(specFields: Record<string, unknown>, version: number, plain: JsonObject): Promise<EdgeDeploymentSpec> {
-    const applied = await this.#o.kube.apply<EdgeDeploymentObject>(
-      { apiVersion: EdgeDeploymentResource.apiVersion, kind: EdgeDeploymentResource.kind, metadata: { name: this.#o.name, namespace: this.#o.namespace }, spec: specFields },
-      { fieldManager: TWIN_SYNC_FIELD_MANAGER, force: true },
-    );
-    const generation = applied.metadata?.generation;
+    const parsed = parseEdgeDeploymentSpec(specFields);
+    if (!parsed.ok) throw new Error(`The checked deployment does not parse as a spec: ${parsed.error.map((i) => `${i.path}: ${i.message}`).join('; ')}`);
+    const { generation } = await this.#runtime.apply(parsed.value.spec);
     this.#desired = plain;
-    this.#last = { version, ...(generation !== undefined ? { generation } : {}) };
+    this.#last = { version, generation };
     await this.#o.cache.save({ desired: plain, last: this.#last });
-    this.#o.log.info({ version, generation }, 'Wrote the EdgeDeployment from desired properties');
+    this.#o.log.info({ version, generation, runtime: this.#runtime.kind }, 'Applied the deployment from desired properties');
     this.#scheduleReport(0);
-    const parsed = parseEdgeDeploymentSpec(applied.spec);
-    return parsed.ok ? parsed.value.spec : (specFields as EdgeDeploymentSpec);
+    return parsed.value.spec;
   }
 
   async #rewrite(): Promise<void> {
@@ -180,7 +188,7 @@ export class TwinSync {
     if (!this.#desired || !last || last.refused) return;
     const check = checkAgentDesired(this.#desired);
     if (!check.ok) return;
-    this.#o.log.warn({ name: this.#o.name }, 'The EdgeDeployment was deleted; writing the last desired deployment again');
+    this.#o.log.warn({ runtime: this.#runtime.kind }, 'The deployment (EdgeDeployment) was deleted; applying the last desired deployment again');
     const spec = await this.#write({ deviceId: this.#o.deviceId, manifestVersion: String(last.version), ...check.spec }, last.version, this.#desired);
     this.#o.onSpecWritten?.(spec);
   }
@@ -207,11 +215,10 @@ export class TwinSync {
     if (!c.connected || this.#baseline === undefined) return;
     this.#reporting = true;
     try {
-      const ed = this.#informer.get(this.#o.name, this.#o.namespace);
-      const parsed = ed ? parseEdgeDeploymentSpec(ed.spec) : undefined;
+      const snap = this.#runtime.snapshot();
       const full = edgeAgentReported({
-        ...(parsed?.ok ? { spec: parsed.value.spec } : {}),
-        ...(ed?.status ? { status: ed.status } : {}),
+        ...(snap.spec ? { spec: snap.spec } : {}),
+        ...(snap.status ? { status: snap.status } : {}),
         ...(this.#last ? { last: this.#last } : {}),
         startedAt: this.#startedAt,
       });

@@ -3,9 +3,10 @@ import { typeName, type IssueCollector, type PathSegment } from './issues.js';
 /**
  * edgeAgent's `ChunkedProperty` convention: a long JSON string in a module's `settings` is split over `<base>`,
  * `<base>01` … `<base>99`, because IoT Hub tooling keeps twin string values to 512 characters. Kedge uses it for
- * `createOptions` (as IoT Edge does) and for `k8sOptions` (the module's Kubernetes options).
+ * `createOptions` (as IoT Edge does), for `k8sOptions` (the module's Kubernetes options) and for `processOptions`
+ * (the module's process form).
  */
-export type ChunkedSetting = 'createOptions' | 'k8sOptions';
+export type ChunkedSetting = 'createOptions' | 'k8sOptions' | 'processOptions';
 
 /** The length IoT Edge's tooling splits chunked settings at. */
 export const CHUNK_LENGTH = 512;

@@ -1,5 +1,6 @@
 export * from './schema.js';
 export * from './k8s-options.js';
+export * from './process-options.js';
 export { parseCreateOptions } from './create-options.js';
 export { chunkKey, joinChunks, splitChunks, CHUNK_LENGTH } from './chunks.js';
 export type { ChunkedSetting } from './chunks.js';

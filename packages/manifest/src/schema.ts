@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { KubernetesOptionsSchema } from './k8s-options.js';
+import { ProcessOptionsSchema } from './process-options.js';
 
 /**
  * The normalized desired state of one edge device: what `validateManifest` produces from an IoT Edge manifest and
@@ -52,6 +53,13 @@ export const ModuleSpecSchema = z.strictObject({
    */
   k8s: KubernetesOptionsSchema.optional().meta({
     description: "Kubernetes options of the module: in a manifest the JSON string settings.k8sOptions (chunked like createOptions) merged over createOptions[\"k8s-experimental\"]; parsed here.",
+  }),
+  /**
+   * The module's process form for the agent's process runtime, parsed: a manifest's `settings.processOptions` JSON
+   * string (chunks joined). Ignored on Kubernetes, which runs the image.
+   */
+  process: ProcessOptionsSchema.optional().meta({
+    description: 'Process form of the module (process runtime): in a manifest the JSON string settings.processOptions (chunked like createOptions); parsed here.',
   }),
 });
 export type ModuleSpec = z.infer<typeof ModuleSpecSchema>;

@@ -14,6 +14,7 @@ import {
   type RegistryCredential,
   type RouteSpec,
 } from './schema.js';
+import { PROCESS_OPTIONS, parseProcessOptions, type ProcessOptions } from './process-options.js';
 import { K8S_OPTIONS, k8sOptionsSettings, parseK8sOptions, validateKubernetesOptions, type KubernetesOptions } from './k8s-options.js';
 
 /** The `modulesContent` of a deployment: module id → `{"properties.desired": {…}}`. */
@@ -367,6 +368,7 @@ export function checkModule(
   let digest: string | undefined;
   let k8sOptions: KubernetesOptions | undefined;
   let k8sGiven = false;
+  let processOptions: ProcessOptions | undefined;
   const s = raw.settings;
   if (s === undefined) issues.error([...p, 'settings'], 'required');
   else if (!isObject(s)) issues.error([...p, 'settings'], `expected an object, got ${typeName(s)}`);
@@ -391,8 +393,13 @@ export function checkModule(
       const r = parseK8sOptions(k8sText, [...p, 'settings', K8S_OPTIONS], issues);
       if (r.ok) k8sOptions = r.value;
     }
+    const processText = joinChunks(s, PROCESS_OPTIONS, [...p, 'settings'], issues);
+    if (typeof processText === 'string') {
+      const r = parseProcessOptions(processText, [...p, 'settings', PROCESS_OPTIONS], issues);
+      if (r.ok) processOptions = r.value;
+    }
     for (const k of Object.keys(s)) {
-      if (k !== 'image' && k !== 'digest' && !isChunkKey(k, 'createOptions') && !isChunkKey(k, 'k8sOptions')) issues.warn([...p, 'settings', k], 'unknown module setting; ignored');
+      if (k !== 'image' && k !== 'digest' && !isChunkKey(k, 'createOptions') && !isChunkKey(k, 'k8sOptions') && !isChunkKey(k, PROCESS_OPTIONS)) issues.warn([...p, 'settings', k], 'unknown module setting; ignored');
     }
   }
   if (raw.k8s !== undefined) {
@@ -424,6 +431,7 @@ export function checkModule(
     env,
     settings: { image, createOptions: createOptionsRaw, ...(digest ? { digest } : {}) },
     ...(k8s ? { k8s } : {}),
+    ...(processOptions ? { process: processOptions } : {}),
   };
   return { spec, createOptions: co.options };
 }

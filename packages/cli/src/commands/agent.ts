@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { stringify } from 'yaml';
 import { edgeDeploymentCrd } from '@kedge/manifest';
+import { untilStopSignal } from '../io.js';
 // The agent, its Kubernetes access, pino and prom-client load when `agent` commands run, not with every `kedge` command.
 const loadAgent = () => import('@kedge/agent');
 
@@ -19,6 +20,11 @@ interface RunOptions {
   edgeDeployment?: string;
   leaderElect?: boolean;
   leaderLease: string;
+  runtime: string;
+  stateDir?: string;
+  deviceId?: string;
+  gatewayHost?: string;
+  moduleCa?: string;
 }
 
 /** Where `kedge agent run` reads the device's connection string when no file is given (the Helm chart's Secret). */
@@ -32,7 +38,7 @@ export function registerClusterCommands(program: Command): void {
     .action(() => {
       process.stdout.write(stringify(edgeDeploymentCrd()));
     });
-  const agent = program.command('agent').description('The edge agent: reconciles EdgeDeployments into Kubernetes objects');
+  const agent = program.command('agent').description('The edge agent: runs a device\'s modules, as Kubernetes objects (EdgeDeployments) or as local processes (--runtime process)');
   agent
     .command('rbac')
     .description("Print the namespaced ServiceAccount, Role and RoleBinding the agent needs in a device's namespace")
@@ -57,6 +63,11 @@ export function registerClusterCommands(program: Command): void {
     .option('--metrics-port <port>', 'port for /metrics, /healthz and /readyz (0: off)', '9600')
     .option('--metrics-host <host>', 'address for /metrics', '127.0.0.1')
     .option('--log-level <level>', 'pino log level', 'info')
+    .option('--runtime <runtime>', 'where modules run: kubernetes (an EdgeDeployment per device) or process (local child processes)', 'kubernetes')
+    .option('--state-dir <dir>', 'process runtime: the state directory (deployment, twin cache, module pids)')
+    .option('--device-id <id>', 'process runtime without a hub link: the device id modules are given')
+    .option('--gateway-host <host>', 'process runtime: IOTEDGE_GATEWAYHOSTNAME of modules (where the edge hub listens)', 'localhost')
+    .option('--module-ca <file>', "process runtime: PEM of the edge hub's CA, given to modules as EdgeModuleCACertificateFile")
     .action(async (opts: RunOptions) => {
       const [{ ClusterConfig, ClusterConfigError, createKubeClient }, { pino }, { AgentConfigError, startAgent, leaseLeader, fencedKubeClient }] = await Promise.all([import('@kedge/kube'), import('pino'), loadAgent()]);
       const fail = (message: string) => {
@@ -81,6 +92,37 @@ export function registerClusterCommands(program: Command): void {
       } catch (e) {
         return fail(`cannot read ${(e as { path?: string }).path ?? 'a file'}: ${(e as { code?: string }).code ?? 'error'}`);
       }
+      const port = Number(opts.metricsPort);
+      if (opts.runtime !== 'kubernetes' && opts.runtime !== 'process') return fail(`--runtime must be kubernetes or process, not ${JSON.stringify(opts.runtime)}`);
+      if (opts.runtime === 'process') {
+        if (!opts.stateDir) return fail('--runtime process needs --state-dir <dir> (where the deployment, twin cache and module pids are kept)');
+        const { startProcessAgent } = await loadAgent();
+        let agentRun;
+        try {
+          agentRun = await startProcessAgent(
+            {
+              stateDir: opts.stateDir,
+              ...(opts.deviceId ? { deviceId: opts.deviceId } : {}),
+              gatewayHostName: opts.gatewayHost ?? 'localhost',
+              ...(opts.moduleCa ? { moduleCaFile: opts.moduleCa } : {}),
+              metrics: port > 0 ? { port, host: opts.metricsHost } : null,
+              ...(connectionString ? { hub: { connectionString, ...(ca ? { ca } : {}) } } : {}),
+            },
+            { log },
+          );
+        } catch (e) {
+          if (e instanceof AgentConfigError) return fail(e.message);
+          throw e;
+        }
+        log.info({ runtime: 'process', stateDir: opts.stateDir, metrics: agentRun.url, hub: connectionString !== undefined }, 'Started the edge agent');
+        // Module processes and timers do not hold the event loop (they are unref'd): the agent waits for its signal.
+        const keepAlive = setInterval(() => undefined, 1 << 30);
+        await Promise.race([agentRun.stopped, untilStopSignal()]);
+        log.info('Stopping the edge agent and its modules');
+        await agentRun.stop();
+        clearInterval(keepAlive);
+        return;
+      }
       let cluster;
       try {
         cluster = ClusterConfig.load({ ...(opts.kubeconfig ? { kubeconfig: opts.kubeconfig } : {}), ...(opts.context ? { context: opts.context } : {}) });
@@ -88,7 +130,6 @@ export function registerClusterCommands(program: Command): void {
         if (!(e instanceof ClusterConfigError)) throw e;
         return fail(e.message);
       }
-      const port = Number(opts.metricsPort);
       if (opts.leaderElect && !opts.namespace) return fail('--leader-elect needs --namespace (the Lease lives in the device namespace)');
       const leader = opts.leaderElect && opts.namespace ? leaseLeader(cluster, { namespace: opts.namespace, lease: opts.leaderLease, log }) : undefined;
       let running;
