@@ -420,7 +420,7 @@ function nextSteps(deviceId: string, dir: string): string {
     [`npx kedge dev down${sd}`, 'stop everything, remove the state dir'],
   ];
   const w = Math.max(...lines.map(([c]) => c.length));
-  return ['Next:', ...lines.map(([c, what]) => `  ${c.padEnd(w)}   # ${what}`), ''].join('\n');
+  return ['Next:', ...lines.map(([c, what]) => `  ${c.padEnd(Math.min(w, 44))}   # ${what}`), ''].join('\n');
 }
 
 /** Children the agent's process runtime recorded (`agent/pids.json`) and left running, stopped by recorded pid. */
