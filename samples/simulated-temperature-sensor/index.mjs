@@ -56,13 +56,15 @@ export function temperatureAt(settings, sequence) {
  */
 async function openClient(attempts = 30) {
   for (let i = 1; ; i++) {
-    const client = await ModuleClient.fromEnvironment(Mqtt);
-    client.on('error', (err) => console.error(`sensor: client error: ${err.message}`));
+    let client;
     try {
+      // Also inside the retry: the edge hub's CA file (EdgeModuleCACertificateFile) may not be written yet.
+      client = await ModuleClient.fromEnvironment(Mqtt);
+      client.on('error', (err) => console.error(`sensor: client error: ${err.message}`));
       await client.open();
       return client;
     } catch (err) {
-      await client.close().catch(() => undefined);
+      await client?.close().catch(() => undefined);
       if (i >= attempts) throw err;
       console.error(`sensor: cannot reach the edge hub yet (${err.message}); retrying`);
       await new Promise((r) => setTimeout(r, 1000));
@@ -112,6 +114,8 @@ export async function main() {
 
   const stop = () => {
     clearInterval(timer);
+    // Exit promptly even when the connection is gone and close() never calls back.
+    setTimeout(() => process.exit(0), 2000).unref();
     client.close(() => process.exit(0));
   };
   process.once('SIGTERM', stop);

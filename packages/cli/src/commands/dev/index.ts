@@ -19,7 +19,8 @@ const SAMPLES = join(ROOT, 'samples');
 const DEFAULT_MANIFEST = join(ROOT, 'examples', 'dev-quickstart.json');
 /** The edge hub's MQTT port: modules dial 8883 of their gateway host (the SDKs have no port for it). */
 const EDGE_HUB_MQTT_PORT = 8883;
-const STOP_GRACE_MS = 10_000;
+// Longer than the agent's own grace for its modules (10 s), so that it can stop them before it is killed.
+const STOP_GRACE_MS = 15_000;
 
 interface UpOptions {
   stateDir?: string;
