@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -55,6 +56,29 @@ describe('kedge dev commands', () => {
     expect(await kedge('dev', 'down', '--state-dir', foreign)).toBe(2);
     expect(captured.err).toContain('is not a kedge dev state dir');
     expect(existsSync(join(foreign, 'precious.txt'))).toBe(true);
+  });
+
+  it('up refuses a non-empty directory that is not a dev state dir (down would remove it)', async () => {
+    const foreign = join(dir, 'foreign-up');
+    mkdirSync(foreign);
+    writeFileSync(join(foreign, 'precious.txt'), 'keep me');
+    expect(await kedge('dev', 'up', '--state-dir', foreign)).toBe(2);
+    expect(captured.err).toContain('is not empty and not a kedge dev state dir');
+    expect(readFileSync(join(foreign, 'precious.txt'), 'utf8')).toBe('keep me');
+  });
+
+  it('up says what to do when the hub port is taken, before starting anything', async () => {
+    const taken = createServer();
+    await new Promise<void>((r) => taken.listen(0, '127.0.0.1', r));
+    const port = (taken.address() as { port: number }).port;
+    const stateDir = join(dir, 'taken');
+    try {
+      expect(await kedge('dev', 'up', '--state-dir', stateDir, '--hub-port', String(port), '--edge-host', '127.0.61.7')).toBe(2);
+    } finally {
+      taken.close();
+    }
+    expect(captured.err).toContain(`127.0.0.1:${port} is taken: pick another port for the hub with --hub-port`);
+    expect(existsSync(stateDir)).toBe(false);
   });
 
   it('status says how to start when nothing runs', async () => {

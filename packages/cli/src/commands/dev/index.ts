@@ -1,4 +1,4 @@
-import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { delimiter, join, relative, resolve } from 'node:path';
 import { pathToFileURL, fileURLToPath } from 'node:url';
@@ -270,6 +270,8 @@ async function up(opts: UpOptions): Promise<void> {
   if (!existsSync(CLI_MAIN)) throw new UsageError(`${CLI_MAIN} is missing: build first (npm run build)`);
 
   const previous = readDevState(dir);
+  // `down` removes the state dir: never adopt a directory that holds something else.
+  if (!previous && existsSync(dir) && readdirSync(dir).length > 0) throw new UsageError(`${dir} is not empty and not a kedge dev state dir: pick another --state-dir`);
   if (previous && previous.processes.some((p) => isRunning(p))) {
     throw new UsageError(`a dev environment already runs in ${dir}: see \`kedge dev status\`, or stop it with \`kedge dev down\``);
   }
