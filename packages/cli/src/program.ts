@@ -7,6 +7,7 @@ import { registerInstallCommands } from './commands/install.js';
 import { registerEdgeHubCommands } from './commands/edge-hub.js';
 import { registerCheckCommands } from './commands/check.js';
 import { registerEdgeCommands } from './commands/edge.js';
+import { registerDevCommands } from './commands/dev/index.js';
 
 /**
  * Builds the `kedge` command tree. Each command family lives in `commands/<family>.ts` and registers itself here;
@@ -28,5 +29,6 @@ export function buildProgram(): Command {
   registerEdgeHubCommands(program);
   registerCheckCommands(program);
   registerEdgeCommands(program);
+  registerDevCommands(program);
   return program;
 }

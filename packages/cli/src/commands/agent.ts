@@ -17,6 +17,8 @@ interface RunOptions {
   logLevel: string;
   hubConnectionStringFile?: string;
   hubCa?: string;
+  hubMqttPort?: string;
+  hubHttpsPort?: string;
   edgeDeployment?: string;
   leaderElect?: boolean;
   leaderLease: string;
@@ -69,6 +71,8 @@ export function registerClusterCommands(program: Command): void {
     .option('--policy <file>', 'device policy (JSON or YAML), see docs/agent.md')
     .option('--hub-connection-string-file <file>', `the edge device's connection string (default: $${CONNECTION_STRING_ENV}; neither: no hub link)`)
     .option('--hub-ca <file>', "PEM of the CA of the hub's certificate (default: the system's)")
+    .option('--hub-mqtt-port <port>', "the hub's MQTT over TLS port (default 8883)")
+    .option('--hub-https-port <port>', "the hub's HTTPS port, module identities (default 443; `kedge hub` listens on 8443)")
     .option('--edge-deployment <name>', "the device's EdgeDeployment (default: `default`, or the device id where an earlier agent wrote that one)")
     .option('--leader-elect', 'run as one of several replicas: only the holder of the Lease works (needs --namespace)')
     .option('--leader-lease <name>', 'the Lease replicas compete for', 'kedge-agent')
@@ -108,6 +112,13 @@ export function registerClusterCommands(program: Command): void {
       } catch (e) {
         return fail(`cannot read ${(e as { path?: string }).path ?? 'a file'}: ${(e as { code?: string }).code ?? 'error'}`);
       }
+      const hubPorts: { mqttPort?: number; servicePort?: number } = {};
+      for (const [flag, value, key] of [['--hub-mqtt-port', opts.hubMqttPort, 'mqttPort'], ['--hub-https-port', opts.hubHttpsPort, 'servicePort']] as const) {
+        if (value === undefined) continue;
+        const n = Number(value);
+        if (!Number.isInteger(n) || n < 1 || n > 65535) return fail(`invalid ${flag} ${value}`);
+        hubPorts[key] = n;
+      }
       const port = Number(opts.metricsPort);
       if (opts.runtime !== 'kubernetes' && opts.runtime !== 'process') return fail(`--runtime must be kubernetes or process, not ${JSON.stringify(opts.runtime)}`);
       if (opts.runtime === 'process') {
@@ -122,7 +133,7 @@ export function registerClusterCommands(program: Command): void {
               gatewayHostName: opts.gatewayHost ?? 'localhost',
               ...(opts.moduleCa ? { moduleCaFile: opts.moduleCa } : {}),
               metrics: port > 0 ? { port, host: opts.metricsHost } : null,
-              ...(connectionString ? { hub: { connectionString, ...(ca ? { ca } : {}) } } : {}),
+              ...(connectionString ? { hub: { connectionString, ...(ca ? { ca } : {}), ...hubPorts } } : {}),
             },
             { log },
           );
@@ -162,7 +173,7 @@ export function registerClusterCommands(program: Command): void {
             policy: policy.data,
             workers: Number(opts.workers),
             metrics: port > 0 ? { port, host: opts.metricsHost } : null,
-            ...(connectionString ? { hub: { connectionString, ...(ca ? { ca } : {}) } } : {}),
+            ...(connectionString ? { hub: { connectionString, ...(ca ? { ca } : {}), ...hubPorts } } : {}),
             ...(opts.edgeDeployment ? { edgeDeploymentName: opts.edgeDeployment } : {}),
             workload,
           },

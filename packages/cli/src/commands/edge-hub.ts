@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import type { Command } from 'commander';
 import { UsageError, run } from './hub/common.js';
 import { untilStopSignal } from '../io.js';
@@ -7,10 +8,11 @@ interface RunOptions {
   connectionString?: string;
   hubAddress?: string;
   hubCa?: string;
-  hubMqttPort: string;
-  hubHttpsPort: string;
+  hubMqttPort?: string;
+  hubHttpsPort?: string;
+  hubEndpoints?: string;
   hostName?: string;
-  host: string;
+  host?: string;
   mqttPort: string;
   wsPort: string;
   httpsPort?: string;
@@ -36,13 +38,33 @@ const readFile = (path: string, flag: string): string => {
   }
 };
 
+/** The hub's ports from a `kedge hub` `endpoints.json` (`--hub-endpoints`): how `kedge dev` points the edge hub at its hub. */
+function hubEndpointPorts(file: string): { mqttPort: number; httpsPort: number } {
+  let doc: { mqtt?: unknown; service?: unknown };
+  try {
+    doc = JSON.parse(readFile(file, '--hub-endpoints')) as { mqtt?: unknown; service?: unknown };
+  } catch (e) {
+    if (e instanceof UsageError) throw e;
+    throw new UsageError(`--hub-endpoints ${file} is not JSON`);
+  }
+  const portOf = (url: unknown): number => {
+    // WHATWG URLs leave the scheme's default port out (https://h is 443).
+    const u = typeof url === 'string' && URL.canParse(url) ? new URL(url) : undefined;
+    const n = u === undefined ? NaN : u.port !== '' ? Number(u.port) : u.protocol === 'https:' ? 443 : NaN;
+    if (!Number.isInteger(n) || n <= 0) throw new UsageError(`--hub-endpoints ${file}: no usable mqtt/service URL`);
+    return n;
+  };
+  return { mqttPort: portOf(doc.mqtt), httpsPort: portOf(doc.service) };
+}
+
 /**
  * `kedge edge-hub run`: runs an edge hub until SIGINT/SIGTERM. The `$edgeHub` connection string comes from
- * `--connection-string`, `KEDGE_EDGEHUB_CONNECTION_STRING` or `EdgeHubConnectionString` (what the agent renders into
- * the edge hub's Deployment; read when the command runs, never logged). Run by the agent in workload mode
- * (`IOTEDGE_WORKLOADURI`, `IOTEDGE_MODULEGENERATIONID` set), it gets its server certificate for the name modules
- * dial (`--host-name`, default `EdgeDeviceHostName`) from the workload API, as IoT Edge's edgeHub does, so it chains
- * to the trust bundle modules fetch.
+ * `--connection-string`, `KEDGE_EDGEHUB_CONNECTION_STRING` or `EdgeHubConnectionString` (what the agent gives its
+ * edge hub module), read when the command runs, never logged. Started by the agent, the edge hub takes its host name
+ * from `EdgeDeviceHostName` (the name the agent gives modules as their gateway), and listens on it when it is an
+ * address. Run by the agent in workload mode (`IOTEDGE_WORKLOADURI`, `IOTEDGE_MODULEGENERATIONID` set), it gets its
+ * server certificate for the name modules dial from the workload API, as IoT Edge's edgeHub does, so it chains to the
+ * trust bundle modules fetch.
  */
 export function registerEdgeHubCommands(program: Command): void {
   const edgeHub = program.command('edge-hub').description("Kedge's edge hub: the device's IoT Hub-compatible MQTT broker, routes and store-and-forward");
@@ -52,10 +74,11 @@ export function registerEdgeHubCommands(program: Command): void {
     .option('--connection-string <cs>', "the $edgeHub module's connection string (default: $KEDGE_EDGEHUB_CONNECTION_STRING)")
     .option('--hub-address <address>', "where to reach the hub when its HostName does not resolve to it")
     .option('--hub-ca <file>', "PEM of the CA the hub's certificate chains to (default: the system store)")
-    .option('--hub-mqtt-port <port>', "the hub's MQTT over TLS port", '8883')
-    .option('--hub-https-port <port>', "the hub's HTTPS port (device scope)", '443')
-    .option('--host-name <name>', 'the name modules dial (GatewayHostName): TLS name and SAS audience (default: --host, or localhost)')
-    .option('--host <address>', 'listen address', '127.0.0.1')
+    .option('--hub-mqtt-port <port>', "the hub's MQTT over TLS port (default 8883)")
+    .option('--hub-https-port <port>', "the hub's HTTPS port, device scope (default 443)")
+    .option('--hub-endpoints <file>', "the hub's ports from its endpoints.json (a `kedge hub` data dir), unless the port flags are given")
+    .option('--host-name <name>', 'the name modules dial (GatewayHostName): TLS name and SAS audience (default: $EdgeDeviceHostName, else --host, or localhost)')
+    .option('--host <address>', 'listen address (default: $EdgeDeviceHostName when it is an address, else 127.0.0.1)')
     .option('--mqtt-port <port>', 'MQTT over TLS port', '8883')
     .option('--ws-port <port>', "MQTT over WebSockets port, or 'off'", '8443')
     .option('--https-port <port>', "HTTPS port for module direct methods (the SDKs dial 443), or 'off' (default: served on the --ws-port listener)")
@@ -69,7 +92,10 @@ export function registerEdgeHubCommands(program: Command): void {
       run(async (opts: RunOptions) => {
         const connectionString = opts.connectionString ?? process.env['KEDGE_EDGEHUB_CONNECTION_STRING'] ?? process.env['EdgeHubConnectionString'];
         if (!connectionString) throw new UsageError('the $edgeHub connection string is required (--connection-string or KEDGE_EDGEHUB_CONNECTION_STRING)');
-        const hostName = opts.hostName ?? process.env['EdgeDeviceHostName'] ?? (opts.host === '0.0.0.0' || opts.host === '::' ? 'localhost' : opts.host);
+        const deviceHost = process.env['EdgeDeviceHostName'] || undefined;
+        const host = opts.host ?? (deviceHost !== undefined && isIP(deviceHost) !== 0 ? deviceHost : '127.0.0.1');
+        const hostName = opts.hostName ?? deviceHost ?? (host === '0.0.0.0' || host === '::' ? 'localhost' : host);
+        const fromFile = opts.hubEndpoints ? hubEndpointPorts(opts.hubEndpoints) : undefined;
         const tls = await workloadTls(hostName);
         const maxBytes = opts.maxStoreBytes === undefined ? undefined : Number(opts.maxStoreBytes);
         if (maxBytes !== undefined && (!Number.isInteger(maxBytes) || maxBytes <= 0)) throw new UsageError(`invalid --max-store-bytes ${opts.maxStoreBytes ?? ''}`);
@@ -81,14 +107,14 @@ export function registerEdgeHubCommands(program: Command): void {
             hub: {
               ...(opts.hubAddress ? { address: opts.hubAddress } : {}),
               ...(opts.hubCa ? { ca: readFile(opts.hubCa, '--hub-ca') } : {}),
-              mqttPort: port(opts.hubMqttPort, '--hub-mqtt-port'),
-              httpsPort: port(opts.hubHttpsPort, '--hub-https-port'),
+              mqttPort: opts.hubMqttPort ? port(opts.hubMqttPort, '--hub-mqtt-port') : (fromFile?.mqttPort ?? 8883),
+              httpsPort: opts.hubHttpsPort ? port(opts.hubHttpsPort, '--hub-https-port') : (fromFile?.httpsPort ?? 443),
             },
             hostName,
             dataDir: opts.dataDir,
-            mqtt: { host: opts.host, port: port(opts.mqttPort, '--mqtt-port') },
-            websocket: opts.wsPort === 'off' ? null : { host: opts.host, port: port(opts.wsPort, '--ws-port') },
-            ...(opts.httpsPort === undefined ? {} : { https: opts.httpsPort === 'off' ? null : { host: opts.host, port: port(opts.httpsPort, '--https-port') } }),
+            mqtt: { host, port: port(opts.mqttPort, '--mqtt-port') },
+            websocket: opts.wsPort === 'off' ? null : { host, port: port(opts.wsPort, '--ws-port') },
+            ...(opts.httpsPort === undefined ? {} : { https: opts.httpsPort === 'off' ? null : { host, port: port(opts.httpsPort, '--https-port') } }),
             metrics: opts.metricsPort ? { host: opts.metricsHost, port: port(opts.metricsPort, '--metrics-port') } : null,
             store: { fsync: opts.fsync, ...(maxBytes === undefined ? {} : { maxBytes }) },
             ...(tls ? { tls } : {}),

@@ -1,9 +1,11 @@
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { KedgeError } from '@kedge/contracts';
 // Type-only: the hub package (fastify, aedes, database drivers) loads when a command runs, not with every `kedge`.
 import type { HubClient } from '@kedge/hub';
 import { useColor } from '../../output.js';
+import { defaultStateDir, readDevState } from '../dev/state.js';
 
 /** Options every service-API command takes. */
 export interface ServiceOptions {
@@ -18,23 +20,43 @@ export function withServiceOptions(cmd: Command): Command {
   return cmd
     .option('--hub <connection-string>', 'service connection string (default: $KEDGE_HUB_CONNECTION_STRING)')
     .option('--ca <file>', 'CA certificate to trust, e.g. <data-dir>/tls/ca.pem (default: $KEDGE_HUB_CA)')
-    .option('--port <port>', 'service API port (default 443)')
+    .option('--port <port>', 'service API port (default: $KEDGE_HUB_PORT, else 443)')
     .option('--address <host>', 'address to connect to when HostName does not resolve to the hub');
 }
 
-/** Builds the client from flags and environment; the environment is read here, when the command runs. */
+/**
+ * The hub `kedge dev up` runs, when its state dir (`./.kedge-dev` or `$KEDGE_DEV_STATE_DIR`) names one: so that
+ * `kedge monitor`, `kedge deploy`, … work right after `dev up` with no exports.
+ */
+function devHub(): { cs: string; ca: string; port: string } | undefined {
+  const hub = readDevState(defaultStateDir())?.hub;
+  if (!hub) return undefined;
+  try {
+    return { cs: readFileSync(hub.connectionStringFile, 'utf8').trim(), ca: hub.caFile, port: String(hub.servicePort) };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Builds the client from flags and environment; the environment is read here, when the command runs. Order: flags,
+ * then `KEDGE_HUB_CONNECTION_STRING` / `KEDGE_HUB_CA` / `KEDGE_HUB_PORT`, then the hub of `kedge dev up`.
+ */
 export async function clientFrom(opts: ServiceOptions): Promise<HubClient> {
-  const cs = opts.hub ?? process.env['KEDGE_HUB_CONNECTION_STRING'];
-  if (!cs) throw new UsageError('no hub connection string: pass --hub or set KEDGE_HUB_CONNECTION_STRING');
-  const caFile = opts.ca ?? process.env['KEDGE_HUB_CA'];
+  const envCs = opts.hub ?? process.env['KEDGE_HUB_CONNECTION_STRING'];
+  const dev = envCs ? undefined : devHub();
+  const cs = envCs ?? dev?.cs;
+  if (!cs) throw new UsageError('no hub connection string: pass --hub or set KEDGE_HUB_CONNECTION_STRING (or start one with `kedge dev up`)');
+  const caFile = opts.ca ?? process.env['KEDGE_HUB_CA'] ?? dev?.ca;
+  const portText = opts.port ?? process.env['KEDGE_HUB_PORT'] ?? dev?.port;
   let ca: string | undefined;
   try {
     ca = caFile ? await readFile(caFile, 'utf8') : undefined;
   } catch (e) {
     throw new UsageError(`cannot read the CA file ${caFile ?? ''} (${(e as NodeJS.ErrnoException).code ?? 'error'}): pass --ca <data-dir>/tls/ca.pem`);
   }
-  const port = opts.port === undefined ? undefined : Number(opts.port);
-  if (port !== undefined && !(Number.isInteger(port) && port > 0 && port < 65536)) throw new UsageError(`invalid --port ${opts.port ?? ''}`);
+  const port = portText === undefined ? undefined : Number(portText);
+  if (port !== undefined && !(Number.isInteger(port) && port > 0 && port < 65536)) throw new UsageError(`invalid --port ${portText ?? ''}`);
   const { HubClient } = await import('@kedge/hub');
   return new HubClient({
     connectionString: cs,

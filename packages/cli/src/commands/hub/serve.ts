@@ -23,6 +23,34 @@ const port = (v: string, flag: string): number => {
   return n;
 };
 
+/** The file in the data dir naming the hub's listening URLs (`{ pid, hostName, service, mqtt, websocket, ops? }`). */
+export const ENDPOINTS_FILE = 'endpoints.json';
+
+/**
+ * A failure to listen, as a usage error that says what to do: a privileged port (below 1024) needs privileges a
+ * normal user lacks, and azure-iothub always dials 443, so say how to get 443 without running the hub as root.
+ * Anything else passes through unchanged. Classified by the errno code, never by the message.
+ */
+export function listenError(e: unknown, opts: { host: string; port: string; mqttPort: string }): unknown {
+  const err = e as (NodeJS.ErrnoException & { port?: number }) | undefined;
+  const code = err?.code;
+  if (err?.syscall !== 'listen' && err?.syscall !== 'bind') {
+    if (code === 'EACCES' && err?.path) return new UsageError(`cannot write ${err.path} (permission denied): pick a --data-dir you own`);
+    return e;
+  }
+  const where = `${opts.host}:${err.port ?? `${opts.port}/${opts.mqttPort}`}`;
+  if (code === 'EACCES') {
+    return new UsageError(
+      `cannot listen on ${where}: ports below 1024 need privileges. Use the defaults (--port 8443 --mqtt-port 8883), or, for azure-iothub ` +
+        `(which always dials https://<HostName>:443), redirect 443 to 8443 (e.g. \`sudo iptables -t nat -A OUTPUT -o lo -p tcp --dport 443 -j REDIRECT --to-port 8443\`), ` +
+        `grant node the capability once (\`sudo setcap cap_net_bind_service=+ep "$(command -v node)"\`) or run the hub in a container; see docs/hub.md`,
+    );
+  }
+  if (code === 'EADDRINUSE') return new UsageError(`cannot listen on ${where}: the address is in use (another hub, or \`kedge dev up\`?); pick other ports with --port/--mqtt-port`);
+  if (code === 'EADDRNOTAVAIL') return new UsageError(`cannot listen on ${opts.host}: no such local address; use 127.0.0.1 or an address of this machine`);
+  return e;
+}
+
 /** `kedge hub`: runs the hub until SIGINT/SIGTERM, then shuts down gracefully. */
 export function registerServe(program: Command): void {
   program
@@ -31,8 +59,9 @@ export function registerServe(program: Command): void {
     .option('--data-dir <dir>', 'data directory (SQLite database, TLS material)', './kedge-hub-data')
     .option('--db <url>', 'sqlite:<path> (default <data-dir>/hub.db) or postgres://user@host/db')
     .option('--host-name <name>', 'public host name: connection strings, SAS audience, TLS name (default: --host, or localhost)')
-    .option('--host <address>', 'listen address', '0.0.0.0')
-    .option('--port <port>', 'HTTPS service API + MQTT over WebSockets port', '443')
+    // Loopback and unprivileged ports by default: a normal user can run it, and nothing is exposed unless asked.
+    .option('--host <address>', 'listen address (0.0.0.0: every interface)', '127.0.0.1')
+    .option('--port <port>', 'HTTPS service API + MQTT over WebSockets port (azure-iothub needs 443: see docs/hub.md)', '8443')
     .option('--mqtt-port <port>', 'MQTT over TLS port', '8883')
     .option('--ops-host <address>', 'plain-HTTP health/metrics listen address', '127.0.0.1')
     .option('--ops-port <port>', 'plain-HTTP health/metrics port (disabled when absent)')
@@ -51,12 +80,16 @@ export function registerServe(program: Command): void {
           ...(opts.opsPort ? { ops: { host: opts.opsHost, port: port(opts.opsPort, '--ops-port') } } : {}),
           ...(opts.replicaId ? { replicaId: opts.replicaId } : {}),
           logLevel: opts.logLevel as 'info',
+        }).catch((e: unknown) => {
+          throw listenError(e, opts);
         });
         // The owner connection string is a secret: it goes to a 0600 file, never to stdout or the logs.
         const csFile = join(opts.dataDir, 'iothubowner.connection-string');
         writeFileSync(csFile, `${hub.connectionString()}\n`, { mode: 0o600 });
         chmodSync(csFile, 0o600); // `mode` applies only when the file is created
         const caFile = join(opts.dataDir, 'tls', 'ca.pem');
+        // Where it listens, for tools that start it with port 0 (`kedge dev up`): no secret in it.
+        writeFileSync(join(opts.dataDir, ENDPOINTS_FILE), `${JSON.stringify({ pid: process.pid, hostName, ...hub.urls })}\n`);
         process.stderr.write(
           `kedge hub ${hub.replicaId} listening: ${hub.urls.service} (service), ${hub.urls.mqtt} (MQTT), ${hub.urls.websocket}` +
             `${hub.urls.ops ? `, ${hub.urls.ops} (health/metrics)` : ''}\n` +

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
-import { flatten, formatFields, formatTable, Tone } from '../../output.js';
+import { flatten, formatFields, formatTable, Tone, useColor } from '../../output.js';
+import { telemetryLine } from './telemetry-line.js';
 import type { Column } from '../../output.js';
 import type { ServiceOptions } from './common.js';
 import { UsageError, clientFrom, jsonArg, output, printJson, readDocument, run, withJson, withServiceOptions } from './common.js';
@@ -251,34 +252,44 @@ export function registerInvoke(program: Command): void {
   );
 }
 
-/** `kedge monitor [--device] [--from offset|end] [--consumer name]` */
+/** `kedge monitor [deviceId] [--from offset|end] [--consumer name] [--json]` */
 export function registerMonitor(program: Command): void {
   withServiceOptions(
     program
       .command('monitor')
+      .argument('[deviceId]', 'only this device (same as --device)')
       .option('--device <deviceId>')
       .option('--from <offset>', "offset to start at, or 'end' (default: after the consumer's offset, else the start)")
       .option('--consumer <name>', 'consumer name: resume where it stopped (offset committed by the hub)')
       .option('--count <n>', 'stop after n messages')
-      .description('Stream telemetry as JSON lines'),
+      .option('--json', 'one JSON object per message (offset, ids, properties, system properties, body) for scripts')
+      .description('Stream telemetry: one readable line per message (time, sender, body, properties), or JSON lines'),
   ).action(
-    run(async (opts: ServiceOptions & { device?: string; from?: string; consumer?: string; count?: string }) => {
+    run(async (deviceArg: string | undefined, opts: ServiceOptions & { device?: string; from?: string; consumer?: string; count?: string; json?: boolean }) => {
       let from: number | 'end' | undefined;
       if (opts.from === 'end') from = 'end';
       else if (opts.from !== undefined) {
         from = Number(opts.from);
         if (!Number.isInteger(from) || from < 0) throw new UsageError('--from must be an offset or "end"');
       }
+      if (deviceArg !== undefined && opts.device !== undefined && deviceArg !== opts.device) throw new UsageError('give the device once: as the argument or as --device');
+      const deviceId = deviceArg ?? opts.device;
       const max = opts.count === undefined ? Infinity : Number(opts.count);
+      if (!(max === Infinity || (Number.isInteger(max) && max > 0))) throw new UsageError('--count must be a whole number above 0');
+      const color = useColor();
       const ac = new AbortController();
       const stop = (): void => ac.abort();
       process.once('SIGINT', stop);
       let n = 0;
       try {
         const c = await clientFrom(opts);
-        for await (const m of c.monitor({ ...(from === undefined ? {} : { from }), ...(opts.device ? { deviceId: opts.device } : {}), ...(opts.consumer ? { consumer: opts.consumer } : {}), signal: ac.signal })) {
-          process.stdout.write(`${JSON.stringify(m)}\n`);
-          if (++n >= max) ac.abort();
+        for await (const m of c.monitor({ ...(from === undefined ? {} : { from }), ...(deviceId ? { deviceId } : {}), ...(opts.consumer ? { consumer: opts.consumer } : {}), signal: ac.signal })) {
+          process.stdout.write(opts.json === true ? `${JSON.stringify(m)}\n` : telemetryLine(m, color));
+          if (++n >= max) {
+            // The stream may hold further messages already received: stop reading, then close it.
+            ac.abort();
+            break;
+          }
         }
       } finally {
         process.off('SIGINT', stop);
