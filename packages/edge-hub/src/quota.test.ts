@@ -171,8 +171,9 @@ describe('edge hub disk quota through the broker (hub down)', () => {
     // The broker keeps serving: the subscribed module stays connected, new connections are accepted, and a
     // module-to-module message is refused the same way (the store is shared) without disturbing anyone else.
     expect(sink.client.connected).toBe(true);
+    // Larger than the refused message, so that it cannot fit in what the quota has left (a small one may).
     const a = await module(e, 'm2a');
-    expect(await publishOnce(a, outputTopic(e.target('m2a'), 'out'), body('m2a', 0))).toBe('closed');
+    expect(await publishOnce(a, outputTopic(e.target('m2a'), 'out'), body('m2a', 0, 2 * BYTES))).toBe('closed');
     expect(sink.client.connected).toBe(true);
 
     // The hub returns and the queue drains; the store accepts again: the refused message is sent again and
