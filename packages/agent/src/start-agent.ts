@@ -1,16 +1,16 @@
-import { createHmac } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import { z } from 'zod';
-import { DeviceRegistryClient, IotHubClient, IotHubErrorCode } from '@kedge/iothub-client';
+import type { IotHubClient } from '@kedge/iothub-client';
 import { createKubeClient, type ClusterConfig, type KubeClient, type KubernetesObject } from '@kedge/kube';
 import { EdgeDeploymentResource, parseEdgeDeploymentSpec } from '@kedge/manifest';
 import { parseConnectionString } from '@kedge/protocol';
 import { startEdgeDeploymentController, type RunningController } from './controller.js';
 import { loadOrCreateDeviceCa, type DeviceCa } from './device-ca.js';
 import { EdgeHubReportStore } from './edgehub-report.js';
+import { deviceRegistryClient, edgeAgentClient } from './hub-link.js';
 import { ModuleIdentities } from './identities.js';
 import { AgentMethods } from './methods.js';
 import { Labels, MANAGED_BY, toDnsLabel } from './names.js';
@@ -253,37 +253,8 @@ export async function startAgent(input: AgentConfigInput, options: StartAgentOpt
       edgeDeploymentName = name;
       const deviceKey = cs.get('SharedAccessKey') ?? '';
       const hubLog = log.child({ component: 'hub-link', deviceId });
-      const devices = new DeviceRegistryClient({
-        hostName: hubHostName,
-        deviceId,
-        sharedAccessKey: deviceKey,
-        ...(hub.servicePort !== undefined ? { port: hub.servicePort } : {}),
-        ...(hub.address !== undefined ? { address: hub.address } : {}),
-        ...(hub.ca !== undefined ? { ca: hub.ca } : {}),
-      });
-      // The agent is the device's $edgeAgent module: its key comes from the hub with the device's credentials when
-      // a connection is made (never stored), and is fetched again after the hub refused it.
-      let agentKey: string | undefined;
-      const signer = async (data: string): Promise<string> => {
-        agentKey ??= (await devices.getModule('$edgeAgent'))?.primaryKey;
-        if (!agentKey) throw new Error(`Device ${deviceId} has no $edgeAgent module identity (is it an edge device?)`);
-        return createHmac('sha256', Buffer.from(agentKey, 'base64')).update(data, 'utf8').digest('base64');
-      };
-      client = new IotHubClient({
-        hostName: hubHostName,
-        deviceId,
-        moduleId: '$edgeAgent',
-        signer,
-        ...(hub.address !== undefined || hub.mqttPort !== undefined ? { gatewayHostName: hub.address ?? hubHostName } : {}),
-        ...(hub.mqttPort !== undefined ? { port: hub.mqttPort } : {}),
-        ...(hub.ca !== undefined ? { ca: hub.ca } : {}),
-        backoff: { maxMs: hub.maxBackoffMs },
-        userAgent: 'kedge-agent/0.1',
-        log: hubLog,
-      });
-      client.on('disconnected', (info) => {
-        if (info.error?.code === IotHubErrorCode.Unauthorized) agentKey = undefined;
-      });
+      const devices = deviceRegistryClient(hub, hubHostName, deviceId, deviceKey);
+      client = edgeAgentClient(hub, devices, hubHostName, deviceId, hubLog);
       const identities = new ModuleIdentities({ registry: devices, kube, namespace, hubHostName, deviceId, log: hubLog.child({ component: 'identities' }) });
       const methods = new AgentMethods({ kube, cluster, namespace, name, deviceId, hubHostName, log: hubLog.child({ component: 'methods' }) });
       client.onMethod(methods.handle);

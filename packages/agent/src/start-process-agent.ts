@@ -1,4 +1,3 @@
-import { createHmac } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { resolve } from 'node:path';
@@ -6,9 +5,10 @@ import type { Logger } from 'pino';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { z } from 'zod';
 import type { Clock } from '@kedge/contracts';
-import { DeviceRegistryClient, IotHubClient, IotHubErrorCode } from '@kedge/iothub-client';
+import type { IotHubClient } from '@kedge/iothub-client';
 import { isObject, parseConnectionString } from '@kedge/protocol';
 import { MANAGED_BY_IOT_EDGE, identityOf } from './identities.js';
+import { deviceRegistryClient, edgeAgentClient } from './hub-link.js';
 import { AgentMethods } from './methods.js';
 import { workloadSecretOf, type IdentitySecretKey } from './module-env.js';
 import type { ModuleEntry } from './modules.js';
@@ -80,16 +80,7 @@ export async function startProcessAgent(input: ProcessAgentConfigInput, options:
   const gateway = config.gatewayHostName ?? 'localhost';
 
   const hub = config.hub;
-  const devices = hub && cs
-    ? new DeviceRegistryClient({
-        hostName: hubHostName ?? '',
-        deviceId,
-        sharedAccessKey: cs.get('SharedAccessKey') ?? '',
-        ...(hub.servicePort !== undefined ? { port: hub.servicePort } : {}),
-        ...(hub.address !== undefined ? { address: hub.address } : {}),
-        ...(hub.ca !== undefined ? { ca: hub.ca } : {}),
-      })
-    : undefined;
+  const devices = hub && cs ? deviceRegistryClient(hub, hubHostName ?? '', deviceId, cs.get('SharedAccessKey') ?? '') : undefined;
   // A module's identity: created in the hub (managedBy IotEdge) when it first starts. Its key is also kept in the
   // state directory (identities.json, 0600), used only while the hub cannot be reached, so that modules restarted
   // offline still reach the edge hub. No workload API runs beside the process runtime (yet): modules get connection
@@ -144,28 +135,8 @@ export async function startProcessAgent(input: ProcessAgentConfigInput, options:
   try {
     if (hub && cs && devices) {
       const hubLog = log.child({ component: 'hub-link', deviceId });
-      let agentKey: string | undefined;
-      const signer = async (data: string): Promise<string> => {
-        agentKey ??= (await devices.getModule('$edgeAgent'))?.primaryKey;
-        if (!agentKey) throw new Error(`Device ${deviceId} has no $edgeAgent module identity (is it an edge device?)`);
-        return createHmac('sha256', Buffer.from(agentKey, 'base64')).update(data, 'utf8').digest('base64');
-      };
-      client = new IotHubClient({
-        hostName: hubHostName ?? '',
-        deviceId,
-        moduleId: '$edgeAgent',
-        signer,
-        ...(hub.address !== undefined || hub.mqttPort !== undefined ? { gatewayHostName: hub.address ?? hubHostName ?? '' } : {}),
-        ...(hub.mqttPort !== undefined ? { port: hub.mqttPort } : {}),
-        ...(hub.ca !== undefined ? { ca: hub.ca } : {}),
-        backoff: { maxMs: hub.maxBackoffMs },
-        userAgent: 'kedge-agent/0.1',
-        log: hubLog,
-      });
-      client.on('disconnected', (info) => {
-        if (info.error?.code === IotHubErrorCode.Unauthorized) agentKey = undefined;
-      });
-      const methods = new AgentMethods({ runtime, log: hubLog.child({ component: 'methods' }) });
+      client = edgeAgentClient(hub, devices, hubHostName ?? '', deviceId, hubLog);
+      const methods = new AgentMethods({ runtime, deviceId, ...(hubHostName ? { hubHostName } : {}), log: hubLog.child({ component: 'methods' }) });
       client.onMethod(methods.handle);
       twinSync = new TwinSync({ client, runtime, deviceId, cache: new FileTwinCache(stateDir), log: hubLog.child({ component: 'twin-sync' }), reportCoalesceMs: hub.reportCoalesceMs });
       const ts = twinSync;
