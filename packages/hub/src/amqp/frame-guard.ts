@@ -1,4 +1,5 @@
-import { Duplex } from 'node:stream';
+import type { Duplex } from 'node:stream';
+import { StreamGuard } from '@kedge/protocol';
 
 /** Size limits an {@link AmqpFrameGuard} enforces. */
 export interface AmqpFrameLimits {
@@ -27,10 +28,8 @@ const MIN_FRAME = 8;
  * before AMQP [AMQP 1.0 2.2, 5.3.2]) and each frame's size and `doff` [AMQP 1.0 2.3.1]; every byte passes on
  * unchanged and decoding stays rhea's. Refusal destroys the stream (and the socket under it).
  */
-export class AmqpFrameGuard extends Duplex {
-  readonly #inner: Duplex;
+export class AmqpFrameGuard extends StreamGuard {
   readonly #limits: AmqpFrameLimits;
-  #authenticated = false;
   /** Bytes of the current 8-byte unit (a protocol header or a frame header) collected so far. */
   readonly #head = Buffer.alloc(8);
   #headLength = 0;
@@ -38,50 +37,15 @@ export class AmqpFrameGuard extends Duplex {
   #remaining = 0;
 
   constructor(inner: Duplex, limits: AmqpFrameLimits) {
-    super({ allowHalfOpen: false });
-    this.#inner = inner;
+    super(inner);
     this.#limits = limits;
-    inner.on('data', (chunk: Buffer) => this.#onData(chunk));
-    inner.once('end', () => this.push(null));
-    inner.once('error', (e: Error) => this.destroy(e));
-    inner.once('close', () => this.destroy());
   }
 
-  /** Raises the limit to `maxFrameBytes`: the connection holds an accepted token. */
-  authenticated(): void {
-    this.#authenticated = true;
+  protected override refusal(reason: string): Error {
+    return new AmqpFrameRefusedError(reason);
   }
 
-  override _read(): void {
-    this.#inner.resume();
-  }
-
-  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (e?: Error | null) => void): void {
-    this.#inner.write(chunk, cb);
-  }
-
-  override _final(cb: (e?: Error | null) => void): void {
-    this.#inner.end();
-    cb();
-  }
-
-  override _destroy(err: Error | null, cb: (e?: Error | null) => void): void {
-    this.#inner.destroy();
-    cb(err);
-  }
-
-  #onData(chunk: Buffer): void {
-    if (this.destroyed) return;
-    const refusal = this.#scan(chunk);
-    if (refusal !== undefined) {
-      this.#inner.pause();
-      this.destroy(new AmqpFrameRefusedError(refusal));
-      return;
-    }
-    if (!this.push(chunk)) this.#inner.pause();
-  }
-
-  #scan(chunk: Buffer): string | undefined {
+  protected override scan(chunk: Buffer): string | undefined {
     let i = 0;
     while (i < chunk.length) {
       if (this.#remaining > 0) {
@@ -103,9 +67,9 @@ export class AmqpFrameGuard extends Duplex {
         if ((id !== 0 && id !== 3) || this.#head[5] !== 1 || this.#head[6] !== 0 || this.#head[7] !== 0) return 'unsupported protocol header';
         continue;
       }
-      const limit = this.#authenticated ? this.#limits.maxFrameBytes : this.#limits.maxFrameBytesBeforeAuth;
+      const limit = this.isAuthenticated ? this.#limits.maxFrameBytes : this.#limits.maxFrameBytesBeforeAuth;
       if (size < MIN_FRAME) return `malformed frame size ${size}`;
-      if (size > limit) return `a frame of ${size} bytes exceeds the limit of ${limit}${this.#authenticated ? '' : ' before authentication'}`;
+      if (size > limit) return `a frame of ${size} bytes exceeds the limit of ${limit}${this.isAuthenticated ? '' : ' before authentication'}`;
       // doff counts 4-byte words of the frame header; at least 2 [AMQP 1.0 2.3.1].
       const doff = this.#head[4] ?? 0;
       if (doff < 2 || doff * 4 > size) return 'malformed frame header';
