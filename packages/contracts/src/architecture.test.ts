@@ -1,4 +1,6 @@
+import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 
 // architecture.json is the one list of packages and layers (dependency-cruiser and vitest read it). The root
@@ -31,4 +33,13 @@ describe('architecture.json', () => {
       }
     }
   });
+  // Vitest transforms modules and lends CommonJS packages named exports that plain Node ESM refuses (an
+  // `import { x } from 'a-cjs-package'` passes every test and crashes `kedge` at start): load each package's built
+  // entry point the way the CLI does. `npm test` builds first.
+  it('loads every package\'s built entry point under plain Node ESM', () => {
+    for (const p of architecture.packages) {
+      const entry = fileURLToPath(new URL(`packages/${p.name}/dist/index.js`, root));
+      expect(() => execFileSync(process.execPath, ['--input-type=module', '-e', `await import(${JSON.stringify(entry)})`], { stdio: 'pipe', timeout: 60_000 }), p.name).not.toThrow();
+    }
+  }, 120_000);
 });

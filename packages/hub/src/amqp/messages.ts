@@ -1,5 +1,5 @@
 import type { Message } from 'rhea';
-import { uuid_to_string } from 'rhea';
+import rhea from 'rhea';
 import { hubError } from '../errors.js';
 import { assertDeviceId } from '../registry/ids.js';
 import type { C2dAck, NewTelemetry } from '../storage/store.js';
@@ -26,7 +26,7 @@ function idText(v: unknown, what: string): string | undefined {
   let s: string;
   if (typeof v === 'string') s = v;
   else if (typeof v === 'number' || typeof v === 'bigint') s = String(v);
-  else if (Buffer.isBuffer(v)) s = v.length === 16 ? uuid_to_string(v) : v.toString('hex');
+  else if (Buffer.isBuffer(v)) s = v.length === 16 ? rhea.uuid_to_string(v) : v.toString('hex');
   else throw hubError('CLOUD_ERR_BAD_REQUEST', `Unsupported ${what} type`);
   if (s.length > MAX_ID_CHARS) throw hubError('CLOUD_ERR_BAD_REQUEST', `${what} longer than ${MAX_ID_CHARS} characters`);
   return s;
