@@ -22,7 +22,7 @@ export const targets = {
   protocol: {
     mutate: ['packages/protocol/src/**/*.ts', '!packages/protocol/src/**/*.test.ts', '!packages/protocol/src/index.ts'],
     tests: ['packages/protocol/src/**/*.test.ts'],
-    break: 50,
+    break: 83,
   },
   'hub-auth': {
     mutate: ['packages/hub/src/auth/**/*.ts', '!packages/hub/src/auth/**/*.test.ts'],
