@@ -22,12 +22,14 @@ export const targets = {
   protocol: {
     mutate: ['packages/protocol/src/**/*.ts', '!packages/protocol/src/**/*.test.ts', '!packages/protocol/src/index.ts'],
     tests: ['packages/protocol/src/**/*.test.ts'],
-    break: 50,
+    break: 83,
   },
   'hub-auth': {
     mutate: ['packages/hub/src/auth/**/*.ts', '!packages/hub/src/auth/**/*.test.ts'],
-    tests: ['packages/hub/src/**/*.test.ts'],
-    break: 50,
+    // Its own unit tests only: the other hub tests reach auth on every request (so every mutant would rerun them),
+    // and several drive the Python SDKs, whose testenv/ scripts the Stryker sandbox does not copy.
+    tests: ['packages/hub/src/auth/**/*.test.ts'],
+    break: 99,
   },
   'hub-twins': {
     mutate: ['packages/hub/src/twins/**/*.ts', '!packages/hub/src/twins/**/*.test.ts'],
