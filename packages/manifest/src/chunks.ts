@@ -77,3 +77,30 @@ export function splitChunks(text: string, base: ChunkedSetting): Record<string, 
   for (let i = 0; i < n; i++) out[chunkKey(i, base)] = text.slice(i * CHUNK_LENGTH, (i + 1) * CHUNK_LENGTH);
   return out;
 }
+
+/**
+ * Parses the (reassembled) text of a JSON-object setting (`k8sOptions`, `processOptions`): `""` and `"null"` mean
+ * absent (`value` undefined); invalid JSON and anything but an object are errors at `path` (`expected` describes
+ * the object in the message). The object is JSON.parse's own: callers validate it with their schema.
+ */
+export function parseJsonObjectSetting(
+  text: string,
+  path: readonly PathSegment[],
+  issues: IssueCollector,
+  expected = 'a JSON object',
+): { ok: true; value: Record<string, unknown> | undefined } | { ok: false } {
+  const trimmed = text.trim();
+  if (trimmed === '' || trimmed === 'null') return { ok: true, value: undefined };
+  let raw: unknown;
+  try {
+    raw = JSON.parse(trimmed);
+  } catch (e) {
+    issues.error(path, `not valid JSON: ${(e as Error).message}`);
+    return { ok: false };
+  }
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    issues.error(path, `must be ${expected}, got ${typeName(raw)}`);
+    return { ok: false };
+  }
+  return { ok: true, value: raw as Record<string, unknown> };
+}

@@ -1,6 +1,6 @@
 import { z } from 'zod';
-import { splitChunks } from './chunks.js';
-import { isObject, typeName, type IssueCollector, type PathSegment } from './issues.js';
+import { parseJsonObjectSetting, splitChunks } from './chunks.js';
+import type { IssueCollector, PathSegment } from './issues.js';
 import { zodIssues } from './zod-issues.js';
 
 /**
@@ -120,19 +120,9 @@ export function validateKubernetesOptions(value: unknown, path: readonly PathSeg
  * shapes are errors: unlike Docker's createOptions, nothing else reads this section, so a typo would only be lost.
  */
 export function parseK8sOptions(text: string, path: readonly PathSegment[], issues: IssueCollector): { ok: true; value: KubernetesOptions | undefined } | { ok: false } {
-  const trimmed = text.trim();
-  if (trimmed === '' || trimmed === 'null') return { ok: true, value: undefined };
-  let raw: unknown;
-  try {
-    raw = JSON.parse(trimmed);
-  } catch (e) {
-    issues.error(path, `not valid JSON: ${(e as Error).message}`);
-    return { ok: false };
-  }
-  if (!isObject(raw)) {
-    issues.error(path, `must be a JSON object, got ${typeName(raw)}`);
-    return { ok: false };
-  }
+  const parsed = parseJsonObjectSetting(text, path, issues);
+  if (!parsed.ok || parsed.value === undefined) return parsed.ok ? { ok: true, value: undefined } : parsed;
+  const raw = parsed.value;
   const value = validateKubernetesOptions(raw, path, issues);
   return value ? { ok: true, value } : { ok: false };
 }

@@ -1,6 +1,6 @@
 import { z } from 'zod';
-import { splitChunks } from './chunks.js';
-import { typeName, type IssueCollector, type PathSegment } from './issues.js';
+import { parseJsonObjectSetting, splitChunks } from './chunks.js';
+import type { IssueCollector, PathSegment } from './issues.js';
 import { zodIssues } from './zod-issues.js';
 
 /**
@@ -39,21 +39,11 @@ export type ProcessOptions = z.infer<typeof ProcessOptionsSchema>;
  * and wrong shapes are errors with their paths.
  */
 export function parseProcessOptions(text: string, path: readonly PathSegment[], issues: IssueCollector): { ok: true; value: ProcessOptions | undefined } | { ok: false } {
-  const trimmed = text.trim();
-  if (trimmed === '' || trimmed === 'null') return { ok: true, value: undefined };
-  let raw: unknown;
-  try {
-    raw = JSON.parse(trimmed);
-  } catch (e) {
-    issues.error(path, `not valid JSON: ${(e as Error).message}`);
-    return { ok: false };
-  }
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
-    issues.error(path, `must be a JSON object {"command", "args", "env", "workingDir"}, got ${typeName(raw)}`);
-    return { ok: false };
-  }
+  const parsed = parseJsonObjectSetting(text, path, issues, 'a JSON object {"command", "args", "env", "workingDir"}');
+  if (!parsed.ok || parsed.value === undefined) return parsed.ok ? { ok: true, value: undefined } : parsed;
+  const raw = parsed.value;
   // JSON.parse makes "__proto__" an own key; a record built from it would lose it or change its prototype.
-  const env: unknown = (raw as Record<string, unknown>)['env'];
+  const env: unknown = raw['env'];
   if (typeof env === 'object' && env !== null && Object.prototype.hasOwnProperty.call(env, '__proto__')) {
     issues.error([...path, 'env', '__proto__'], 'may not be "__proto__"');
     return { ok: false };
