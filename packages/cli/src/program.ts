@@ -6,6 +6,7 @@ import { registerClusterCommands } from './commands/agent.js';
 import { registerInstallCommands } from './commands/install.js';
 import { registerEdgeHubCommands } from './commands/edge-hub.js';
 import { registerCheckCommands } from './commands/check.js';
+import { registerLocalClusterCommands } from './commands/cluster.js';
 import { registerEdgeCommands } from './commands/edge.js';
 import { registerDevCommands } from './commands/dev/index.js';
 
@@ -28,6 +29,7 @@ export function buildProgram(): Command {
   registerInstallCommands(program);
   registerEdgeHubCommands(program);
   registerCheckCommands(program);
+  registerLocalClusterCommands(program);
   registerEdgeCommands(program);
   registerDevCommands(program);
   return program;
