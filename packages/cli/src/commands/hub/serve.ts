@@ -11,6 +11,7 @@ interface ServeOptions {
   host: string;
   port: string;
   mqttPort: string;
+  amqpPort?: string;
   opsHost: string;
   opsPort?: string;
   logLevel: string;
@@ -46,7 +47,7 @@ export function listenError(e: unknown, opts: { host: string; port: string; mqtt
         `grant node the capability once (\`sudo setcap cap_net_bind_service=+ep "$(command -v node)"\`) or run the hub in a container; see docs/hub.md`,
     );
   }
-  if (code === 'EADDRINUSE') return new UsageError(`cannot listen on ${where}: the address is in use (another hub, or \`kedge dev up\`?); pick other ports with --port/--mqtt-port`);
+  if (code === 'EADDRINUSE') return new UsageError(`cannot listen on ${where}: the address is in use (another hub, or \`kedge dev up\`?); pick other ports with --port/--mqtt-port/--amqp-port`);
   if (code === 'EADDRNOTAVAIL') return new UsageError(`cannot listen on ${opts.host}: no such local address; use 127.0.0.1 or an address of this machine`);
   return e;
 }
@@ -63,6 +64,7 @@ export function registerServe(program: Command): void {
     .option('--host <address>', 'listen address (0.0.0.0: every interface)', '127.0.0.1')
     .option('--port <port>', 'HTTPS service API + MQTT over WebSockets port (azure-iothub needs 443: see docs/hub.md)', '8443')
     .option('--mqtt-port <port>', 'MQTT over TLS port', '8883')
+    .option('--amqp-port <port>', "AMQP over TLS port (azure-iothub's Client dials 5671; default 5671, or AMQP only over WebSockets when 5671 is taken)")
     .option('--ops-host <address>', 'plain-HTTP health/metrics listen address', '127.0.0.1')
     .option('--ops-port <port>', 'plain-HTTP health/metrics port (disabled when absent)')
     .option('--replica-id <id>', 'replica id (PostgreSQL scale-out; random by default)')
@@ -77,6 +79,7 @@ export function registerServe(program: Command): void {
           hostName,
           service: { host: opts.host, port: port(opts.port, '--port') },
           mqtt: { host: opts.host, port: port(opts.mqttPort, '--mqtt-port') },
+          ...(opts.amqpPort !== undefined ? { amqp: { host: opts.host, port: port(opts.amqpPort, '--amqp-port') } } : {}),
           ...(opts.opsPort ? { ops: { host: opts.opsHost, port: port(opts.opsPort, '--ops-port') } } : {}),
           ...(opts.replicaId ? { replicaId: opts.replicaId } : {}),
           logLevel: opts.logLevel as 'info',
@@ -91,7 +94,8 @@ export function registerServe(program: Command): void {
         // Where it listens, for tools that start it with port 0 (`kedge dev up`): no secret in it.
         writeFileSync(join(opts.dataDir, ENDPOINTS_FILE), `${JSON.stringify({ pid: process.pid, hostName, ...hub.urls })}\n`);
         process.stderr.write(
-          `kedge hub ${hub.replicaId} listening: ${hub.urls.service} (service), ${hub.urls.mqtt} (MQTT), ${hub.urls.websocket}` +
+          `kedge hub ${hub.replicaId} listening: ${hub.urls.service} (service), ${hub.urls.mqtt} (MQTT), ` +
+            `${hub.urls.amqp ? `${hub.urls.amqp} (AMQP), ` : ''}${hub.urls.websocket}` +
             `${hub.urls.ops ? `, ${hub.urls.ops} (health/metrics)` : ''}\n` +
             `  CA for clients: ${caFile}\n  owner connection string: ${csFile}\n` +
             `  export KEDGE_HUB_CONNECTION_STRING="$(cat ${csFile})" KEDGE_HUB_CA=${caFile}\n`,
