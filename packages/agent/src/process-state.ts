@@ -1,6 +1,7 @@
-import { open, readFile, rename } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { writeFileDurably } from '@kedge/edge-store';
 import { isObject } from '@kedge/protocol';
 
 /**
@@ -20,23 +21,9 @@ export interface PidRecord {
   readonly startTime?: string;
 }
 
-/** Writes `name` in `dir` atomically and durably. */
-export async function writeFileAtomic(dir: string, name: string, text: string): Promise<void> {
-  const tmp = join(dir, `${name}.tmp`);
-  const fh = await open(tmp, 'w', 0o600);
-  try {
-    await fh.writeFile(text);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  await rename(tmp, join(dir, name));
-  const d = await open(dir, 'r');
-  try {
-    await d.sync();
-  } finally {
-    await d.close();
-  }
+/** Writes `name` in `dir` atomically and durably (edge-store's {@link writeFileDurably}; mode 0600). */
+export function writeFileAtomic(dir: string, name: string, text: string): Promise<void> {
+  return writeFileDurably(join(dir, name), text);
 }
 
 /** Reads a JSON file of the state directory; undefined when it does not exist or is not JSON (a torn or foreign file). */

@@ -4,4 +4,4 @@
  */
 export { openMessageStore, parseFsyncPolicy, FsMessageStore } from './fs-store.js';
 export type { FsMessageStoreOptions, FsyncPolicy, OnFull, FsStoreStats } from './fs-store.js';
-export { StateFileError } from './state-file.js';
+export { StateFileError, writeFileDurably } from './state-file.js';

@@ -3,7 +3,7 @@
  * file, fsync it, rename it over the old one, fsync the directory. A crash leaves either the old or the new file.
  */
 import { open, readFile, rename } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 
 export const STATE_FILE = 'state.json';
 const VERSION = 1;
@@ -30,6 +30,25 @@ export async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
+/**
+ * Writes `text` to `path` atomically and durably: a temporary file beside it (`<path>.tmp`), fsynced, renamed over
+ * the target, and the directory fsynced, so a crash leaves the old or the new content, never a torn file. `mode`
+ * applies when the file is created (before the umask). Used by the store's state file and the agent's state
+ * directory.
+ */
+export async function writeFileDurably(path: string, text: string, mode = 0o600): Promise<void> {
+  const tmp = `${path}.tmp`;
+  const fh = await open(tmp, 'w', mode);
+  try {
+    await fh.writeFile(text);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  await rename(tmp, path);
+  await fsyncDir(dirname(path));
+}
+
 /** Writes the state file atomically and durably. */
 export async function writeState(dir: string, state: PersistedState): Promise<void> {
   const doc = {
@@ -37,16 +56,7 @@ export async function writeState(dir: string, state: PersistedState): Promise<vo
     nextQueueId: state.nextQueueId,
     queues: state.queues.map((q) => ({ name: q.name, id: q.id, checkpoint: q.checkpoint.toString() })),
   };
-  const tmp = join(dir, `${STATE_FILE}.tmp`);
-  const fh = await open(tmp, 'w');
-  try {
-    await fh.writeFile(JSON.stringify(doc));
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  await rename(tmp, join(dir, STATE_FILE));
-  await fsyncDir(dir);
+  await writeFileDurably(join(dir, STATE_FILE), JSON.stringify(doc), 0o666);
 }
 
 /** The file's version or contents are not what this code wrote. */
