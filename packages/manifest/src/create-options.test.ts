@@ -100,6 +100,20 @@ describe('parseCreateOptions: field names', () => {
     expect(r.options).toEqual({});
   });
 
+  it('passes over every Docker field Kedge deliberately ignores without a warning (top level and HostConfig)', () => {
+    const top = ['Image', 'Domainname', 'AttachStdin', 'AttachStdout', 'AttachStderr', 'Tty', 'OpenStdin', 'StdinOnce', 'Volumes', 'NetworkDisabled', 'MacAddress', 'OnBuild', 'ArgsEscaped', 'Shell', 'Name', 'Platform'];
+    const host = [
+      'MemorySwappiness', 'OomKillDisable', 'Init', 'SecurityOpt', 'Ulimits', 'BlkioWeight', 'CpusetCpus', 'CpusetMems', 'GroupAdd', 'AutoRemove',
+      'VolumeDriver', 'VolumesFrom', 'Links', 'PortsAlloc', 'PublishAllPorts', 'UTSMode', 'UsernsMode', 'CgroupParent', 'Runtime', 'StorageOpt',
+      'Tmpfs', 'Isolation', 'CpuCount', 'CpuPercent', 'PidsLimit', 'KernelMemory', 'OomScoreAdj', 'DnsOptions', 'ConsoleSize', 'Cgroup',
+      'CgroupnsMode', 'MaskedPaths', 'ReadonlyPaths', 'DeviceCgroupRules', 'ContainerIDFile', 'CpuRealtimePeriod', 'CpuRealtimeRuntime',
+      'BlkioDeviceWeight', 'BlkioDeviceReadBps', 'BlkioDeviceWriteBps', 'BlkioDeviceReadIOps', 'BlkioDeviceWriteIOps',
+    ];
+    const r = parse({ ...Object.fromEntries(top.map((k) => [k, 1])), HostConfig: Object.fromEntries(host.map((k) => [k, 1])) });
+    expect(r.warnings).toEqual([]);
+    expect(r.options).toEqual({ HostConfig: {} });
+  });
+
   it('reads a field in another letter case with a warning, under its Docker name', () => {
     const r = parse({ cmd: ['x'], workingdir: '/w' });
     expect(r.options).toEqual({ Cmd: ['x'], WorkingDir: '/w' });
