@@ -1,5 +1,6 @@
 import type { V1ContainerStatus, V1Pod } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
+import type { ModuleStatusReport } from '@kedge/manifest';
 import type { RenderedModule } from './render.js';
 import { MAX_RESTART_COUNT, computeStatus, exitWithoutRestart, isAvailable, moduleStatus, type ObservedModule } from './status.js';
 
@@ -142,7 +143,7 @@ describe('moduleStatus: a parked module (exited, kept down by its restartPolicy)
   const parked = (over: Partial<RenderedModule> = {}) => m({ parked: true, replicas: 0, restartPolicy: 'never', ...over });
 
   it('keeps the status it was parked with while the spec is the same', () => {
-    const prev = { runtimeStatus: 'failed', restartCount: 4, exitCode: 3, parkedSpec: 'abc', lastExitTimeUtc: '2026-01-01T00:00:00Z' };
+    const prev: ModuleStatusReport = { runtimeStatus: 'failed', restartCount: 4, exitCode: 3, parkedSpec: 'abc', lastExitTimeUtc: '2026-01-01T00:00:00Z' };
     expect(moduleStatus(parked(), undefined, [], prev)).toStrictEqual({
       runtimeStatus: 'failed',
       restartCount: 4,
@@ -157,7 +158,7 @@ describe('moduleStatus: a parked module (exited, kept down by its restartPolicy)
   });
 
   it('computes a fresh status when the spec changed, from the pods it still sees', () => {
-    const prev = { runtimeStatus: 'failed', restartCount: 4, exitCode: 3, parkedSpec: 'old' };
+    const prev: ModuleStatusReport = { runtimeStatus: 'failed', restartCount: 4, exitCode: 3, parkedSpec: 'old' };
     const p = inPod(cs({ restartCount: 2, state: { terminated: { exitCode: 5, finishedAt: T('2026-01-02T00:00:00Z') } } }));
     expect(moduleStatus(parked(), undefined, [p], prev)).toStrictEqual({
       ...base,
@@ -192,7 +193,7 @@ describe('moduleStatus: a parked module (exited, kept down by its restartPolicy)
 describe('computeStatus: every condition, exactly', () => {
   const now = '2026-04-01T00:00:00Z';
   const ready = (name: string): ObservedModule => ({ name, desiredStatus: 'running', available: true, status: { runtimeStatus: 'running', restartCount: 0 } });
-  const down = (name: string, runtimeStatus: string): ObservedModule => ({ name, desiredStatus: 'running', available: false, status: { runtimeStatus, restartCount: 0 } });
+  const down = (name: string, runtimeStatus: ModuleStatusReport['runtimeStatus']): ObservedModule => ({ name, desiredStatus: 'running', available: false, status: { runtimeStatus, restartCount: 0 } });
   const cond = (s: ReturnType<typeof computeStatus>) => Object.fromEntries((s.conditions ?? []).map((c) => [c.type, [c.status, c.reason, c.message]]));
 
   it('with every module available', () => {
@@ -250,7 +251,7 @@ describe('computeStatus: every condition, exactly', () => {
   });
 
   it('reads the previous module status by own key, so a module named like an Object method is not confused', () => {
-    const prevModules = JSON.parse('{"filter":{"runtimeStatus":"failed","restartCount":1,"exitCode":3,"parkedSpec":"abc"}}') as Record<string, { runtimeStatus: string; restartCount: number }>;
+    const prevModules = JSON.parse('{"filter":{"runtimeStatus":"failed","restartCount":1,"exitCode":3,"parkedSpec":"abc"}}') as Record<string, ModuleStatusReport>;
     const s = computeStatus({ generation: 1, now, previous: { modules: prevModules }, modules: [m({ parked: true, replicas: 0, restartPolicy: 'never' }), m({ name: 'constructor', objectName: 'constructor' })] });
     expect(s.modules?.filter).toMatchObject({ exitCode: 3, runtimeStatus: 'failed' });
     expect(s.modules?.constructor).toMatchObject({ runtimeStatus: 'pending', description: 'No pod yet' });
