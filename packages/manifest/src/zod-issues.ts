@@ -15,6 +15,8 @@ function describe(i: z.core.$ZodIssue): string {
     case 'invalid_type':
       return i.input === undefined ? 'required' : `expected ${i.expected}, got ${i.input === null ? 'null' : Array.isArray(i.input) ? 'array' : typeof i.input}`;
     case 'invalid_value':
+      // A missing enum or literal field is "required", as a missing field of any other type is.
+      if (i.input === undefined) return 'required';
       return `must be one of ${i.values.map((v) => JSON.stringify(v)).join(', ')}, got ${JSON.stringify(i.input)}`;
     case 'unrecognized_keys':
       return `unknown field${i.keys.length > 1 ? 's' : ''} ${i.keys.map((k) => `"${k}"`).join(', ')}`;
