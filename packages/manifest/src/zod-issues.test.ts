@@ -20,6 +20,8 @@ describe('zodIssues', () => {
 
   it('lists the allowed values', () => {
     expect(issues(z.enum(['a', 'b']), 'c')).toEqual(['spec.x: must be one of "a", "b", got "c"']);
+    expect(issues(z.strictObject({ t: z.enum(['a']) }), {})).toEqual(['spec.x.t: required']);
+    expect(issues(z.strictObject({ t: z.literal('docker') }), {})).toEqual(['spec.x.t: required']);
   });
 
   it('names unknown fields, one or several', () => {
