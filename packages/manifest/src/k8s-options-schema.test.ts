@@ -39,7 +39,7 @@ describe('Kubernetes options: the other fields', () => {
       containerSecurityContext: { privileged: false },
       volumes: [{ volume: { name: 'v', emptyDir: {} }, volumeMounts: [{ name: 'v', mountPath: '/v', readOnly: true, subPath: 's', mountPropagation: 'HostToContainer' }, { name: 'v', mountPath: '/w', mountPropagation: 'None' }, { name: 'v', mountPath: '/x', mountPropagation: 'Bidirectional' }] }],
       serviceOptions: { type: 'LoadBalancer', loadBalancerIP: '10.0.0.1', annotations: { a: 'b' } },
-      strategy: { type: 'RollingUpdate', rollingUpdate: { maxSurge: '25%'.replace('%', ''), maxUnavailable: 0 } },
+      strategy: { type: 'RollingUpdate', rollingUpdate: { maxSurge: '25', maxUnavailable: 0 } },
       priorityClassName: 'high',
       persistence: { storageClassName: '', size: '1Gi', accessModes: ['ReadWriteOnce', 'ReadOnlyMany', 'ReadWriteMany', 'ReadWriteOncePod'] },
       podLabels: { a: 'b' },

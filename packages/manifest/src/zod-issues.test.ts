@@ -35,10 +35,14 @@ describe('zodIssues', () => {
     expect(issues(z.string().min(3), 'ab')).toEqual(['spec.x: must be at least 3 characters']);
     expect(issues(z.number().min(0), -1)).toEqual(['spec.x: must be at least 0']);
     expect(issues(z.array(z.string()).min(2), ['a'])).toEqual(['spec.x: must be at least 2']);
+    expect(issues(z.number().positive(), 0)).toEqual(['spec.x: must be greater than 0']);
+    expect(issues(z.number().gt(1), 1)).toEqual(['spec.x: must be greater than 1']);
   });
 
   it('says what is too big', () => {
     expect(issues(z.number().max(9), 10)).toEqual(['spec.x: must be at most 9']);
+    expect(issues(z.number().lt(5), 5)).toEqual(['spec.x: must be less than 5']);
+    expect(issues(z.string().max(2), 'abc')).toEqual(['spec.x: must be at most 2']);
   });
 
   it('keeps zod\'s message for other issues, and writes array indexes and symbols into the path', () => {
