@@ -102,3 +102,9 @@ describe('toLabelValue', () => {
     );
   });
 });
+
+describe('toLabelValue: leading characters', () => {
+  it('trims every non-alphanumeric character at the start, not only the first', () => {
+    expect(toLabelValue('..a b')).toBe(`a-b-${hash8('..a b')}`);
+  });
+});
