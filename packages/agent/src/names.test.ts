@@ -102,9 +102,3 @@ describe('toLabelValue', () => {
     );
   });
 });
-
-describe('toLabelValue: leading characters', () => {
-  it('trims every non-alphanumeric character at the start, not only the first', () => {
-    expect(toLabelValue('..a b')).toBe(`a-b-${hash8('..a b')}`);
-  });
-});

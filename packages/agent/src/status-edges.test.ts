@@ -287,21 +287,3 @@ describe('computeStatus: every condition, exactly', () => {
     expect(computeStatus({ generation: 1, now, specErrors: [] }).phase).toBe('Ready');
   });
 });
-
-// Issue 15, from the survivors of the full mutation run.
-describe('status: what the survivors showed unpinned', () => {
-  it('reads a container status without any state as a pod still starting', () => {
-    expect(moduleStatus(m(), undefined, [inPod(cs({}))])).toStrictEqual({ ...base, restartCount: 0, runtimeStatus: 'pending', description: 'Pod Running' });
-  });
-
-  it('keeps a parked status without an exit code, finding none in the pods', () => {
-    const prev: ModuleStatusReport = { runtimeStatus: 'failed', restartCount: 1, parkedSpec: 'abc' };
-    expect(moduleStatus(m({ parked: true, replicas: 0, restartPolicy: 'never' }), undefined, [], prev)).toMatchObject({ runtimeStatus: 'failed', restartCount: 1, description: 'Exited with code unknown; not restarted (restartPolicy: never) until the module changes' });
-  });
-
-  it('does not count a module ready whose Deployment is available while its newest pod has exited', () => {
-    const available = { metadata: { name: 'filter', generation: 1 }, status: { observedGeneration: 1, availableReplicas: 1, updatedReplicas: 1 } };
-    const s = computeStatus({ generation: 1, now: '2026-05-01T00:00:00Z', modules: [m()], deployments: new Map([['filter', available]]), pods: new Map([['filter', [inPod(cs({ state: { terminated: { exitCode: 1 } } }))]]]) });
-    expect(s).toMatchObject({ modulesReady: 0, phase: 'Degraded' });
-  });
-});
