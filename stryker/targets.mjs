@@ -12,7 +12,7 @@ export const targets = {
   manifest: {
     mutate: ['packages/manifest/src/**/*.ts', '!packages/manifest/src/**/*.test.ts', '!packages/manifest/src/index.ts'],
     tests: ['packages/manifest/src/**/*.test.ts'],
-    break: 93,
+    break: 95,
   },
   agent: {
     mutate: ['packages/agent/src/{render,names,status}.ts'],
