@@ -51,8 +51,8 @@ function desiredPatches(twin: DeviceTwin): Array<Record<string, unknown>> {
   return seen;
 }
 
-const answer = (status: number, payload: unknown) => (req: DeviceMethodRequest, res: DeviceMethodResponse): void => {
-  res.send(status, { payload, got: req.payload as unknown }, () => undefined);
+const answer = (status: number, payload: unknown) => (req?: DeviceMethodRequest, res?: DeviceMethodResponse): void => {
+  res?.send(status, { payload, got: req?.payload as unknown }, () => undefined);
 };
 
 /** Invokes a method; `{ status, payload }` from the device or `{ http }` with the hub's HTTP status. */
