@@ -1,4 +1,6 @@
+import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
+import Database from 'better-sqlite3';
 import rhea from 'rhea';
 import type { AmqpError, Connection, EventContext } from 'rhea';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -370,6 +372,58 @@ describe('AMQP endpoint: device and module nodes, hostile input', () => {
       expect(({} as Record<string, unknown>)['polluted']).toBeUndefined();
     } finally {
       conn.close();
+    }
+  });
+});
+
+describe('AMQP identity links end with their credentials', () => {
+  let hub: Hub & { dataDir: string };
+  afterAll(async () => {
+    await hub?.close();
+  });
+
+  /** Opens the twin and methods links of `deviceId` on `conn`; resolves each one's detach condition. */
+  function detachOf(conn: Connection, deviceId: string): Array<Promise<string>> {
+    return ['twin', 'methods/devicebound'].map(
+      (node) =>
+        new Promise<string>((resolve) => {
+          const r = conn.open_receiver({ source: { address: `/devices/${deviceId}/${node}` } });
+          r.on('receiver_error', () => undefined);
+          r.once('receiver_close', (ctx: EventContext) => resolve((ctx.receiver?.error as AmqpError | undefined)?.condition ?? ''));
+        }),
+    );
+  }
+
+  it('a disabled device loses its links: announced at once, and written past the hub by the periodic re-check', async () => {
+    hub = await startTestHub({ deviceLimits: { recheckSeconds: 1 } });
+    const registry = registryFor(hub.connectionString(), hub.ca);
+    const connect = async (deviceId: string): Promise<Connection> => {
+      await registry.create({ deviceId });
+      const key = (await registry.get(deviceId)).responseBody.authentication?.symmetricKey?.primaryKey ?? '';
+      const conn = await amqpConnect(hub);
+      const audience = `${hub.host}/devices/${deviceId}`;
+      expect(await putToken(conn, audience, createSasToken({ audience, key, expirySeconds: now() + 3600 }))).toBe(200);
+      return conn;
+    };
+    const announced = await connect('disabled-1');
+    const behind = await connect('disabled-2');
+    try {
+      const a = detachOf(announced, 'disabled-1');
+      const b = detachOf(behind, 'disabled-2');
+      const d = await registry.get('disabled-1');
+      await registry.update({ deviceId: 'disabled-1', status: 'disabled', etag: d.responseBody.etag });
+      expect(await Promise.all(a)).toEqual(['amqp:unauthorized-access', 'amqp:unauthorized-access']);
+      // Written straight into the database, as a lost bus event would leave it: only the re-check can notice.
+      const db = new Database(join(hub.dataDir, 'hub.db'));
+      try {
+        db.prepare("UPDATE devices SET status = 'disabled' WHERE device_id = ?").run('disabled-2');
+      } finally {
+        db.close();
+      }
+      expect(await Promise.all(b)).toEqual(['amqp:unauthorized-access', 'amqp:unauthorized-access']);
+    } finally {
+      announced.close();
+      behind.close();
     }
   });
 });

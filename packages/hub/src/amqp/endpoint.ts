@@ -169,6 +169,7 @@ export class AmqpEndpoint implements MethodTransport {
   #feedbackBusy = false;
   #feedbackAgain = false;
   #feedbackTimer: NodeJS.Timeout | undefined;
+  #recheckTimer: NodeJS.Timeout | undefined;
   #server: TlsServer | undefined;
   #unsubscribe: (() => void) | undefined;
   #closing = false;
@@ -254,6 +255,11 @@ export class AmqpEndpoint implements MethodTransport {
     });
     this.#feedbackTimer = setInterval(() => this.#pumpFeedback(), this.#d.c2d.config.sweepIntervalSeconds * 1000);
     this.#feedbackTimer.unref();
+    // The backstop for a lost identity announcement, as for MQTT sessions: every identity token is re-checked.
+    this.#recheckTimer = setInterval(() => {
+      this.#recheck(() => true).catch((err: unknown) => this.#d.log.warn({ err }, 'Failed to re-check AMQP tokens'));
+    }, this.#d.limits.recheckSeconds * 1000);
+    this.#recheckTimer.unref();
     const addr = server.address();
     return { port: typeof addr === 'object' && addr ? addr.port : listen.port };
   }
@@ -732,15 +738,15 @@ export class AmqpEndpoint implements MethodTransport {
     else if (e.type === 'desired') this.#identity.onDesired(e, e.patch);
     else if (e.type === 'kick' && e.exceptReplica !== this.#d.replicaId) this.#identity.kicked(e);
     else if (e.type === 'identity') {
-      this.#recheck(e.deviceId, e.moduleId).catch((err: unknown) => this.#d.log.warn({ err }, 'Failed to re-check AMQP tokens'));
+      this.#recheck((g) => dependsOn(g, e.deviceId, e.moduleId)).catch((err: unknown) => this.#d.log.warn({ err }, 'Failed to re-check AMQP tokens'));
     }
   }
 
-  /** Re-checks identity tokens resting on `deviceId[/moduleId]`, as the MQTT endpoint does for its sessions. */
-  async #recheck(deviceId: string, moduleId: string): Promise<void> {
-    for (const state of this.#conns.values()) {
+  /** Re-checks the identity tokens whose grants `affected` selects, as the MQTT endpoint does for its sessions. */
+  async #recheck(affected: (grant: ConnectGrant) => boolean): Promise<void> {
+    for (const state of [...this.#conns.values()]) {
       for (const g of [...state.grants.values()]) {
-        if (g.principal.kind !== 'identity' || !dependsOn(g.principal.grant, deviceId, moduleId)) continue;
+        if (g.principal.kind !== 'identity' || !affected(g.principal.grant) || state.grants.get(g.audience) !== g) continue;
         const id = g.principal.grant.identity;
         const clientId = id.moduleId ? `${id.deviceId}/${id.moduleId}` : id.deviceId;
         const r = await checkConnect(this.#d.store, this.#d.hostNames, { clientId, username: `x/${clientId}/?api-version=${DEVICE_API_VERSION}`, password: g.principal.token }, this.#now());
@@ -810,6 +816,7 @@ export class AmqpEndpoint implements MethodTransport {
     this.#closing = true;
     this.#unsubscribe?.();
     if (this.#feedbackTimer) clearInterval(this.#feedbackTimer);
+    if (this.#recheckTimer) clearInterval(this.#recheckTimer);
     const server = this.#server;
     const closed = server ? new Promise<void>((resolve) => server.close(() => resolve())) : Promise.resolve();
     for (const [conn, state] of [...this.#conns]) {
