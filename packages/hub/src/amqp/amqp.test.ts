@@ -10,6 +10,7 @@ import { PACKET_OVERHEAD_BYTES } from '../mqtt/admission.js';
 import { eventually } from '../test-support/eventually.js';
 import type { RunningHub } from '../hub.js';
 import { startTestHub } from '../test-support/fixtures.js';
+import { maybeStartTestPostgres } from '../test-support/postgres.js';
 import { registryFor } from '../test-support/sdk.js';
 
 type Hub = RunningHub & { host: string };
@@ -424,6 +425,52 @@ describe('AMQP identity links end with their credentials', () => {
     } finally {
       announced.close();
       behind.close();
+    }
+  });
+});
+
+describe('AMQP identity links across two PostgreSQL replicas', () => {
+  let pg: { url: string; stop(): Promise<void> } | undefined;
+  let a: Hub;
+  let b: Hub;
+  beforeAll(async () => {
+    pg = await maybeStartTestPostgres();
+    if (!pg) return;
+    a = await startTestHub({ db: pg.url, replicaId: 'a' });
+    b = await startTestHub({ db: pg.url, replicaId: 'b' });
+  });
+  afterAll(async () => {
+    await b?.close();
+    await a?.close();
+    await pg?.stop();
+  });
+
+  it('one connection per identity: attaching on replica A detaches its links on replica B (amqp:link:stolen)', async (ctx) => {
+    if (!pg) return ctx.skip();
+    const registry = registryFor(a.connectionString(), a.ca);
+    await registry.create({ deviceId: 'twice' });
+    const key = (await registry.get('twice')).responseBody.authentication?.symmetricKey?.primaryKey ?? '';
+    const connect = async (hub: Hub): Promise<Connection> => {
+      const conn = await amqpConnect(hub);
+      const audience = `${hub.host}/devices/twice`;
+      expect(await putToken(conn, audience, createSasToken({ audience, key, expirySeconds: now() + 3600 }))).toBe(200);
+      return conn;
+    };
+    const onB = await connect(b);
+    const onA = await connect(a);
+    try {
+      const stolen = new Promise<string>((resolve) => {
+        const r = onB.open_receiver({ source: { address: '/devices/twice/twin' } });
+        r.on('receiver_error', () => undefined);
+        r.once('receiver_close', (c: EventContext) => resolve((c.receiver?.error as AmqpError | undefined)?.condition ?? ''));
+      });
+      const api = new HubClient({ connectionString: a.connectionString(), ca: a.ca });
+      await eventually(async () => ((await api.getTwin('twice')) as { connectionState?: string }).connectionState === 'Connected', { what: 'twice connected on B' });
+      expect(await receiveFrom(onA, '/devices/twice/twin')).toBe('open');
+      expect(await stolen).toBe('amqp:link:stolen');
+    } finally {
+      onA.close();
+      onB.close();
     }
   });
 });
