@@ -146,7 +146,7 @@ describe('AMQP endpoint: device and module nodes, hostile input', () => {
     hub = await startTestHub({ deviceLimits: { connectTimeoutMs: CONNECT_TIMEOUT_MS } });
     api = new HubClient({ connectionString: hub.connectionString(), ca: hub.ca });
     const registry = registryFor(hub.connectionString(), hub.ca);
-    for (const d of ['dev-a', 'dev-b']) {
+    for (const d of ['dev-a', 'dev-b', 'dev-c']) {
       await registry.create({ deviceId: d });
       keys.set(d, (await registry.get(d)).responseBody.authentication?.symmetricKey?.primaryKey ?? '');
     }
@@ -201,6 +201,30 @@ describe('AMQP endpoint: device and module nodes, hostile input', () => {
       ['mod-1', 'from mod-1'],
       ['mod-1', 'escaped'],
     ]);
+  });
+
+  it('an identity is present while it holds a link on any connection, and gone with the last', async () => {
+    const state = async (): Promise<unknown> => ((await api.getTwin('dev-c')) as { connectionState?: unknown }).connectionState;
+    const one = await as('dev-c');
+    const two = await as('dev-c');
+    try {
+      // A token alone connects nothing.
+      expect(await state()).toBe('Disconnected');
+      const twin = one.open_receiver({ source: { address: '/devices/dev-c/twin' } });
+      expect(await receiveFrom(two, '/devices/dev-c/methods/devicebound')).toBe('open');
+      await eventually(async () => (await state()) === 'Connected', { what: 'dev-c connected' });
+      // The hub handles a detach before it answers it: once answered, dev-c still holds the other link.
+      await new Promise<void>((resolve) => {
+        twin.once('receiver_close', () => resolve());
+        twin.close();
+      });
+      expect(await state()).toBe('Connected');
+      two.close();
+      await eventually(async () => (await state()) === 'Disconnected', { what: 'dev-c gone with its last link' });
+    } finally {
+      one.close();
+      two.close();
+    }
   });
 
   it('detaches a twin link when its token reaches se', async () => {

@@ -182,14 +182,9 @@ export class IdentityLinks {
       .catch((e: unknown) => this.#d.log.warn({ err: e, identity: identityName(identity) }, 'Failed to clear presence'));
   }
 
-  /** The identity connected to another replica: its links here are detached (`amqp:link:stolen`), as MQTT closes. */
-  kicked(identity: Identity): void {
-    const p = this.#presence.get(identityKey(identity));
-    if (!p) return;
-    for (const link of [...p.links]) {
-      this.forget(link);
-      link.close({ condition: 'amqp:link:stolen', description: `${identityName(identity)} connected elsewhere` });
-    }
+  /** The links of `identity` held here. */
+  linksOf(identity: Identity): Array<Sender | Receiver> {
+    return [...(this.#presence.get(identityKey(identity))?.links ?? [])];
   }
 
   /** A message the identity sent on one of its twin or methods nodes. */
