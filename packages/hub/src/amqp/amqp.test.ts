@@ -119,6 +119,21 @@ describe('AMQP endpoint: CBS and hostile input', () => {
     expect(Date.now() - started).toBeGreaterThanOrEqual(CONNECT_TIMEOUT_MS - 100);
   });
 
+  it('bounds a message of small frames before authentication by the pre-authentication frame limit', async () => {
+    const conn = await amqpConnect(hub);
+    try {
+      // rhea cuts messages into frames of the peer's announced max-frame-size; a hostile client may cut them smaller,
+      // each frame within the 8 KiB allowed before a token is accepted.
+      (conn as unknown as { remote: { open: { max_frame_size: number } } }).remote.open.max_frame_size = 4096;
+      const big = { to: '$cbs', reply_to: 'cbs', message_id: 'big', application_properties: { operation: 'put-token', type: 'servicebus.windows.net:sastoken', name: hub.host }, body: 'x'.repeat(64 * 1024) };
+      expect(await sendOn(conn, '$cbs', big)).toBe('closed:amqp:link:message-size-exceeded');
+      // The connection is still there for a put-token that fits.
+      expect(await putToken(conn, hub.host, serviceToken())).toBe(200);
+    } finally {
+      conn.close();
+    }
+  });
+
   it('drops oversize frames before authentication and garbage, without buffering them', async () => {
     const header = Buffer.from([0x41, 0x4d, 0x51, 0x50, 0, 1, 0, 0]);
     const big = Buffer.alloc(8);
