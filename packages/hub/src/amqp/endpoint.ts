@@ -24,6 +24,8 @@ import type { Telemetry } from '../telemetry/telemetry.js';
 import type { TlsMaterial } from '../tls/certs.js';
 import { AmqpFrameGuard } from './frame-guard.js';
 import { addressPath, c2dFromAmqp, telemetryFromAmqp } from './messages.js';
+import type { IdentityNode } from './nodes.js';
+import { identityNode } from './nodes.js';
 
 /** The CBS node [AMQP CBS 1.0] and IoT Hub's service nodes. */
 export const CBS_NODE = '$cbs';
@@ -108,17 +110,6 @@ function mirrorTermini(link: Sender | Receiver): { source: unknown; target: unkn
   link.set_source({ address: typeof source === 'string' ? source : '' });
   link.set_target({ address: typeof target === 'string' ? target : '' });
   return { source, target };
-}
-
-/** The device id of a telemetry node path `/devices/{id}/messages/events`, if it is one. */
-function eventsOf(path: string): string | undefined {
-  const m = /^\/devices\/([^/]+)\/messages\/events\/?$/.exec(path);
-  if (!m) return undefined;
-  try {
-    return decodeURIComponent(m[1] ?? '');
-  } catch {
-    return undefined;
-  }
 }
 
 const unauthorized = (description: string): AmqpError => ({ condition: 'amqp:unauthorized-access', description });
@@ -344,17 +335,26 @@ export class AmqpEndpoint {
       this.#authorized(state, g, link);
       return;
     }
-    const eventsDevice = eventsOf(path);
-    if (eventsDevice !== undefined) {
-      const g = this.#identityGrant(state, eventsDevice);
-      if (!g) {
-        link.close(unauthorized('Sending telemetry needs the device token (put-token on $cbs first)'));
-        return;
-      }
-      this.#authorized(state, g, link);
+    const node = identityNode(path);
+    if (node) {
+      this.#identityReceiver(state, link, node);
       return;
     }
     link.close({ condition: 'amqp:not-found', description: `No node ${path.slice(0, 200)}` });
+  }
+
+  /** A device or module attached a link to send on one of its nodes (telemetry). */
+  #identityReceiver(state: ConnState, link: Receiver, node: IdentityNode): void {
+    if (node.kind !== 'events' || node.identity.moduleId !== '') {
+      link.close({ condition: 'amqp:not-found', description: `No node for sending on ${node.kind}` });
+      return;
+    }
+    const g = this.#identityGrant(state, node.identity.deviceId);
+    if (!g) {
+      link.close(unauthorized('Sending telemetry needs the device token (put-token on $cbs first)'));
+      return;
+    }
+    this.#authorized(state, g, link);
   }
 
   async #telemetry(state: ConnState, link: Receiver, deviceId: string, message: rhea.Message, delivery: Delivery): Promise<void> {
@@ -394,26 +394,30 @@ export class AmqpEndpoint {
       this.#pumpFeedback();
       return;
     }
-    const device = /^\/devices\/([^/]+)\/messages\/devicebound\/?$/.exec(path);
-    if (device) {
-      let deviceId = '';
-      try {
-        deviceId = decodeURIComponent(device[1] ?? '');
-      } catch {
-        // Stays '': matches no grant.
-      }
-      const g = this.#identityGrant(state, deviceId);
-      if (!g) {
-        link.close(unauthorized('Receiving cloud-to-device messages needs the device token (put-token on $cbs first)'));
-        return;
-      }
-      this.#authorized(state, g, link);
-      this.#closeDeviceLink(deviceId);
-      this.#deviceLinks.set(deviceId, { sender: link, inFlight: undefined, locking: false });
-      this.#pumpDevice(deviceId);
+    const node = identityNode(path);
+    if (node) {
+      this.#identitySender(state, link, node);
       return;
     }
     link.close({ condition: 'amqp:not-found', description: `No node ${path.slice(0, 200)}` });
+  }
+
+  /** A device or module attached a link to receive from one of its nodes (cloud-to-device messages). */
+  #identitySender(state: ConnState, link: Sender, node: IdentityNode): void {
+    if (node.kind !== 'devicebound') {
+      link.close({ condition: 'amqp:not-found', description: `No node for receiving on ${node.kind}` });
+      return;
+    }
+    const deviceId = node.identity.deviceId;
+    const g = this.#identityGrant(state, deviceId);
+    if (!g) {
+      link.close(unauthorized('Receiving cloud-to-device messages needs the device token (put-token on $cbs first)'));
+      return;
+    }
+    this.#authorized(state, g, link);
+    this.#closeDeviceLink(deviceId);
+    this.#deviceLinks.set(deviceId, { sender: link, inFlight: undefined, locking: false });
+    this.#pumpDevice(deviceId);
   }
 
   /** The live grant of device `deviceId` itself (not one of its modules) on this connection. */
@@ -520,11 +524,12 @@ export class AmqpEndpoint {
     if (!link || !state || !delivery || !ctx.message) return;
     const message = ctx.message;
     const path = addressPath((link as unknown as { remote: { attach?: { target?: { address?: unknown } } } }).remote.attach?.target?.address);
+    const node = identityNode(path);
     const prev = state.chains.get(link) ?? Promise.resolve();
     const next = prev.then(async () => {
       if (path === CBS_NODE) await this.#putToken(state, message, delivery);
       else if (path === C2D_SEND_NODE) await this.#c2dSend(state, link, message, delivery);
-      else if (eventsOf(path) !== undefined) await this.#telemetry(state, link, eventsOf(path) ?? '', message, delivery);
+      else if (node?.kind === 'events') await this.#telemetry(state, link, node.identity.deviceId, message, delivery);
       else delivery.reject({ condition: 'amqp:not-allowed', description: 'No messages accepted on this link' });
     });
     state.chains.set(
