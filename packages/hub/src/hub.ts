@@ -135,11 +135,13 @@ export async function startHub(input: HubConfigInput, options: StartOptions = {}
       admission,
       c2d,
     });
-    methods.bindTransport(gateway);
     const amqp = new AmqpEndpoint({
       store,
       auth,
       c2d,
+      twins,
+      methods,
+      replicaId,
       telemetry,
       maxMessageBytes: config.telemetry.maxMessageBytes,
       bus,
@@ -151,6 +153,8 @@ export async function startHub(input: HubConfigInput, options: StartOptions = {}
       admission,
       maxFrameBytes: config.telemetry.maxMessageBytes + PACKET_OVERHEAD_BYTES,
     });
+    // A method call reaches the identity over whichever transport holds it here: MQTT first, then AMQP.
+    methods.bindTransport({ sendMethodRequest: (...call) => gateway.sendMethodRequest(...call) || amqp.sendMethodRequest(...call) });
     let ready = true;
     const services: HubServices = {
       store,

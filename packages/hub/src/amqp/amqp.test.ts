@@ -1,11 +1,16 @@
+import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
+import Database from 'better-sqlite3';
 import rhea from 'rhea';
 import type { AmqpError, Connection, EventContext } from 'rhea';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSasToken, generateKey, parseConnectionString } from '@kedge/protocol';
 import { HubClient } from '../client.js';
+import { PACKET_OVERHEAD_BYTES } from '../mqtt/admission.js';
+import { eventually } from '../test-support/eventually.js';
 import type { RunningHub } from '../hub.js';
 import { startTestHub } from '../test-support/fixtures.js';
+import { maybeStartTestPostgres } from '../test-support/postgres.js';
 import { registryFor } from '../test-support/sdk.js';
 
 type Hub = RunningHub & { host: string };
@@ -73,6 +78,12 @@ function receiveFrom(conn: Connection, address: string): Promise<string> {
     // A refused attach is followed by its detach in the same read; the open is settled a turn later.
     receiver.once('receiver_open', () => setImmediate(() => resolve(receiver.is_closed() || !receiver.is_remote_open() ? 'closed:' : 'open')));
   });
+}
+
+/** The text of a received body (a data section, binary or string). */
+function bodyText(body: unknown): string {
+  const content = (body as { content?: unknown } | undefined)?.content ?? body;
+  return Buffer.isBuffer(content) ? content.toString('utf8') : String(content);
 }
 
 const c2d = (deviceId: string, body: string): rhea.Message => ({ to: `/devices/${deviceId}/messages/devicebound`, body: rhea.message.data_section(Buffer.from(body)) as unknown, message_id: `m-${body}` });
@@ -191,6 +202,275 @@ describe('AMQP endpoint: CBS and hostile input', () => {
       expect(await putToken(conn, hub.host, serviceToken())).toBe(200);
     } finally {
       conn.close();
+    }
+  });
+});
+
+describe('AMQP endpoint: device and module nodes, hostile input', () => {
+  let hub: Hub;
+  let api: HubClient;
+  const keys = new Map<string, string>();
+
+  beforeAll(async () => {
+    hub = await startTestHub({ deviceLimits: { connectTimeoutMs: CONNECT_TIMEOUT_MS } });
+    api = new HubClient({ connectionString: hub.connectionString(), ca: hub.ca });
+    const registry = registryFor(hub.connectionString(), hub.ca);
+    for (const d of ['dev-a', 'dev-b']) {
+      await registry.create({ deviceId: d });
+      keys.set(d, (await registry.get(d)).responseBody.authentication?.symmetricKey?.primaryKey ?? '');
+    }
+    for (const m of ['mod-1', 'mod-2']) {
+      await registry.addModule({ deviceId: 'dev-a', moduleId: m });
+      keys.set(`dev-a/${m}`, (await registry.getModule('dev-a', m)).responseBody.authentication?.symmetricKey?.primaryKey ?? '');
+    }
+  });
+  afterAll(async () => {
+    await hub?.close();
+  });
+
+  /** A connection holding the accepted token of `identity` (`device` or `device/module`), valid until `se`. */
+  async function as(identity: string, se = now() + 3600): Promise<Connection> {
+    const conn = await amqpConnect(hub);
+    const audience = `${hub.host}/devices/${identity.replace('/', '/modules/')}`;
+    expect(await putToken(conn, audience, createSasToken({ audience, key: keys.get(identity) ?? '', expirySeconds: se }))).toBe(200);
+    return conn;
+  }
+  const telemetry = (body: string | Buffer): rhea.Message => ({ message_id: `t-${Math.random()}`, body: rhea.message.data_section(Buffer.isBuffer(body) ? body : Buffer.from(body)) as unknown });
+  const stored = async (deviceId: string): Promise<number> => (await api.readTelemetry({ deviceId })).messages.length;
+
+  it("a module token opens only that module's nodes; a device token none of its modules'", async () => {
+    const mod = await as('dev-a/mod-1');
+    try {
+      expect(await sendOn(mod, '/devices/dev-a/modules/mod-1/messages/events', telemetry('from mod-1'))).toBe('accepted');
+      expect(await receiveFrom(mod, '/devices/dev-a/modules/mod-1/twin')).toBe('open');
+      expect(await receiveFrom(mod, '/devices/dev-a/modules/mod-1/methods/devicebound')).toBe('open');
+      // Module input messages arrive on its events node.
+      expect(await receiveFrom(mod, '/devices/dev-a/modules/mod-1/messages/events')).toBe('open');
+      // Its device's nodes, a sibling module's, another device's: refused, nothing stored.
+      expect(await sendOn(mod, '/devices/dev-a/messages/events', telemetry('as the device'))).toBe('closed:amqp:unauthorized-access');
+      expect(await sendOn(mod, '/devices/dev-a/modules/mod-2/messages/events', telemetry('as mod-2'))).toBe('closed:amqp:unauthorized-access');
+      expect(await receiveFrom(mod, '/devices/dev-a/modules/mod-2/twin')).toBe('closed:amqp:unauthorized-access');
+      expect(await receiveFrom(mod, '/devices/dev-a/twin')).toBe('closed:amqp:unauthorized-access');
+      expect(await receiveFrom(mod, '/devices/dev-b/methods/devicebound')).toBe('closed:amqp:unauthorized-access');
+      // Modules get no cloud-to-device messages (IoT Hub sends none); percent-escapes name the same node.
+      expect(await receiveFrom(mod, '/devices/dev-a/modules/mod-1/messages/devicebound')).toBe('closed:amqp:not-found');
+      expect(await sendOn(mod, '/devices/dev-a/modules/mod%2D1/messages/events', telemetry('escaped'))).toBe('accepted');
+      expect(await sendOn(mod, '/devices/dev-a/modules/%zz/messages/events', telemetry('bad escape'))).toBe('closed:amqp:not-found');
+    } finally {
+      mod.close();
+    }
+    const dev = await as('dev-a');
+    try {
+      expect(await receiveFrom(dev, '/devices/dev-a/modules/mod-1/twin')).toBe('closed:amqp:unauthorized-access');
+      expect(await sendOn(dev, '/devices/dev-a/modules/mod-1/methods/devicebound', { correlation_id: '1', application_properties: { 'IoThub-status': 200 }, body: '{}' })).toBe('closed:amqp:unauthorized-access');
+      expect(await sendOn(dev, '/devices/dev-b/twin', { correlation_id: 'x', message_annotations: { operation: 'GET' }, body: ' ' })).toBe('closed:amqp:unauthorized-access');
+      // Telemetry is sent, never received; cloud-to-device messages received, never sent.
+      expect(await receiveFrom(dev, '/devices/dev-a/messages/events')).toBe('closed:amqp:not-found');
+      expect(await sendOn(dev, '/devices/dev-a/messages/devicebound', telemetry('backwards'))).toBe('closed:amqp:not-found');
+    } finally {
+      dev.close();
+    }
+    const got = (await api.readTelemetry({ deviceId: 'dev-a' })).messages;
+    expect(got.map((m) => [m.systemProperties['connectionModuleId'], Buffer.from(m.body as string, 'utf8').toString()])).toEqual([
+      ['mod-1', 'from mod-1'],
+      ['mod-1', 'escaped'],
+    ]);
+  });
+
+  it('detaches a twin link when its token reaches se', async () => {
+    const conn = await as('dev-b', now() + 3);
+    try {
+      const closed = new Promise<string>((resolve) => {
+        const r = conn.open_receiver({ source: { address: '/devices/dev-b/twin' } });
+        r.on('receiver_error', () => undefined);
+        r.once('receiver_close', (ctx: EventContext) => resolve((ctx.receiver?.error as AmqpError | undefined)?.condition ?? ''));
+      });
+      const started = Date.now();
+      expect(await closed).toBe('amqp:unauthorized-access');
+      expect(Date.now() - started).toBeGreaterThan(CONNECT_TIMEOUT_MS);
+      // After se the token opens nothing more.
+      expect(await receiveFrom(conn, '/devices/dev-b/twin')).toBe('closed:amqp:unauthorized-access');
+    } finally {
+      conn.close();
+    }
+  });
+
+  it('announces max-message-size and detaches a link whose multi-frame message outgrows it, storing nothing', async () => {
+    const conn = await as('dev-b');
+    try {
+      const limit = 256 * 1024 + PACKET_OVERHEAD_BYTES;
+      const announced = await new Promise<unknown>((resolve) => {
+        const s = conn.open_sender({ target: { address: '/devices/dev-b/messages/events' } });
+        s.once('sendable', () => {
+          resolve((s as unknown as { remote: { attach?: { max_message_size?: unknown } } }).remote.attach?.max_message_size);
+          s.close();
+        });
+      });
+      expect(Number(announced)).toBe(limit);
+      const before = await stored('dev-b');
+      // rhea splits this into frames of the hub's max-frame-size: each frame passes the frame guard, the message not.
+      expect(await sendOn(conn, '/devices/dev-b/messages/events', telemetry(Buffer.alloc(4 * limit, 0x61)))).toBe('closed:amqp:link:message-size-exceeded');
+      // The connection stays usable and a message within bounds goes through.
+      expect(await sendOn(conn, '/devices/dev-b/messages/events', telemetry('small'))).toBe('accepted');
+      expect(await stored('dev-b')).toBe(before + 1);
+    } finally {
+      conn.close();
+    }
+  });
+
+  it('a method response is matched to the identity it came from: another device cannot answer a call', async () => {
+    const target = await as('dev-a');
+    const intruder = await as('dev-b');
+    try {
+      const requests: rhea.Message[] = [];
+      await new Promise<void>((resolve) => {
+        const r = target.open_receiver({ source: { address: '/devices/dev-a/methods/devicebound' } });
+        r.on('message', (ctx: EventContext) => {
+          if (ctx.message) requests.push(ctx.message);
+        });
+        r.once('receiver_open', () => resolve());
+      });
+      const service = new HubClient({ connectionString: hub.connectionString(), ca: hub.ca });
+      const call = service.invoke('dev-a', undefined, 'open', { door: 1 });
+      const req = await eventually(() => requests[0], { what: 'the method request on dev-a' });
+      expect(req.application_properties?.['IoThub-methodname']).toBe('open');
+      expect(JSON.parse(bodyText(req.body))).toEqual({ door: 1 });
+      const response = (status: number, body: string): rhea.Message => ({ correlation_id: req.correlation_id, application_properties: { 'IoThub-status': rhea.types.wrap_int(status) }, body: rhea.message.data_section(Buffer.from(body)) as unknown });
+      // dev-b replays the request id on its own node: accepted there, answers nothing.
+      expect(await sendOn(intruder, '/devices/dev-b/methods/devicebound', response(200, '"forged"'))).toBe('accepted');
+      // Malformed responses are rejected.
+      expect(await sendOn(target, '/devices/dev-a/methods/devicebound', { correlation_id: req.correlation_id, application_properties: { 'IoThub-status': 'ok' }, body: '{}' })).toBe('rejected:amqp:invalid-field');
+      expect(await sendOn(target, '/devices/dev-a/methods/devicebound', response(201, '"real"'))).toBe('accepted');
+      expect(await call).toEqual({ status: 201, payload: 'real' });
+    } finally {
+      target.close();
+      intruder.close();
+    }
+  });
+
+  it('twin requests: a missing correlation id is rejected, an unknown operation and malformed JSON answered 400', async () => {
+    const conn = await as('dev-b');
+    try {
+      const replies: rhea.Message[] = [];
+      await new Promise<void>((resolve) => {
+        const r = conn.open_receiver({ source: { address: '/devices/dev-b/twin' } });
+        r.on('message', (ctx: EventContext) => {
+          if (ctx.message) replies.push(ctx.message);
+        });
+        r.once('receiver_open', () => resolve());
+      });
+      const patch = (extra: Partial<rhea.Message>): rhea.Message => ({ message_annotations: { operation: 'PATCH', resource: '/properties/reported' }, body: rhea.message.data_section(Buffer.from('{"x":1}')) as unknown, ...extra });
+      expect(await sendOn(conn, '/devices/dev-b/twin', patch({}))).toBe('rejected:amqp:invalid-field');
+      expect(await sendOn(conn, '/devices/dev-b/twin', patch({ correlation_id: 'c1', message_annotations: { operation: 'POST', resource: '/properties/reported' } }))).toBe('accepted');
+      expect(await sendOn(conn, '/devices/dev-b/twin', patch({ correlation_id: 'c2', body: rhea.message.data_section(Buffer.from('{"x":')) as unknown }))).toBe('accepted');
+      expect(await sendOn(conn, '/devices/dev-b/twin', patch({ correlation_id: 'c3', body: rhea.message.data_section(Buffer.from('{"__proto__":{"polluted":1}}')) as unknown }))).toBe('accepted');
+      await eventually(() => replies.length >= 3, { what: 'three replies' });
+      const status = (id: string): unknown => replies.find((r) => r.correlation_id === id)?.message_annotations?.['status'];
+      // A `__proto__` key is data to the twin code (null-prototype objects), as over MQTT: stored, nothing polluted.
+      expect([status('c1'), status('c2'), status('c3')]).toEqual([400, 400, 204]);
+      const twin = (await api.getTwin('dev-b')) as { properties: { reported: Record<string, unknown> } };
+      expect(twin.properties.reported['x']).toBeUndefined();
+      expect(({} as Record<string, unknown>)['polluted']).toBeUndefined();
+    } finally {
+      conn.close();
+    }
+  });
+});
+
+describe('AMQP identity links end with their credentials', () => {
+  let hub: Hub & { dataDir: string };
+  afterAll(async () => {
+    await hub?.close();
+  });
+
+  /** Opens the twin and methods links of `deviceId` on `conn`; resolves each one's detach condition. */
+  function detachOf(conn: Connection, deviceId: string): Array<Promise<string>> {
+    return ['twin', 'methods/devicebound'].map(
+      (node) =>
+        new Promise<string>((resolve) => {
+          const r = conn.open_receiver({ source: { address: `/devices/${deviceId}/${node}` } });
+          r.on('receiver_error', () => undefined);
+          r.once('receiver_close', (ctx: EventContext) => resolve((ctx.receiver?.error as AmqpError | undefined)?.condition ?? ''));
+        }),
+    );
+  }
+
+  it('a disabled device loses its links: announced at once, and written past the hub by the periodic re-check', async () => {
+    hub = await startTestHub({ deviceLimits: { recheckSeconds: 1 } });
+    const registry = registryFor(hub.connectionString(), hub.ca);
+    const connect = async (deviceId: string): Promise<Connection> => {
+      await registry.create({ deviceId });
+      const key = (await registry.get(deviceId)).responseBody.authentication?.symmetricKey?.primaryKey ?? '';
+      const conn = await amqpConnect(hub);
+      const audience = `${hub.host}/devices/${deviceId}`;
+      expect(await putToken(conn, audience, createSasToken({ audience, key, expirySeconds: now() + 3600 }))).toBe(200);
+      return conn;
+    };
+    const announced = await connect('disabled-1');
+    const behind = await connect('disabled-2');
+    try {
+      const a = detachOf(announced, 'disabled-1');
+      const b = detachOf(behind, 'disabled-2');
+      const d = await registry.get('disabled-1');
+      await registry.update({ deviceId: 'disabled-1', status: 'disabled', etag: d.responseBody.etag });
+      expect(await Promise.all(a)).toEqual(['amqp:unauthorized-access', 'amqp:unauthorized-access']);
+      // Written straight into the database, as a lost bus event would leave it: only the re-check can notice.
+      const db = new Database(join(hub.dataDir, 'hub.db'));
+      try {
+        db.prepare("UPDATE devices SET status = 'disabled' WHERE device_id = ?").run('disabled-2');
+      } finally {
+        db.close();
+      }
+      expect(await Promise.all(b)).toEqual(['amqp:unauthorized-access', 'amqp:unauthorized-access']);
+    } finally {
+      announced.close();
+      behind.close();
+    }
+  });
+});
+
+describe('AMQP identity links across two PostgreSQL replicas', () => {
+  let pg: { url: string; stop(): Promise<void> } | undefined;
+  let a: Hub;
+  let b: Hub;
+  beforeAll(async () => {
+    pg = await maybeStartTestPostgres();
+    if (!pg) return;
+    a = await startTestHub({ db: pg.url, replicaId: 'a' });
+    b = await startTestHub({ db: pg.url, replicaId: 'b' });
+  });
+  afterAll(async () => {
+    await b?.close();
+    await a?.close();
+    await pg?.stop();
+  });
+
+  it('one connection per identity: attaching on replica A detaches its links on replica B (amqp:link:stolen)', async (ctx) => {
+    if (!pg) return ctx.skip();
+    const registry = registryFor(a.connectionString(), a.ca);
+    await registry.create({ deviceId: 'twice' });
+    const key = (await registry.get('twice')).responseBody.authentication?.symmetricKey?.primaryKey ?? '';
+    const connect = async (hub: Hub): Promise<Connection> => {
+      const conn = await amqpConnect(hub);
+      const audience = `${hub.host}/devices/twice`;
+      expect(await putToken(conn, audience, createSasToken({ audience, key, expirySeconds: now() + 3600 }))).toBe(200);
+      return conn;
+    };
+    const onB = await connect(b);
+    const onA = await connect(a);
+    try {
+      const stolen = new Promise<string>((resolve) => {
+        const r = onB.open_receiver({ source: { address: '/devices/twice/twin' } });
+        r.on('receiver_error', () => undefined);
+        r.once('receiver_close', (c: EventContext) => resolve((c.receiver?.error as AmqpError | undefined)?.condition ?? ''));
+      });
+      const api = new HubClient({ connectionString: a.connectionString(), ca: a.ca });
+      await eventually(async () => ((await api.getTwin('twice')) as { connectionState?: string }).connectionState === 'Connected', { what: 'twice connected on B' });
+      expect(await receiveFrom(onA, '/devices/twice/twin')).toBe('open');
+      expect(await stolen).toBe('amqp:link:stolen');
+    } finally {
+      onA.close();
+      onB.close();
     }
   });
 });
