@@ -23,6 +23,7 @@ import type { Store } from '../storage/store.js';
 import type { Telemetry } from '../telemetry/telemetry.js';
 import type { TlsMaterial } from '../tls/certs.js';
 import { AmqpFrameGuard } from './frame-guard.js';
+import type { AmqpNodeHook } from './hook.js';
 import { addressPath, c2dFromAmqp, telemetryFromAmqp } from './messages.js';
 
 /** The CBS node [AMQP CBS 1.0] and IoT Hub's service nodes. */
@@ -95,6 +96,8 @@ export interface AmqpDeps {
   /** `max-frame-size` announced in `open` and enforced once a token is accepted. */
   readonly maxFrameBytes: number;
   readonly nowSeconds?: () => number;
+  /** A service on the same listener (the Event Hubs-compatible endpoint): its audiences, addresses and links. */
+  readonly hook?: AmqpNodeHook;
 }
 
 /**
@@ -206,6 +209,7 @@ export class AmqpEndpoint {
       for (const [deviceId, dl] of this.#deviceLinks) if (dl.sender === ctx.sender) this.#pumpDevice(deviceId);
       const state = this.#conns.get(ctx.connection);
       if (state && ctx.sender === state.cbsReply) this.#flushCbs(state);
+      if (ctx.sender) this.#d.hook?.sendable(ctx.sender);
     });
     for (const ev of ['sender_close', 'receiver_close']) c.on(ev, (ctx: EventContext) => this.#onLinkClosed(ctx));
     c.on('connection_open', () => undefined);
@@ -314,6 +318,7 @@ export class AmqpEndpoint {
     }
     state.grants.clear();
     state.guard.destroy();
+    this.#d.hook?.disconnected(conn);
   }
 
   #linkAdmitted(state: ConnState, link: Sender | Receiver): boolean {
@@ -354,6 +359,7 @@ export class AmqpEndpoint {
       this.#authorized(state, g, link);
       return;
     }
+    if (this.#d.hook?.attach(ctx.connection, link, path, () => state.ticket.release())) return;
     link.close({ condition: 'amqp:not-found', description: `No node ${path.slice(0, 200)}` });
   }
 
@@ -413,6 +419,7 @@ export class AmqpEndpoint {
       this.#pumpDevice(deviceId);
       return;
     }
+    if (this.#d.hook?.attach(ctx.connection, link, path, () => state.ticket.release())) return;
     link.close({ condition: 'amqp:not-found', description: `No node ${path.slice(0, 200)}` });
   }
 
@@ -507,6 +514,7 @@ export class AmqpEndpoint {
     const state = this.#conns.get(ctx.connection);
     const link = ctx.sender ?? ctx.receiver;
     if (!state || !link) return;
+    this.#d.hook?.detached(link);
     for (const g of state.grants.values()) g.links.delete(link);
     if (ctx.sender && this.#feedbackLinks.delete(ctx.sender)) this.#feedbackBusy = false;
     const sender = ctx.sender;
@@ -518,11 +526,12 @@ export class AmqpEndpoint {
     const state = this.#conns.get(ctx.connection);
     const delivery = ctx.delivery;
     if (!link || !state || !delivery || !ctx.message) return;
+    if (this.#d.hook?.message(ctx)) return;
     const message = ctx.message;
     const path = addressPath((link as unknown as { remote: { attach?: { target?: { address?: unknown } } } }).remote.attach?.target?.address);
     const prev = state.chains.get(link) ?? Promise.resolve();
     const next = prev.then(async () => {
-      if (path === CBS_NODE) await this.#putToken(state, message, delivery);
+      if (path === CBS_NODE) await this.#putToken(state, message, delivery, ctx.connection);
       else if (path === C2D_SEND_NODE) await this.#c2dSend(state, link, message, delivery);
       else if (eventsOf(path) !== undefined) await this.#telemetry(state, link, eventsOf(path) ?? '', message, delivery);
       else delivery.reject({ condition: 'amqp:not-allowed', description: 'No messages accepted on this link' });
@@ -550,7 +559,7 @@ export class AmqpEndpoint {
   }
 
   /** CBS put-token [AMQP CBS 1.0 §4]: verifies the token for its audience and replies with a status code. */
-  async #putToken(state: ConnState, m: rhea.Message, delivery: Delivery): Promise<void> {
+  async #putToken(state: ConnState, m: rhea.Message, delivery: Delivery, conn: Connection): Promise<void> {
     if (state.cbsPending.length >= MAX_PENDING_CBS_REPLIES) {
       // put-tokens keep coming while the reply link gives no credit: not a client, a flood.
       delivery.reject({ condition: 'amqp:resource-limit-exceeded', description: 'Too many put-token requests without reply credit' });
@@ -583,6 +592,12 @@ export class AmqpEndpoint {
       decoded = name.includes('%') ? decodeURIComponent(name) : name;
     } catch {
       return reply(400, 'Malformed audience');
+    }
+    const hook = this.#d.hook;
+    if (hook?.ownsAudience(decoded)) {
+      const r = await hook.putToken(conn, decoded, token);
+      if (r.status === 200) state.guard.authenticated();
+      return reply(r.status, r.description);
     }
     const audience = decoded.replace(/^(amqps?|https?|wss?):\/\//i, '').replace(/\/+$/, '');
     const parsed = parseSasToken(token);
