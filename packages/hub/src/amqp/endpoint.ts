@@ -26,6 +26,7 @@ import type { Telemetry } from '../telemetry/telemetry.js';
 import type { TlsMaterial } from '../tls/certs.js';
 import type { Twins } from '../twins/twins.js';
 import { AmqpFrameGuard, AmqpFrameRefusedError } from './frame-guard.js';
+import type { AmqpNodeHook } from './hook.js';
 import { IdentityLinks } from './identity-links.js';
 import { addressPath, c2dFromAmqp, telemetryFromAmqp } from './messages.js';
 import type { IdentityNode } from './nodes.js';
@@ -109,6 +110,8 @@ export interface AmqpDeps {
   /** `max-frame-size` announced in `open` and enforced once a token is accepted. */
   readonly maxFrameBytes: number;
   readonly nowSeconds?: () => number;
+  /** A service on the same listener (the Event Hubs-compatible endpoint): its audiences, addresses and links. */
+  readonly hook?: AmqpNodeHook;
 }
 
 /**
@@ -213,6 +216,7 @@ export class AmqpEndpoint implements MethodTransport {
       for (const [deviceId, dl] of this.#deviceLinks) if (dl.sender === ctx.sender) this.#pumpDevice(deviceId);
       const state = this.#conns.get(ctx.connection);
       if (state && ctx.sender === state.cbsReply) this.#flushCbs(state);
+      if (ctx.sender) this.#d.hook?.sendable(ctx.sender);
     });
     for (const ev of ['sender_close', 'receiver_close']) c.on(ev, (ctx: EventContext) => this.#onLinkClosed(ctx));
     c.on('connection_open', () => undefined);
@@ -339,6 +343,7 @@ export class AmqpEndpoint implements MethodTransport {
     }
     state.grants.clear();
     state.guard.destroy();
+    this.#d.hook?.disconnected(conn);
   }
 
   #linkAdmitted(state: ConnState, link: Sender | Receiver): boolean {
@@ -374,6 +379,7 @@ export class AmqpEndpoint implements MethodTransport {
       this.#identityReceiver(state, link, node);
       return;
     }
+    if (this.#d.hook?.attach(ctx.connection, link, path, () => state.ticket.release())) return;
     link.close({ condition: 'amqp:not-found', description: `No node ${path.slice(0, 200)}` });
   }
 
@@ -447,6 +453,7 @@ export class AmqpEndpoint implements MethodTransport {
       this.#identitySender(state, link, node);
       return;
     }
+    if (this.#d.hook?.attach(ctx.connection, link, path, () => state.ticket.release())) return;
     link.close({ condition: 'amqp:not-found', description: `No node ${path.slice(0, 200)}` });
   }
 
@@ -563,6 +570,7 @@ export class AmqpEndpoint implements MethodTransport {
     const state = this.#conns.get(ctx.connection);
     const link = ctx.sender ?? ctx.receiver;
     if (!state || !link) return;
+    this.#d.hook?.detached(link);
     this.#forgetLink(state, link);
   }
 
@@ -582,12 +590,13 @@ export class AmqpEndpoint implements MethodTransport {
     const state = this.#conns.get(ctx.connection);
     const delivery = ctx.delivery;
     if (!link || !state || !delivery || !ctx.message) return;
+    if (this.#d.hook?.message(ctx)) return;
     const message = ctx.message;
     const path = addressPath((link as unknown as { remote: { attach?: { target?: { address?: unknown } } } }).remote.attach?.target?.address);
     const node = identityNode(path);
     const prev = state.chains.get(link) ?? Promise.resolve();
     const next = prev.then(async () => {
-      if (path === CBS_NODE) await this.#putToken(state, message, delivery);
+      if (path === CBS_NODE) await this.#putToken(state, message, delivery, ctx.connection);
       else if (path === C2D_SEND_NODE) await this.#c2dSend(state, link, message, delivery);
       else if (node?.kind === 'events') await this.#telemetry(state, link, node.identity, message, delivery);
       else if (node) IdentityLinks.settle(delivery, await this.#identity.onMessage(link, node, message));
@@ -616,7 +625,7 @@ export class AmqpEndpoint implements MethodTransport {
   }
 
   /** CBS put-token [AMQP CBS 1.0 §4]: verifies the token for its audience and replies with a status code. */
-  async #putToken(state: ConnState, m: rhea.Message, delivery: Delivery): Promise<void> {
+  async #putToken(state: ConnState, m: rhea.Message, delivery: Delivery, conn: Connection): Promise<void> {
     if (state.cbsPending.length >= MAX_PENDING_CBS_REPLIES) {
       // put-tokens keep coming while the reply link gives no credit: not a client, a flood.
       delivery.reject({ condition: 'amqp:resource-limit-exceeded', description: 'Too many put-token requests without reply credit' });
@@ -649,6 +658,12 @@ export class AmqpEndpoint implements MethodTransport {
       decoded = name.includes('%') ? decodeURIComponent(name) : name;
     } catch {
       return reply(400, 'Malformed audience');
+    }
+    const hook = this.#d.hook;
+    if (hook?.ownsAudience(decoded)) {
+      const r = await hook.putToken(conn, decoded, token);
+      if (r.status === 200) state.guard.authenticated();
+      return reply(r.status, r.description);
     }
     const audience = decoded.replace(/^(amqps?|https?|wss?):\/\//i, '').replace(/\/+$/, '');
     const parsed = parseSasToken(token);
