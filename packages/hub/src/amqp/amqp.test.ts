@@ -10,6 +10,7 @@ import { PACKET_OVERHEAD_BYTES } from '../mqtt/admission.js';
 import { eventually } from '../test-support/eventually.js';
 import type { RunningHub } from '../hub.js';
 import { startTestHub } from '../test-support/fixtures.js';
+import { rawRest } from '../test-support/raw-clients.js';
 import { registryFor } from '../test-support/sdk.js';
 import { amqpConnect, bodyText, collect, detachOf, identityConnection, putToken, receiveFrom, sendOn } from './test-clients.js';
 
@@ -240,6 +241,31 @@ describe('AMQP endpoint: device and module nodes, hostile input', () => {
       one.close();
       two.close();
     }
+  });
+
+  it('holds nothing for device and module links once they have gone, however they went', async () => {
+    const entries = async (): Promise<number> => Number(/^kedge_hub_amqp_identity_entries (\d+)$/m.exec((await rawRest(hub, 'GET', '/metrics')).text)?.[1]);
+    await eventually(async () => (await entries()) === 0, { what: 'no entries left by earlier tests' });
+    const identities = ['dev-a', 'dev-a/mod-1', 'dev-a/mod-2', 'dev-c'];
+    const conns: Connection[] = [];
+    for (let i = 0; i < 12; i++) {
+      const identity = identities[i % identities.length] ?? '';
+      const conn = await as(identity);
+      conns.push(conn);
+      const base = `/devices/${identity.replace('/', '/modules/')}`;
+      const replies = await collect(conn, `${base}/twin`);
+      // Subscribed to desired patches: one more entry to let go of.
+      expect(await sendOn(conn, `${base}/twin`, { correlation_id: `s${i}`, message_annotations: { operation: 'PUT', resource: '/notifications/twin/properties/desired' }, body: ' ' })).toBe('accepted');
+      await eventually(() => replies.length > 0, { what: 'the subscription answered' });
+      expect(await receiveFrom(conn, `${base}/methods/devicebound`)).toBe('open');
+      conn.open_sender({ target: { address: `${base}/messages/events` } });
+    }
+    expect(await entries()).toBeGreaterThan(0);
+    // Half the connections end whole, the other half detach link by link (and then end).
+    for (const [i, conn] of conns.entries()) if (i % 2 === 0) conn.close();
+    for (const [i, conn] of conns.entries()) if (i % 2 === 1) conn.each_link((l: rhea.Sender | rhea.Receiver) => l.close());
+    await eventually(async () => (await entries()) === 0, { what: 'every entry released' });
+    for (const conn of conns) conn.close();
   });
 
   it('detaches a twin link when its token reaches se', async () => {
