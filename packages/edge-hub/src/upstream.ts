@@ -72,6 +72,17 @@ export function reconnectDelay(attempt: number, minMs: number, maxMs: number, ra
   return cap / 2 + random() * (cap / 2);
 }
 
+/** The reconnect backoff of one upstream connection, as planned by {@link reconnectDelay} (status, tests). */
+export interface ReconnectStatus {
+  /** `deviceId` or `deviceId/moduleId`. */
+  readonly id: string;
+  readonly connected: boolean;
+  /** Failed attempts since it was last connected, and the longest wait planned between them (ms). */
+  readonly outage: { readonly attempts: number; readonly maxDelayMs: number };
+  /** The last outage that ended in a connection; absent before the first. */
+  readonly lastOutage?: { readonly attempts: number; readonly maxDelayMs: number };
+}
+
 interface PendingRequest {
   resolve(r: HubTwinReply): void;
   reject(e: Error): void;
@@ -99,6 +110,8 @@ export class UpstreamConnection {
   #connected = false;
   #closed = false;
   #attempt = 0;
+  #outage = { attempts: 0, maxDelayMs: 0 };
+  #lastOutage: { attempts: number; maxDelayMs: number } | undefined;
   #retry: NodeJS.Timeout | undefined;
   #idle: NodeJS.Timeout | undefined;
   #rid = 0;
@@ -118,6 +131,11 @@ export class UpstreamConnection {
 
   get connected(): boolean {
     return this.#connected;
+  }
+
+  /** Its reconnect backoff: the current outage's and the last one's. */
+  get reconnect(): ReconnectStatus {
+    return { id: identityKey(this.id.deviceId, this.id.moduleId), connected: this.#connected, outage: { ...this.#outage }, ...(this.#lastOutage ? { lastOutage: { ...this.#lastOutage } } : {}) };
   }
 
   /** True for the edge hub's own connection (no auth-chain). */
@@ -226,6 +244,8 @@ export class UpstreamConnection {
     client.on('connect', () => {
       this.#connected = true;
       this.#attempt = 0;
+      if (this.#outage.attempts > 0) this.#lastOutage = this.#outage;
+      this.#outage = { attempts: 0, maxDelayMs: 0 };
       const subs = ['$iothub/twin/res/#'];
       if (this.#subscriptions.desired) subs.push('$iothub/twin/PATCH/properties/desired/#');
       if (this.#subscriptions.methods) subs.push('$iothub/methods/POST/#');
@@ -263,6 +283,7 @@ export class UpstreamConnection {
       }
       if (this.#closed || this.#needs.size === 0) return;
       const delay = reconnectDelay(this.#attempt++, o.reconnectMinMs, this.isSelf ? o.reconnectMaxMs : Math.max(o.reconnectMaxMs, o.childReconnectMaxMs));
+      this.#outage = { attempts: this.#outage.attempts + 1, maxDelayMs: Math.max(this.#outage.maxDelayMs, delay) };
       this.#retry = setTimeout(() => {
         this.#retry = undefined;
         if (!this.#closed && this.#needs.size > 0) this.#open();
@@ -416,6 +437,12 @@ export class UpstreamLink {
   /** The edge hub's own connection (`{edge}/$edgeHub`). */
   self(): UpstreamConnection {
     return this.connection({ deviceId: this.#o.edgeDeviceId, moduleId: EDGE_HUB_MODULE });
+  }
+
+  /** The reconnect backoff of every connection, the edge hub's own first. */
+  status(): ReconnectStatus[] {
+    const self = this.self();
+    return [self, ...[...this.#conns.values()].filter((c) => c !== self)].map((c) => c.reconnect);
   }
 
   /** True when the edge hub's own connection is up (the hub is reachable). */
