@@ -37,7 +37,9 @@ const RATE = env('KEDGE_BENCH_RATE', 2000);
 const DRAIN = env('KEDGE_BENCH_DRAIN_MESSAGES', 20_000);
 const PROFILE = process.env.KEDGE_BENCH_PROFILE === '1';
 /** Which cases run (a comma list of routed, rate, upstream, outage, mosquitto); all by default. */
-const CASES = new Set((process.env.KEDGE_BENCH_CASES ?? 'routed,rate,upstream,outage,mosquitto').split(','));
+const CASES = new Set((process.env.KEDGE_BENCH_CASES ?? 'routed,rate,upstream,outage,aedes,mosquitto').split(','));
+/** Node/V8 flags of the edge hub process (e.g. `--max-semi-space-size=1 --lite-mode`); none by default. */
+const EDGE_FLAGS = (process.env.KEDGE_BENCH_EDGE_FLAGS ?? '').split(' ').filter(Boolean);
 const EDGE = 'bench-edge';
 const SINK = 'sink';
 const pubs = Array.from({ length: PUBLISHERS }, (_, i) => `p${i}`);
@@ -48,7 +50,25 @@ if (process.argv[2] === '--serve') {
   const cfg = JSON.parse(process.argv[3]);
   const pino = (await import(join(root, 'node_modules/pino/pino.js'))).default;
   const logger = pino({ level: process.env.KEDGE_BENCH_LOG ?? 'warn' }, pino.destination(2));
-  if (cfg.kind === 'hub') {
+  if (cfg.kind === 'aedes') {
+    // The ceiling for a Node broker here: bare aedes (its in-memory persistence, no auth, no routing, no store),
+    // MQTT over TLS with the edge hub's certificate, the same generator.
+    const { Aedes } = await import(join(root, 'node_modules/aedes/aedes.js'));
+    const { createServer: createTlsServer } = await import('node:tls');
+    const broker = await Aedes.createBroker({ concurrency: 1000 });
+    const server = createTlsServer({ key: readFileSync(join(cfg.tlsDir, 'server.key')), cert: readFileSync(join(cfg.tlsDir, 'server.pem')) }, (socket) => {
+      socket.setNoDelay(true);
+      broker.handle(socket);
+    });
+    await new Promise((r) => server.listen(0, '127.0.0.1', r));
+    process.send({ ready: true, port: server.address().port });
+    process.on('message', (m) => {
+      if (m.cmd === 'status') {
+        const c = process.cpuUsage();
+        process.send({ status: { cpuMs: (c.user + c.system) / 1000, rss: process.memoryUsage().rss } });
+      } else if (m.cmd === 'exit') process.exit(0);
+    });
+  } else if (cfg.kind === 'hub') {
     const { startHub, HubClient } = await import(join(root, 'packages/hub/dist/index.js'));
     const config = {
       dataDir: cfg.dataDir,
@@ -280,6 +300,7 @@ async function drive({ publishers, sink, seconds = SECONDS, rate, count }) {
   }
   let sent = 0;
   let acked = 0;
+  const cpu0 = process.cpuUsage();
   const start = performance.now();
   const end = start + seconds * 1000;
   const inflight = new Set();
@@ -335,6 +356,7 @@ async function drive({ publishers, sink, seconds = SECONDS, rate, count }) {
   }
   ackLat.sort((a, b) => a - b);
   e2eLat.sort((a, b) => a - b);
+  const cpu = process.cpuUsage(cpu0);
   return {
     seconds: Number(secs.toFixed(2)),
     sent,
@@ -345,6 +367,10 @@ async function drive({ publishers, sink, seconds = SECONDS, rate, count }) {
     pubackP50Ms: round(percentile(ackLat, 50)),
     pubackP99Ms: round(percentile(ackLat, 99)),
     ...(sink ? { e2eP50Ms: round(percentile(e2eLat, 50)), e2eP99Ms: round(percentile(e2eLat, 99)) } : {}),
+    // The load generator shares the machine with the server under test: its own CPU per message, and its share of
+    // one core over the case (near 100 % it, not the server, sets the pace).
+    generatorCpuUsPerMsg: Math.round((cpu.user + cpu.system) / Math.max(1, acked)),
+    generatorCorePct: Math.round((100 * (cpu.user + cpu.system)) / ((performance.now() - start) * 1000)),
   };
 }
 const round = (n) => (Number.isFinite(n) ? Number(n.toFixed(2)) : null);
@@ -378,7 +404,8 @@ const resultsDir = join(root, 'bench/results');
 mkdirSync(resultsDir, { recursive: true });
 const children = [];
 let mosquitto;
-const result = { bench: 'edge-hub', at: new Date().toISOString(), machine, load: { publishers: PUBLISHERS, window: WINDOW, payloadBytes: BODY_BYTES, qos: 1, seconds: SECONDS, openLoopRate: RATE, tls: true, fsync: 'group' } };
+let line;
+const result = { bench: 'edge-hub', at: new Date().toISOString(), machine, load: { publishers: PUBLISHERS, window: WINDOW, payloadBytes: BODY_BYTES, qos: 1, seconds: SECONDS, openLoopRate: RATE, tls: true, fsync: 'group', edgeHubFlags: EDGE_FLAGS } };
 try {
   const routes = {};
   for (const p of pubs) {
@@ -391,7 +418,7 @@ try {
   const edgeDir = join(work, 'edge');
   const edge = await serve(
     { kind: 'edge', dataDir: edgeDir, connectionString: hub.edgeHubConnectionString, hubCa: hub.ca, hubMqttPort, hubHttpsPort, routeCount: Object.keys(routes).length },
-    PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${resultsDir}`] : [],
+    [...EDGE_FLAGS, ...(PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${resultsDir}`] : [])],
   );
   children.push(edge);
   const status = async () => (await edge.ask({ cmd: 'status' }, 'status')).status;
@@ -415,9 +442,9 @@ try {
   // Warm-up (JIT, TLS sessions, store segments), not measured.
   await drive({ publishers: routed, sink, seconds: 1 });
 
-  console.log('\ncase                                   msg/s   PUBACK p50/p99 ms   end-to-end p50/p99 ms   server CPU µs/msg');
-  const line = (label, r) =>
-    console.log(`${label.padEnd(36)} ${String(r.msgPerSec).padStart(8)}   ${`${r.pubackP50Ms} / ${r.pubackP99Ms}`.padStart(17)}   ${(r.e2eP50Ms === undefined ? '-' : `${r.e2eP50Ms} / ${r.e2eP99Ms}`).padStart(17)}   ${String(r.edgeHubCpuUsPerMsg ?? r.mosquittoCpuUsPerMsg ?? '-').padStart(8)}`);
+  console.log('\ncase                                   msg/s   PUBACK p50/p99 ms   end-to-end p50/p99 ms   server CPU µs/msg   generator µs/msg (% of a core)');
+  line = (label, r) =>
+    console.log(`${label.padEnd(36)} ${String(r.msgPerSec).padStart(8)}   ${`${r.pubackP50Ms} / ${r.pubackP99Ms}`.padStart(17)}   ${(r.e2eP50Ms === undefined ? '-' : `${r.e2eP50Ms} / ${r.e2eP99Ms}`).padStart(17)}   ${String(r.edgeHubCpuUsPerMsg ?? r.serverCpuUsPerMsg ?? r.mosquittoCpuUsPerMsg ?? '-').padStart(17)}   ${`${r.generatorCpuUsPerMsg} (${r.generatorCorePct} %)`.padStart(14)}`);
   /** Runs a case, adding the edge hub's CPU time per acknowledged message (µs; the machine's load shows in it). */
   const measured = async (opts) => {
     const c0 = (await status()).cpuMs;
@@ -465,6 +492,26 @@ try {
   const after = (await edge.ask({ cmd: 'gc' }, 'status')).status;
   result.edgeHub.rssIdleAfterMiB = mb(after.rss);
   for (const c of [sink, ...clients]) c.close();
+
+  // ---- bare aedes: the Node ceiling ----
+  if (CASES.has('aedes')) {
+    const peer = await serve({ kind: 'aedes', tlsDir: join(edgeDir, 'tls') }, EDGE_FLAGS);
+    children.push(peer);
+    const login = (id, clean = true) => ({ port: peer.port, ca: edge.ca, clientId: id, clean });
+    const aSink = await RawClient.open(login('sink', false));
+    await aSink.subscribe('bench/#');
+    const aClients = await Promise.all(pubs.map((p) => RawClient.open(login(p))));
+    const aPubs = pubs.map((p, i) => [aClients[i], `bench/${p}`]);
+    await drive({ publishers: aPubs, sink: aSink, seconds: 1 });
+    const cpuMs = async () => (await peer.ask({ cmd: 'status' }, 'status')).status.cpuMs;
+    const c0 = await cpuMs();
+    const r = await drive({ publishers: aPubs, sink: aSink });
+    r.serverCpuUsPerMsg = Math.round(((await cpuMs()) - c0) * 1000 / Math.max(1, r.acked));
+    r.rssMiB = mb((await peer.ask({ cmd: 'status' }, 'status')).status.rss);
+    result.aedes = { what: 'bare aedes 1.2 (in-memory persistence, no auth, routing or store), same TLS and generator', pubsub: r };
+    line('d. bare aedes pub/sub (ceiling)', r);
+    for (const c of [aSink, ...aClients]) c.close();
+  }
 
   // ---- Mosquitto ----
   if (CASES.has('mosquitto')) {
@@ -522,6 +569,7 @@ try {
   const e = result.edgeHub;
   const ratio = e.routed && result.mosquitto ? e.routed.msgPerSec / result.mosquitto.pubsub.msgPerSec : undefined;
   if (ratio !== undefined) result.ratioRoutedToMosquitto = Number(ratio.toFixed(2));
+  if (result.aedes && result.mosquitto) result.ratioAedesToMosquitto = Number((result.aedes.pubsub.msgPerSec / result.mosquitto.pubsub.msgPerSec).toFixed(2));
   machine.loadavgAfter = loadavg().map((x) => Number(x.toFixed(2)));
   machine.calibrationUsAfter = calibrate();
   const targets = {
@@ -533,6 +581,7 @@ try {
   };
   result.targets = Object.fromEntries(Object.entries(targets).filter(([, [v]]) => v !== undefined).map(([k, [value, target, ok]]) => [k, { value, target, met: ok(value) }]));
   if (ratio !== undefined) console.log(`\nedge hub / Mosquitto (routed vs pub/sub msg/s): ${result.ratioRoutedToMosquitto}`);
+  if (result.ratioAedesToMosquitto !== undefined) console.log(`bare aedes / Mosquitto (pub/sub, no store): ${result.ratioAedesToMosquitto}`);
   console.log(`edge hub RSS idle: ${e.rssIdleStartMiB} MiB at start, ${e.rssIdleAfterMiB} MiB after the run${result.mosquitto ? `; Mosquitto RSS ${result.mosquitto.rssMiB} MiB` : ''}`);
   if (e.upstream) console.log(`$upstream delivered to the hub during b: ${e.upstream.deliveredToHubPerSec} msg/s`);
   console.log('\ntarget                    value      target    met');
