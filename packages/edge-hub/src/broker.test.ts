@@ -42,12 +42,16 @@ describe('edge hub broker', () => {
   const received: Array<{ id: Identity; m: InboundTelemetry }> = [];
   const sessions: string[] = [];
   let holdTelemetry: Promise<void> = Promise.resolve();
+  /** Bodies the handler was given (before it is done), and per-body holds. */
+  const entered: string[] = [];
+  const holdFor = new Map<string, Promise<void>>();
   const clients: MqttClient[] = [];
   let current = scope;
 
   const handler: BrokerHandler = {
     async telemetry(id, m) {
-      await holdTelemetry;
+      entered.push(m.body.toString());
+      await (holdFor.get(m.body.toString()) ?? holdTelemetry);
       received.push({ id, m });
     },
     twinGet: () => Promise.resolve({ status: 200, body: JSON.stringify({ desired: { $version: 3, a: 1 }, reported: { $version: 1 } }) }),
@@ -133,6 +137,26 @@ describe('edge hub broker', () => {
     expect(Object.getPrototypeOf(got?.m.properties)).toBeNull();
     expect(got?.m.properties['__proto__']).toBe('x');
     expect(got?.m.properties['temp']).toBe('21');
+  });
+
+  it('reads on while earlier messages wait for the store, and acknowledges in arrival order once each is stored', async () => {
+    const a = await client(EDGE, 'modA');
+    const gates = new Map<string, () => void>();
+    for (const k of ['first', 'second']) holdFor.set(k, new Promise<void>((r) => gates.set(k, r)));
+    const acks: string[] = [];
+    const topic = `devices/${EDGE}/modules/modA/messages/events/`;
+    const p1 = a.publishAsync(topic, 'first', { qos: 1 }).then(() => acks.push('first'));
+    await eventually(() => entered.includes('first'));
+    // aedes alone would not read the next PUBLISH of this connection before the first one is acknowledged.
+    const p2 = a.publishAsync(topic, 'second', { qos: 1 }).then(() => acks.push('second'));
+    await eventually(() => entered.includes('second'));
+    // The second is stored first: its PUBACK waits for the first's [MQTT-4.6.0-2].
+    gates.get('second')?.();
+    await eventually(() => received.some((r) => r.m.body.toString() === 'second'));
+    expect(acks).toEqual([]);
+    gates.get('first')?.();
+    await Promise.all([p1, p2]);
+    expect(acks).toEqual(['first', 'second']);
   });
 
   it('takes a leaf device telemetry and answers twin requests on the requesting connection', async () => {

@@ -107,6 +107,28 @@ interface Connection {
   expiry: NodeJS.Timeout | undefined;
 }
 
+/** A telemetry PUBLISH waiting for its PUBACK (`messageId` -1: QoS 0, nothing to acknowledge). */
+interface UnackedPublish {
+  readonly messageId: number;
+  readonly bytes: number;
+  stored: boolean;
+}
+
+interface UnackedPublishes {
+  queue: UnackedPublish[];
+  head: number;
+  bytes: number;
+  /** A message of this connection could not be stored: nothing after it is acknowledged. */
+  failed: boolean;
+}
+
+/**
+ * How much telemetry a connection may have waiting for the store before the broker stops reading from it (aedes then
+ * reads again once the message over the bound is stored).
+ */
+const MAX_UNACKED = 1024;
+const MAX_UNACKED_BYTES = 4 * 1024 * 1024;
+
 interface PendingAck {
   readonly client: Client;
   resolve(): void;
@@ -144,6 +166,8 @@ export class EdgeBroker {
   readonly #connections = new Map<string, Connection>();
   readonly #sessions = new Map<string, Session>();
   readonly #pending = new Map<number, PendingAck>();
+  /** Per connection: telemetry received and not yet acknowledged, in arrival order. */
+  readonly #acks = new WeakMap<Client, UnackedPublishes>();
   #counter = 0;
   #broker: Aedes | undefined;
   #tls: TlsServer | undefined;
@@ -402,11 +426,7 @@ export class EdgeBroker {
         sys['connectionDeviceId'] = id.deviceId;
         if (id.moduleId) sys['connectionModuleId'] = id.moduleId;
         else delete sys['outputName'];
-        // aedes writes the PUBACK only after this callback: the message is durable before it is acknowledged.
-        this.#d.handler.telemetry(id, { body: payload, properties: bag.properties, systemProperties: sys, receivedAt }).then(
-          () => done(null),
-          (e: unknown) => done(e instanceof Error ? e : new Error(String(e))),
-        );
+        this.#telemetry(client, packet, id, { body: payload, properties: bag.properties, systemProperties: sys, receivedAt }, done);
         return;
       }
       case 'twin-get':
@@ -422,6 +442,84 @@ export class EdgeBroker {
         this.#d.handler.methodResponse(id, inbound.rid, inbound.status, payload);
         return;
     }
+  }
+
+  /**
+   * Hands a telemetry message to the handler and acknowledges it once it is stored. The broker writes the PUBACK
+   * itself rather than through aedes, so a connection's next packets are read while earlier ones wait for their
+   * group commit (aedes would hold the next read until every packet of the read batch is acknowledged, so a batch
+   * waits for its fsync before the next one can join one):
+   * - PUBACKs go out in the order the PUBLISHes arrived [MQTT-4.6.0-2], each only after its message is durable;
+   *   those ready together are one write (one TLS record).
+   * - Bounded: past {@link MAX_UNACKED} messages or {@link MAX_UNACKED_BYTES} bytes waiting on a connection, aedes'
+   *   read waits for this message (its `done`), as before.
+   * - A message that cannot be stored is never acknowledged: the connection is closed (MQTT 3.1.1 has no negative
+   *   PUBACK), and so are the PUBACKs of messages after it (the client resends them: at least once).
+   * aedes sees the PUBLISH as QoS 0 (so it writes no PUBACK of its own and keeps no offline queue for it); nothing is
+   * forwarded to other clients either way ({@link authorizeForward}).
+   */
+  #telemetry(client: Client, packet: PublishPacket, id: Identity, message: InboundTelemetry, done: (err?: Error | null) => void): void {
+    const acks = this.#unacked(client);
+    const slot: UnackedPublish = { messageId: packet.qos === 1 ? (packet.messageId ?? 0) : -1, bytes: message.body.length, stored: false };
+    packet.qos = 0;
+    acks.queue.push(slot);
+    acks.bytes += slot.bytes;
+    const hold = acks.queue.length - acks.head > MAX_UNACKED || acks.bytes > MAX_UNACKED_BYTES;
+    if (!hold) done(null);
+    this.#d.handler.telemetry(id, message).then(
+      () => {
+        slot.stored = true;
+        this.#flushAcks(client, acks);
+        if (hold) done(null);
+      },
+      (e: unknown) => {
+        const err = e instanceof Error ? e : new Error(String(e));
+        acks.failed = true;
+        // Not acknowledged: the connection ends (aedes does it for a `done` error).
+        if (hold) done(err);
+        else {
+          this.#d.log.debug({ clientId: client.id, err: err.message }, 'Closing a connection whose message could not be stored');
+          client.close();
+        }
+      },
+    );
+  }
+
+  #unacked(client: Client): UnackedPublishes {
+    let acks = this.#acks.get(client);
+    if (acks === undefined) this.#acks.set(client, (acks = { queue: [], head: 0, bytes: 0, failed: false }));
+    return acks;
+  }
+
+  /** Writes the PUBACKs of the stored messages at the head of the connection's queue, in order, in one write. */
+  #flushAcks(client: Client, acks: UnackedPublishes): void {
+    let n = 0;
+    let i = acks.head;
+    for (; i < acks.queue.length && (acks.queue[i] as UnackedPublish).stored; i++) {
+      const slot = acks.queue[i] as UnackedPublish;
+      acks.bytes -= slot.bytes;
+      if (slot.messageId >= 0) n++;
+    }
+    if (i === acks.head) return;
+    const ready = acks.queue.slice(acks.head, i);
+    if (i === acks.queue.length) {
+      acks.queue = [];
+      acks.head = 0;
+    } else if (i > 1024) {
+      acks.queue = acks.queue.slice(i);
+      acks.head = 0;
+    } else acks.head = i;
+    if (n === 0 || acks.failed || client.closed || client.conn.destroyed) return;
+    const buf = Buffer.allocUnsafe(4 * n);
+    let o = 0;
+    for (const slot of ready) {
+      if (slot.messageId < 0) continue;
+      buf[o] = 0x40; // PUBACK, remaining length 2, packet identifier [MQTT-3.4]
+      buf[o + 1] = 2;
+      buf.writeUInt16BE(slot.messageId, o + 2);
+      o += 4;
+    }
+    client.conn.write(buf);
   }
 
   #reply(client: Client, rid: string, reply: Promise<TwinReply>): void {
