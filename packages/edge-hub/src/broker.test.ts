@@ -268,6 +268,32 @@ describe('edge hub broker', () => {
     expect(await got2).toBe(`devices/${EDGE}/modules/modB/inputs/in2/`);
   });
 
+  it('delivers a batch in order in one go and reports how many were acknowledged before the module went away', async () => {
+    const target = { deviceId: EDGE, moduleId: 'modB' };
+    const b = await client(EDGE, 'modB', { clean: true, clientId: `${EDGE}/modB` });
+    await b.subscribeAsync(`devices/${EDGE}/modules/modB/inputs/#`, { qos: 1 });
+    await eventually(() => broker.hasFeature(target, 'inputs'));
+    const topic = (i: number): string => `devices/${EDGE}/modules/modB/inputs/in/seq=${i}`;
+    const got: string[] = [];
+    // MQTT.js acknowledges a message when its handler calls back: the fourth one is never acknowledged.
+    const handle = b.handleMessage.bind(b);
+    b.handleMessage = (packet, callback) => {
+      if (packet.cmd === 'publish') got.push(String(packet.payload));
+      if (packet.cmd === 'publish' && String(packet.payload) === 'm4') return;
+      handle(packet, callback);
+    };
+    const ok = await broker.deliverBatch(target, [1, 2].map((i) => ({ topic: topic(i), body: Buffer.from(`m${i}`) })));
+    expect(ok).toEqual({ acknowledged: 2 });
+    const partial = broker.deliverBatch(target, [3, 4].map((i) => ({ topic: topic(i), body: Buffer.from(`m${i}`) })));
+    await eventually(() => got.includes('m4'));
+    b.end(true);
+    const r = await partial;
+    expect(r.acknowledged).toBe(1);
+    expect(r.error).toBeInstanceOf(NotConnectedError);
+    expect(got.slice(0, 4)).toEqual(['m1', 'm2', 'm3', 'm4']);
+    await expect(broker.deliverBatch(target, [{ topic: topic(5), body: Buffer.from('m5') }])).resolves.toMatchObject({ acknowledged: 0 });
+  });
+
   it('ends a session when its token expires and when the identity leaves the scope', async () => {
     const a = await client(EDGE, 'modA', { password: token(EDGE, 'modA', { ttl: 2 }), clean: true });
     const t0 = Date.now();

@@ -1,4 +1,3 @@
-import { setMaxListeners } from 'node:events';
 import type { BatchContext, Endpoint, EndpointHooks, InvalidMessage, SinkResult, StoredMessage } from '@kedge/routing';
 import { FailureKind } from '@kedge/routing';
 import type { Identity } from '@kedge/protocol';
@@ -15,11 +14,15 @@ import type { UpstreamLink } from './upstream.js';
  * (edgeHub's `ModuleEndpoint`: "if one message fails, all later ones are failed too").
  */
 function inOrder(batch: readonly StoredMessage[], firstFailure: number, kind: FailureKind, cause: unknown, invalid: InvalidMessage[] = []): SinkResult {
+  if (firstFailure >= batch.length && invalid.length === 0) return { succeeded: batch, failed: [], invalid };
   const bad = new Set(invalid.map((i) => i.message));
   const ok = batch.slice(0, firstFailure).filter((m) => !bad.has(m));
   const failed = batch.slice(firstFailure).filter((m) => !bad.has(m));
   return failed.length === 0 ? { succeeded: ok, failed: [], invalid } : { succeeded: ok, failed, invalid, failure: { kind, cause } };
 }
+
+/** Below this many UTF-16 units a topic cannot exceed MQTT's 65,535 bytes (at most 3 bytes each). */
+const MAX_TOPIC_CHARS = Math.floor(0xffff / 3);
 
 /** The original sender of a stored message (its connection identity). */
 export const sender = (m: StoredMessage): Identity => ({
@@ -61,27 +64,33 @@ export class ModuleInputEndpoint implements Endpoint {
     if (!this.#broker.hasFeature(this.#target, Feature.Inputs)) {
       return inOrder(batch, 0, FailureKind.NoConnection, new Error(`module ${this.#target.moduleId} is not connected`));
     }
-    // Pipelined: every message is in flight at once, in queue order on one connection (each listens on `signal`).
-    setMaxListeners(batch.length + 10, signal);
-    const outcomes = await Promise.allSettled(
-      batch.map((m) => {
-        const bag = formatBag(m.message.properties, m.message.systemProperties, OUTBOUND_WIRE_NAMES);
-        return this.#broker.deliver(this.#target, moduleInputTopic(this.#target.deviceId, this.#target.moduleId, this.#input, bag), m.message.body, signal);
-      }),
-    );
-    const first = outcomes.findIndex((o) => o.status === 'rejected');
+    // Pipelined: the whole batch in one write, in queue order on the module's connection.
+    const sendable: StoredMessage[] = [];
+    const items: { topic: string; body: Uint8Array }[] = [];
+    const invalid: InvalidMessage[] = [];
+    for (const m of batch) {
+      const bag = formatBag(m.message.properties, m.message.systemProperties, OUTBOUND_WIRE_NAMES);
+      const topic = moduleInputTopic(this.#target.deviceId, this.#target.moduleId, this.#input, bag);
+      // MQTT caps a topic at 65,535 bytes; the property bag makes the topic, so such a message can never be sent.
+      if (topic.length > MAX_TOPIC_CHARS && Buffer.byteLength(topic, 'utf8') > 0xffff) invalid.push({ message: m, reason: 'its properties make an input topic over 65535 bytes' });
+      else {
+        sendable.push(m);
+        items.push({ topic, body: m.message.body });
+      }
+    }
+    const { acknowledged, error } = await this.#broker.deliverBatch(this.#target, items, signal);
     const now = Date.now();
     const to = identityKey(this.#target.deviceId, this.#target.moduleId);
     const priority = String(context?.priority ?? '');
-    for (const m of first < 0 ? batch : batch.slice(0, first)) {
+    for (let i = 0; i < acknowledged; i++) {
+      const m = sendable[i] as StoredMessage;
       const from = identityKey(sender(m).deviceId, sender(m).moduleId);
       this.#metrics.sent.inc({ from, to, from_route_output: outputOf(m), to_route_input: this.#input, priority });
       this.#metrics.sendDuration.observe({ from, to, from_route_output: outputOf(m), to_route_input: this.#input }, (now - m.message.enqueuedAt) / 1000);
       this.#metrics.processDuration.observe({ from, to, priority }, (now - started) / 1000);
     }
-    if (first < 0) return { succeeded: batch, failed: [], invalid: [] };
-    const reason = (outcomes[first] as PromiseRejectedResult).reason as unknown;
-    return inOrder(batch, first, signal.aborted ? FailureKind.Timeout : FailureKind.NoConnection, reason);
+    const first = acknowledged === sendable.length ? batch.length : batch.indexOf(sendable[acknowledged] as StoredMessage);
+    return inOrder(batch, first, signal.aborted ? FailureKind.Timeout : FailureKind.NoConnection, error, invalid);
   }
 }
 
