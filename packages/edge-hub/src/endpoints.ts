@@ -21,6 +21,25 @@ function inOrder(batch: readonly StoredMessage[], firstFailure: number, kind: Fa
   return failed.length === 0 ? { succeeded: ok, failed: [], invalid } : { succeeded: ok, failed, invalid, failure: { kind, cause } };
 }
 
+/**
+ * Counts delivered messages: `edgehub_messages_sent_total` and `edgehub_message_send_duration_seconds` per message,
+ * `edgehub_message_process_duration_seconds` (the batch's duration, once per message) as one weighted observation per
+ * sender.
+ */
+function countDelivered(metrics: EdgeHubMetrics, delivered: readonly StoredMessage[], at: { to: string; toInput: string; priority: string; now: number; started: number }): void {
+  const { to, toInput, priority, now } = at;
+  const perSender = new Map<string, number>();
+  for (const m of delivered) {
+    const s = sender(m);
+    const from = identityKey(s.deviceId, s.moduleId);
+    const output = outputOf(m);
+    metrics.sent.inc({ from, to, from_route_output: output, to_route_input: toInput, priority });
+    metrics.sendDuration.observe({ from, to, from_route_output: output, to_route_input: toInput }, (now - m.message.enqueuedAt) / 1000);
+    perSender.set(from, (perSender.get(from) ?? 0) + 1);
+  }
+  for (const [from, n] of perSender) metrics.processDuration.observe({ from, to, priority }, (now - at.started) / 1000, n);
+}
+
 /** Below this many UTF-16 units a topic cannot exceed MQTT's 65,535 bytes (at most 3 bytes each). */
 const MAX_TOPIC_CHARS = Math.floor(0xffff / 3);
 
@@ -82,13 +101,7 @@ export class ModuleInputEndpoint implements Endpoint {
     const now = Date.now();
     const to = identityKey(this.#target.deviceId, this.#target.moduleId);
     const priority = String(context?.priority ?? '');
-    for (let i = 0; i < acknowledged; i++) {
-      const m = sendable[i] as StoredMessage;
-      const from = identityKey(sender(m).deviceId, sender(m).moduleId);
-      this.#metrics.sent.inc({ from, to, from_route_output: outputOf(m), to_route_input: this.#input, priority });
-      this.#metrics.sendDuration.observe({ from, to, from_route_output: outputOf(m), to_route_input: this.#input }, (now - m.message.enqueuedAt) / 1000);
-      this.#metrics.processDuration.observe({ from, to, priority }, (now - started) / 1000);
-    }
+    countDelivered(this.#metrics, sendable.slice(0, acknowledged), { to, toInput: this.#input, priority, now, started });
     const first = acknowledged === sendable.length ? batch.length : batch.indexOf(sendable[acknowledged] as StoredMessage);
     return inOrder(batch, first, signal.aborted ? FailureKind.Timeout : FailureKind.NoConnection, error, invalid);
   }
@@ -162,12 +175,7 @@ export class UpstreamEndpoint implements Endpoint {
       }
       const now = Date.now();
       const priority = String(context?.priority ?? '');
-      for (const m of sent.slice(0, bad < 0 ? sent.length : bad)) {
-        const from = identityKey(sender(m).deviceId, sender(m).moduleId);
-        this.#metrics.sent.inc({ from, to: 'upstream', from_route_output: outputOf(m), to_route_input: '', priority });
-        this.#metrics.sendDuration.observe({ from, to: 'upstream', from_route_output: outputOf(m), to_route_input: '' }, (now - m.message.enqueuedAt) / 1000);
-        this.#metrics.processDuration.observe({ from, to: 'upstream', priority }, (now - started) / 1000);
-      }
+      countDelivered(this.#metrics, sent.slice(0, bad < 0 ? sent.length : bad), { to: 'upstream', toInput: '', priority, now, started });
       return inOrder(batch, firstFailure, signal.aborted ? FailureKind.Timeout : FailureKind.NoConnection, cause, invalid);
     } finally {
       for (const c of used) c.release(Need.Telemetry);
