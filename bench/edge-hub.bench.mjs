@@ -19,6 +19,7 @@
 import { spawn, spawnSync, fork } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { cpus, loadavg, tmpdir, totalmem, userInfo } from 'node:os';
 import { join } from 'node:path';
@@ -37,7 +38,7 @@ const RATE = env('KEDGE_BENCH_RATE', 2000);
 const DRAIN = env('KEDGE_BENCH_DRAIN_MESSAGES', 20_000);
 const PROFILE = process.env.KEDGE_BENCH_PROFILE === '1';
 /** Which cases run (a comma list of routed, rate, upstream, outage, mosquitto); all by default. */
-const CASES = new Set((process.env.KEDGE_BENCH_CASES ?? 'routed,rate,upstream,outage,aedes,mosquitto').split(','));
+const CASES = new Set((process.env.KEDGE_BENCH_CASES ?? 'routed,rate,upstream,outage,restart,aedes,mosquitto').split(','));
 /** Node/V8 flags of the edge hub process (e.g. `--max-semi-space-size=1 --lite-mode`); none by default. */
 const EDGE_FLAGS = (process.env.KEDGE_BENCH_EDGE_FLAGS ?? '').split(' ').filter(Boolean);
 const EDGE = 'bench-edge';
@@ -400,6 +401,32 @@ if (fetched.status !== 0 || !fetchedVars.BIN) {
 }
 
 const work = mkdtempSync(join(tmpdir(), 'kedge-bench-edge-hub-'));
+/**
+ * The disk under the store: fdatasync latency of 64 KiB appends inside a preallocated file (what a group commit
+ * does), 200 times. Its p99 is a floor for any p99 that waits for a durable PUBACK.
+ */
+async function diskProbe(dir) {
+  const fh = await open(join(dir, 'probe'), 'w');
+  try {
+    await fh.write(Buffer.alloc(16 * 2 ** 20), 0, 16 * 2 ** 20, 0);
+    await fh.sync();
+    const lat = [];
+    const b = Buffer.alloc(64 * 1024, 1);
+    for (let i = 0; i < 200; i++) {
+      await fh.write(b, 0, b.length, i * b.length);
+      const t = performance.now();
+      await fh.datasync();
+      lat.push(performance.now() - t);
+    }
+    lat.sort((x, y) => x - y);
+    return { p50Ms: round(percentile(lat, 50)), p99Ms: round(percentile(lat, 99)), maxMs: round(lat[lat.length - 1]) };
+  } finally {
+    await fh.close();
+    rmSync(join(dir, 'probe'), { force: true });
+  }
+}
+machine.fdatasync = await diskProbe(work);
+console.log(`disk: fdatasync of a 64 KiB append p50 ${machine.fdatasync.p50Ms} ms, p99 ${machine.fdatasync.p99Ms} ms, max ${machine.fdatasync.maxMs} ms`);
 const resultsDir = join(root, 'bench/results');
 mkdirSync(resultsDir, { recursive: true });
 const children = [];
@@ -492,6 +519,22 @@ try {
   const after = (await edge.ask({ cmd: 'gc' }, 'status')).status;
   result.edgeHub.rssIdleAfterMiB = mb(after.rss);
   for (const c of [sink, ...clients]) c.close();
+  // Idle again after a restart on the same data: a device's usual start (its CA and server certificate exist; the
+  // first start generates them, and that heap growth stays in the first start's RSS).
+  if (CASES.has('restart')) {
+    await edge.exit();
+    children.splice(children.indexOf(edge), 1);
+    const again = await serve({ kind: 'edge', dataDir: edgeDir, connectionString: hub.edgeHubConnectionString, hubCa: hub.ca, hubMqttPort, hubHttpsPort, routeCount: Object.keys(routes).length }, EDGE_FLAGS);
+    children.push(again);
+    const relogin = (m) => ({ ...login(m), port: again.mqttPort });
+    const s2 = await RawClient.open({ ...relogin(SINK), clean: false });
+    await s2.subscribe(`devices/${EDGE}/modules/${SINK}/inputs/#`);
+    const c2 = await Promise.all(pubs.map((p) => RawClient.open(relogin(p))));
+    const st = (await again.ask({ cmd: 'gc' }, 'status')).status;
+    result.edgeHub.rssIdleRestartMiB = mb(st.rss);
+    result.edgeHub.heapIdleRestartMiB = mb(st.heapUsed);
+    for (const c of [s2, ...c2]) c.close();
+  }
 
   // ---- bare aedes: the Node ceiling ----
   if (CASES.has('aedes')) {
@@ -582,7 +625,7 @@ try {
   result.targets = Object.fromEntries(Object.entries(targets).filter(([, [v]]) => v !== undefined).map(([k, [value, target, ok]]) => [k, { value, target, met: ok(value) }]));
   if (ratio !== undefined) console.log(`\nedge hub / Mosquitto (routed vs pub/sub msg/s): ${result.ratioRoutedToMosquitto}`);
   if (result.ratioAedesToMosquitto !== undefined) console.log(`bare aedes / Mosquitto (pub/sub, no store): ${result.ratioAedesToMosquitto}`);
-  console.log(`edge hub RSS idle: ${e.rssIdleStartMiB} MiB at start, ${e.rssIdleAfterMiB} MiB after the run${result.mosquitto ? `; Mosquitto RSS ${result.mosquitto.rssMiB} MiB` : ''}`);
+  console.log(`edge hub RSS idle: ${e.rssIdleStartMiB} MiB at (first) start, ${e.rssIdleAfterMiB} MiB after the run${e.rssIdleRestartMiB === undefined ? '' : `, ${e.rssIdleRestartMiB} MiB after a restart`}${result.mosquitto ? `; Mosquitto RSS ${result.mosquitto.rssMiB} MiB` : ''}`);
   if (e.upstream) console.log(`$upstream delivered to the hub during b: ${e.upstream.deliveredToHubPerSec} msg/s`);
   console.log('\ntarget                    value      target    met');
   for (const [k, t] of Object.entries(result.targets)) console.log(`${k.padEnd(24)} ${String(t.value).padStart(8)}   ${t.target.padEnd(9)} ${t.met ? 'yes' : 'NO'}`);
