@@ -159,6 +159,18 @@ describe('edge hub broker', () => {
     expect(acks).toEqual(['first', 'second']);
   });
 
+  it("gives each message its own bag's properties when a connection alternates bags, as frozen objects", async () => {
+    const a = await client(EDGE, 'modA');
+    const base = `devices/${EDGE}/modules/modA/messages/events/`;
+    const bags = ['%24.on=o1&k=1', '%24.on=o1&k=1', '%24.on=o2&k=2', '%24.on=o1&k=1'];
+    const from = received.length;
+    for (const [i, b] of bags.entries()) await a.publishAsync(`${base}${b}`, `bag${i}`, { qos: 1 });
+    const got = received.slice(from).filter((r) => r.m.body.toString().startsWith('bag'));
+    expect(got.map((r) => [r.m.systemProperties['outputName'], r.m.properties['k']])).toEqual([['o1', '1'], ['o1', '1'], ['o2', '2'], ['o1', '1']]);
+    expect(got.every((r) => Object.isFrozen(r.m.properties) && Object.isFrozen(r.m.systemProperties))).toBe(true);
+    expect(got.every((r) => r.m.systemProperties['connectionModuleId'] === 'modA')).toBe(true);
+  });
+
   it('takes a leaf device telemetry and answers twin requests on the requesting connection', async () => {
     const leaf = await client('leaf1', '');
     await leaf.publishAsync('devices/leaf1/messages/events/', 'hello', { qos: 1 });

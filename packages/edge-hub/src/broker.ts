@@ -107,6 +107,12 @@ interface Connection {
   expiry: NodeJS.Timeout | undefined;
 }
 
+interface ParsedBag {
+  readonly text: string;
+  readonly properties: Readonly<Record<string, string>>;
+  readonly systemProperties: Readonly<Record<string, string>>;
+}
+
 /** A telemetry PUBLISH waiting for its PUBACK (`messageId` -1: QoS 0, nothing to acknowledge). */
 interface UnackedPublish {
   readonly messageId: number;
@@ -220,6 +226,8 @@ export class EdgeBroker {
   readonly #sessions = new Map<string, Session>();
   /** Per connection: module input deliveries waiting for their PUBACK. */
   readonly #out = new WeakMap<Client, OutgoingDeliveries>();
+  /** Per connection: the property bag of its last telemetry message. */
+  readonly #lastBag = new WeakMap<Client, ParsedBag>();
   /** Per connection: telemetry received and not yet acknowledged, in arrival order. */
   readonly #acks = new WeakMap<Client, UnackedPublishes>();
   #counter = 0;
@@ -471,18 +479,13 @@ export class EdgeBroker {
           done(new Error('message too large'));
           return;
         }
-        const bag = splitBag(inbound.bag, SYSTEM_PROPERTY_NAMES);
+        const bag = this.#bag(client, inbound.bag, id);
         if (!bag) {
           done(new Error('malformed property bag'));
           return;
         }
         const receivedAt = (this.#o.now ?? Date.now)();
-        const sys = bag.systemProperties;
-        // The sender's identity comes from its authenticated connection, never from the bag.
-        sys['connectionDeviceId'] = id.deviceId;
-        if (id.moduleId) sys['connectionModuleId'] = id.moduleId;
-        else delete sys['outputName'];
-        this.#telemetry(client, packet, id, { body: payload, properties: bag.properties, systemProperties: sys, receivedAt }, done);
+        this.#telemetry(client, packet, id, { body: payload, properties: bag.properties, systemProperties: bag.systemProperties, receivedAt }, done);
         return;
       }
       case 'twin-get':
@@ -498,6 +501,25 @@ export class EdgeBroker {
         this.#d.handler.methodResponse(id, inbound.rid, inbound.status, payload);
         return;
     }
+  }
+
+  /**
+   * The properties of a telemetry property bag, with the sender's identity from its connection (never from the bag),
+   * frozen. A connection's messages usually carry the same bag (output, content type): the last one parsed is
+   * reused when the text is the same, so those messages share one pair of immutable objects.
+   */
+  #bag(client: Client, text: string, id: Identity): ParsedBag | undefined {
+    const last = this.#lastBag.get(client);
+    if (last !== undefined && last.text === text) return last;
+    const bag = splitBag(text, SYSTEM_PROPERTY_NAMES);
+    if (!bag) return undefined;
+    const sys = bag.systemProperties;
+    sys['connectionDeviceId'] = id.deviceId;
+    if (id.moduleId) sys['connectionModuleId'] = id.moduleId;
+    else delete sys['outputName'];
+    const parsed: ParsedBag = { text, properties: Object.freeze(bag.properties), systemProperties: Object.freeze(sys) };
+    this.#lastBag.set(client, parsed);
+    return parsed;
   }
 
   /**

@@ -64,6 +64,7 @@ export class ModuleInputEndpoint implements Endpoint {
   readonly #input: string;
   readonly #broker: EdgeBroker;
   readonly #metrics: EdgeHubMetrics;
+  #last: { readonly properties: object; readonly systemProperties: object; readonly topic: string } | undefined;
 
   constructor(deps: { id: string; edgeDeviceId: string; module: string; input: string; broker: EdgeBroker; metrics: EdgeHubMetrics }) {
     this.id = deps.id;
@@ -71,6 +72,19 @@ export class ModuleInputEndpoint implements Endpoint {
     this.#input = deps.input;
     this.#broker = deps.broker;
     this.#metrics = deps.metrics;
+  }
+
+  /**
+   * The input topic of a message. Messages of one sender with the same property bag share their (frozen) property
+   * objects (the broker reuses them), so the last topic is reused when both objects are the same.
+   */
+  #topic(m: StoredMessage): string {
+    const { properties, systemProperties } = m.message;
+    const last = this.#last;
+    if (last !== undefined && last.properties === properties && last.systemProperties === systemProperties) return last.topic;
+    const topic = moduleInputTopic(this.#target.deviceId, this.#target.moduleId, this.#input, formatBag(properties, systemProperties, OUTBOUND_WIRE_NAMES));
+    this.#last = { properties, systemProperties, topic };
+    return topic;
   }
 
   /** The module this endpoint delivers to. */
@@ -88,8 +102,7 @@ export class ModuleInputEndpoint implements Endpoint {
     const items: { topic: string; body: Uint8Array }[] = [];
     const invalid: InvalidMessage[] = [];
     for (const m of batch) {
-      const bag = formatBag(m.message.properties, m.message.systemProperties, OUTBOUND_WIRE_NAMES);
-      const topic = moduleInputTopic(this.#target.deviceId, this.#target.moduleId, this.#input, bag);
+      const topic = this.#topic(m);
       // MQTT caps a topic at 65,535 bytes; the property bag makes the topic, so such a message can never be sent.
       if (topic.length > MAX_TOPIC_CHARS && Buffer.byteLength(topic, 'utf8') > 0xffff) invalid.push({ message: m, reason: 'its properties make an input topic over 65535 bytes' });
       else {
