@@ -132,6 +132,7 @@ export class UpstreamEndpoint implements Endpoint {
   readonly #metrics: EdgeHubMetrics;
   readonly #waitMs: number;
   readonly #hooks: EndpointHooks;
+  #last: { readonly properties: object; readonly systemProperties: object; readonly id: Identity; readonly topic: string } | undefined;
 
   constructor(deps: { id: string; link: UpstreamLink; metrics: EdgeHubMetrics; waitMs: number; hooks: EndpointHooks }) {
     this.id = deps.id;
@@ -139,6 +140,16 @@ export class UpstreamEndpoint implements Endpoint {
     this.#metrics = deps.metrics;
     this.#waitMs = deps.waitMs;
     this.#hooks = deps.hooks;
+  }
+
+  /** The telemetry topic of a message on `id`'s connection; the last one is reused for the same (frozen, shared) bag. */
+  #topic(m: StoredMessage, id: Identity): string {
+    const { properties, systemProperties } = m.message;
+    const last = this.#last;
+    if (last !== undefined && last.properties === properties && last.systemProperties === systemProperties && last.id === id) return last.topic;
+    const topic = telemetryTopic(id, formatBag(properties, systemProperties, INBOUND_WIRE_NAMES));
+    this.#last = { properties, systemProperties, id, topic };
+    return topic;
   }
 
   /** Tells the executor the link is back (called by the edge hub when an upstream connection comes up). */
@@ -175,8 +186,7 @@ export class UpstreamEndpoint implements Endpoint {
             break;
           }
         }
-        const bag = formatBag(m.message.properties, m.message.systemProperties, INBOUND_WIRE_NAMES);
-        sends.push(conn.publish(telemetryTopic(conn.id, bag), m.message.body));
+        sends.push(conn.publish(this.#topic(m, conn.id), m.message.body));
       }
       const outcomes = await Promise.allSettled(sends);
       // `sends` holds the non-invalid messages before firstFailure, in order.
