@@ -10,81 +10,13 @@ import { PACKET_OVERHEAD_BYTES } from '../mqtt/admission.js';
 import { eventually } from '../test-support/eventually.js';
 import type { RunningHub } from '../hub.js';
 import { startTestHub } from '../test-support/fixtures.js';
-import { maybeStartTestPostgres } from '../test-support/postgres.js';
+import { rawRest } from '../test-support/raw-clients.js';
 import { registryFor } from '../test-support/sdk.js';
+import { amqpConnect, bodyText, collect, detachOf, identityConnection, putToken, receiveFrom, sendOn } from './test-clients.js';
 
 type Hub = RunningHub & { host: string };
 const CONNECT_TIMEOUT_MS = 1500;
 const now = (): number => Math.floor(Date.now() / 1000);
-
-/** A raw rhea client connection to the hub's AMQP/TLS port (what the SDKs use underneath), opened. */
-async function amqpConnect(hub: Hub): Promise<Connection> {
-  const conn = rhea.create_container().connect({ host: hub.host, port: 5671, transport: 'tls', ca: hub.ca, hostname: hub.host, reconnect: false });
-  conn.on('error', () => undefined);
-  conn.on('connection_error', () => undefined);
-  conn.on('disconnected', () => undefined);
-  await new Promise<void>((resolve, reject) => {
-    conn.once('connection_open', () => resolve());
-    conn.once('disconnected', (ctx: EventContext) => reject(ctx.error ?? new Error('disconnected')));
-  });
-  return conn;
-}
-
-/** CBS put-token on `conn`; resolves the reply's `status-code`. */
-function putToken(conn: Connection, audience: string, token: string, type = 'servicebus.windows.net:sastoken'): Promise<number> {
-  const id = `pt-${Math.random()}`;
-  return new Promise<number>((resolve) => {
-    const receiver = conn.open_receiver({ source: { address: '$cbs' } });
-    receiver.on('message', (ctx: EventContext) => {
-      if (ctx.message?.correlation_id !== id) return;
-      const props = (ctx.message.application_properties ?? {}) as Record<string, unknown>;
-      resolve(Number(props['status-code']));
-    });
-    receiver.once('receiver_open', () => {
-      const sender = conn.open_sender({ target: { address: '$cbs' } });
-      sender.once('sendable', () => {
-        sender.send({ to: '$cbs', reply_to: 'cbs', message_id: id, application_properties: { operation: 'put-token', type, name: audience }, body: token });
-      });
-    });
-  });
-}
-
-/**
- * Opens a sending link to `address` and sends one message once it may: `accepted`, `rejected:<condition>` or,
- * when the hub detaches the link, `closed:<condition>`.
- */
-function sendOn(conn: Connection, address: string, message: rhea.Message): Promise<string> {
-  return new Promise<string>((resolve) => {
-    const sender = conn.open_sender({ target: { address } });
-    let sent = false;
-    sender.on('sender_error', () => undefined);
-    sender.once('sender_close', (ctx: EventContext) => resolve(`closed:${(ctx.sender?.error as AmqpError | undefined)?.condition ?? ''}`));
-    sender.on('sendable', () => {
-      if (sent) return;
-      sent = true;
-      sender.send(message);
-    });
-    sender.once('accepted', () => resolve('accepted'));
-    sender.once('rejected', (ctx: EventContext) => resolve(`rejected:${(ctx.delivery?.remote_state as { error?: AmqpError } | undefined)?.error?.condition ?? ''}`));
-  });
-}
-
-/** Opens a receiving link from `address`: `open` once the hub attached it and kept it, or `closed:<condition>`. */
-function receiveFrom(conn: Connection, address: string): Promise<string> {
-  return new Promise<string>((resolve) => {
-    const receiver = conn.open_receiver({ source: { address } });
-    receiver.on('receiver_error', () => undefined);
-    receiver.once('receiver_close', (ctx: EventContext) => resolve(`closed:${(ctx.receiver?.error as AmqpError | undefined)?.condition ?? ''}`));
-    // A refused attach is followed by its detach in the same read; the open is settled a turn later.
-    receiver.once('receiver_open', () => setImmediate(() => resolve(receiver.is_closed() || !receiver.is_remote_open() ? 'closed:' : 'open')));
-  });
-}
-
-/** The text of a received body (a data section, binary or string). */
-function bodyText(body: unknown): string {
-  const content = (body as { content?: unknown } | undefined)?.content ?? body;
-  return Buffer.isBuffer(content) ? content.toString('utf8') : String(content);
-}
 
 const c2d = (deviceId: string, body: string): rhea.Message => ({ to: `/devices/${deviceId}/messages/devicebound`, body: rhea.message.data_section(Buffer.from(body)) as unknown, message_id: `m-${body}` });
 
@@ -188,6 +120,21 @@ describe('AMQP endpoint: CBS and hostile input', () => {
     expect(Date.now() - started).toBeGreaterThanOrEqual(CONNECT_TIMEOUT_MS - 100);
   });
 
+  it('bounds a message of small frames before authentication by the pre-authentication frame limit', async () => {
+    const conn = await amqpConnect(hub);
+    try {
+      // rhea cuts messages into frames of the peer's announced max-frame-size; a hostile client may cut them smaller,
+      // each frame within the 8 KiB allowed before a token is accepted.
+      (conn as unknown as { remote: { open: { max_frame_size: number } } }).remote.open.max_frame_size = 4096;
+      const big = { to: '$cbs', reply_to: 'cbs', message_id: 'big', application_properties: { operation: 'put-token', type: 'servicebus.windows.net:sastoken', name: hub.host }, body: 'x'.repeat(64 * 1024) };
+      expect(await sendOn(conn, '$cbs', big)).toBe('closed:amqp:link:message-size-exceeded');
+      // The connection is still there for a put-token that fits.
+      expect(await putToken(conn, hub.host, serviceToken())).toBe(200);
+    } finally {
+      conn.close();
+    }
+  });
+
   it('drops oversize frames before authentication and garbage, without buffering them', async () => {
     const header = Buffer.from([0x41, 0x4d, 0x51, 0x50, 0, 1, 0, 0]);
     const big = Buffer.alloc(8);
@@ -215,7 +162,7 @@ describe('AMQP endpoint: device and module nodes, hostile input', () => {
     hub = await startTestHub({ deviceLimits: { connectTimeoutMs: CONNECT_TIMEOUT_MS } });
     api = new HubClient({ connectionString: hub.connectionString(), ca: hub.ca });
     const registry = registryFor(hub.connectionString(), hub.ca);
-    for (const d of ['dev-a', 'dev-b']) {
+    for (const d of ['dev-a', 'dev-b', 'dev-c']) {
       await registry.create({ deviceId: d });
       keys.set(d, (await registry.get(d)).responseBody.authentication?.symmetricKey?.primaryKey ?? '');
     }
@@ -229,12 +176,7 @@ describe('AMQP endpoint: device and module nodes, hostile input', () => {
   });
 
   /** A connection holding the accepted token of `identity` (`device` or `device/module`), valid until `se`. */
-  async function as(identity: string, se = now() + 3600): Promise<Connection> {
-    const conn = await amqpConnect(hub);
-    const audience = `${hub.host}/devices/${identity.replace('/', '/modules/')}`;
-    expect(await putToken(conn, audience, createSasToken({ audience, key: keys.get(identity) ?? '', expirySeconds: se }))).toBe(200);
-    return conn;
-  }
+  const as = (identity: string, se?: number): Promise<Connection> => identityConnection(hub, identity, keys.get(identity) ?? '', se);
   const telemetry = (body: string | Buffer): rhea.Message => ({ message_id: `t-${Math.random()}`, body: rhea.message.data_section(Buffer.isBuffer(body) ? body : Buffer.from(body)) as unknown });
   const stored = async (deviceId: string): Promise<number> => (await api.readTelemetry({ deviceId })).messages.length;
 
@@ -277,14 +219,59 @@ describe('AMQP endpoint: device and module nodes, hostile input', () => {
     ]);
   });
 
+  it('an identity is present while it holds a link on any connection, and gone with the last', async () => {
+    const state = async (): Promise<unknown> => ((await api.getTwin('dev-c')) as { connectionState?: unknown }).connectionState;
+    const one = await as('dev-c');
+    const two = await as('dev-c');
+    try {
+      // A token alone connects nothing.
+      expect(await state()).toBe('Disconnected');
+      const twin = one.open_receiver({ source: { address: '/devices/dev-c/twin' } });
+      expect(await receiveFrom(two, '/devices/dev-c/methods/devicebound')).toBe('open');
+      await eventually(async () => (await state()) === 'Connected', { what: 'dev-c connected' });
+      // The hub handles a detach before it answers it: once answered, dev-c still holds the other link.
+      await new Promise<void>((resolve) => {
+        twin.once('receiver_close', () => resolve());
+        twin.close();
+      });
+      expect(await state()).toBe('Connected');
+      two.close();
+      await eventually(async () => (await state()) === 'Disconnected', { what: 'dev-c gone with its last link' });
+    } finally {
+      one.close();
+      two.close();
+    }
+  });
+
+  it('holds nothing for device and module links once they have gone, however they went', async () => {
+    const entries = async (): Promise<number> => Number(/^kedge_hub_amqp_identity_entries (\d+)$/m.exec((await rawRest(hub, 'GET', '/metrics')).text)?.[1]);
+    await eventually(async () => (await entries()) === 0, { what: 'no entries left by earlier tests' });
+    const identities = ['dev-a', 'dev-a/mod-1', 'dev-a/mod-2', 'dev-c'];
+    const conns: Connection[] = [];
+    for (let i = 0; i < 12; i++) {
+      const identity = identities[i % identities.length] ?? '';
+      const conn = await as(identity);
+      conns.push(conn);
+      const base = `/devices/${identity.replace('/', '/modules/')}`;
+      const replies = await collect(conn, `${base}/twin`);
+      // Subscribed to desired patches: one more entry to let go of.
+      expect(await sendOn(conn, `${base}/twin`, { correlation_id: `s${i}`, message_annotations: { operation: 'PUT', resource: '/notifications/twin/properties/desired' }, body: ' ' })).toBe('accepted');
+      await eventually(() => replies.length > 0, { what: 'the subscription answered' });
+      expect(await receiveFrom(conn, `${base}/methods/devicebound`)).toBe('open');
+      conn.open_sender({ target: { address: `${base}/messages/events` } });
+    }
+    expect(await entries()).toBeGreaterThan(0);
+    // Half the connections end whole, the other half detach link by link (and then end).
+    for (const [i, conn] of conns.entries()) if (i % 2 === 0) conn.close();
+    for (const [i, conn] of conns.entries()) if (i % 2 === 1) conn.each_link((l: rhea.Sender | rhea.Receiver) => l.close());
+    await eventually(async () => (await entries()) === 0, { what: 'every entry released' });
+    for (const conn of conns) conn.close();
+  });
+
   it('detaches a twin link when its token reaches se', async () => {
     const conn = await as('dev-b', now() + 3);
     try {
-      const closed = new Promise<string>((resolve) => {
-        const r = conn.open_receiver({ source: { address: '/devices/dev-b/twin' } });
-        r.on('receiver_error', () => undefined);
-        r.once('receiver_close', (ctx: EventContext) => resolve((ctx.receiver?.error as AmqpError | undefined)?.condition ?? ''));
-      });
+      const closed = detachOf(conn, '/devices/dev-b/twin');
       const started = Date.now();
       expect(await closed).toBe('amqp:unauthorized-access');
       expect(Date.now() - started).toBeGreaterThan(CONNECT_TIMEOUT_MS);
@@ -322,14 +309,7 @@ describe('AMQP endpoint: device and module nodes, hostile input', () => {
     const target = await as('dev-a');
     const intruder = await as('dev-b');
     try {
-      const requests: rhea.Message[] = [];
-      await new Promise<void>((resolve) => {
-        const r = target.open_receiver({ source: { address: '/devices/dev-a/methods/devicebound' } });
-        r.on('message', (ctx: EventContext) => {
-          if (ctx.message) requests.push(ctx.message);
-        });
-        r.once('receiver_open', () => resolve());
-      });
+      const requests = await collect(target, '/devices/dev-a/methods/devicebound');
       const service = new HubClient({ connectionString: hub.connectionString(), ca: hub.ca });
       const call = service.invoke('dev-a', undefined, 'open', { door: 1 });
       const req = await eventually(() => requests[0], { what: 'the method request on dev-a' });
@@ -351,14 +331,7 @@ describe('AMQP endpoint: device and module nodes, hostile input', () => {
   it('twin requests: a missing correlation id is rejected, an unknown operation and malformed JSON answered 400', async () => {
     const conn = await as('dev-b');
     try {
-      const replies: rhea.Message[] = [];
-      await new Promise<void>((resolve) => {
-        const r = conn.open_receiver({ source: { address: '/devices/dev-b/twin' } });
-        r.on('message', (ctx: EventContext) => {
-          if (ctx.message) replies.push(ctx.message);
-        });
-        r.once('receiver_open', () => resolve());
-      });
+      const replies = await collect(conn, '/devices/dev-b/twin');
       const patch = (extra: Partial<rhea.Message>): rhea.Message => ({ message_annotations: { operation: 'PATCH', resource: '/properties/reported' }, body: rhea.message.data_section(Buffer.from('{"x":1}')) as unknown, ...extra });
       expect(await sendOn(conn, '/devices/dev-b/twin', patch({}))).toBe('rejected:amqp:invalid-field');
       expect(await sendOn(conn, '/devices/dev-b/twin', patch({ correlation_id: 'c1', message_annotations: { operation: 'POST', resource: '/properties/reported' } }))).toBe('accepted');
@@ -384,33 +357,20 @@ describe('AMQP identity links end with their credentials', () => {
   });
 
   /** Opens the twin and methods links of `deviceId` on `conn`; resolves each one's detach condition. */
-  function detachOf(conn: Connection, deviceId: string): Array<Promise<string>> {
-    return ['twin', 'methods/devicebound'].map(
-      (node) =>
-        new Promise<string>((resolve) => {
-          const r = conn.open_receiver({ source: { address: `/devices/${deviceId}/${node}` } });
-          r.on('receiver_error', () => undefined);
-          r.once('receiver_close', (ctx: EventContext) => resolve((ctx.receiver?.error as AmqpError | undefined)?.condition ?? ''));
-        }),
-    );
-  }
+  const detachesOf = (conn: Connection, deviceId: string): Array<Promise<string>> => ['twin', 'methods/devicebound'].map((node) => detachOf(conn, `/devices/${deviceId}/${node}`));
 
   it('a disabled device loses its links: announced at once, and written past the hub by the periodic re-check', async () => {
     hub = await startTestHub({ deviceLimits: { recheckSeconds: 1 } });
     const registry = registryFor(hub.connectionString(), hub.ca);
     const connect = async (deviceId: string): Promise<Connection> => {
       await registry.create({ deviceId });
-      const key = (await registry.get(deviceId)).responseBody.authentication?.symmetricKey?.primaryKey ?? '';
-      const conn = await amqpConnect(hub);
-      const audience = `${hub.host}/devices/${deviceId}`;
-      expect(await putToken(conn, audience, createSasToken({ audience, key, expirySeconds: now() + 3600 }))).toBe(200);
-      return conn;
+      return identityConnection(hub, deviceId, (await registry.get(deviceId)).responseBody.authentication?.symmetricKey?.primaryKey ?? '');
     };
     const announced = await connect('disabled-1');
     const behind = await connect('disabled-2');
     try {
-      const a = detachOf(announced, 'disabled-1');
-      const b = detachOf(behind, 'disabled-2');
+      const a = detachesOf(announced, 'disabled-1');
+      const b = detachesOf(behind, 'disabled-2');
       const d = await registry.get('disabled-1');
       await registry.update({ deviceId: 'disabled-1', status: 'disabled', etag: d.responseBody.etag });
       expect(await Promise.all(a)).toEqual(['amqp:unauthorized-access', 'amqp:unauthorized-access']);
@@ -425,52 +385,6 @@ describe('AMQP identity links end with their credentials', () => {
     } finally {
       announced.close();
       behind.close();
-    }
-  });
-});
-
-describe('AMQP identity links across two PostgreSQL replicas', () => {
-  let pg: { url: string; stop(): Promise<void> } | undefined;
-  let a: Hub;
-  let b: Hub;
-  beforeAll(async () => {
-    pg = await maybeStartTestPostgres();
-    if (!pg) return;
-    a = await startTestHub({ db: pg.url, replicaId: 'a' });
-    b = await startTestHub({ db: pg.url, replicaId: 'b' });
-  });
-  afterAll(async () => {
-    await b?.close();
-    await a?.close();
-    await pg?.stop();
-  });
-
-  it('one connection per identity: attaching on replica A detaches its links on replica B (amqp:link:stolen)', async (ctx) => {
-    if (!pg) return ctx.skip();
-    const registry = registryFor(a.connectionString(), a.ca);
-    await registry.create({ deviceId: 'twice' });
-    const key = (await registry.get('twice')).responseBody.authentication?.symmetricKey?.primaryKey ?? '';
-    const connect = async (hub: Hub): Promise<Connection> => {
-      const conn = await amqpConnect(hub);
-      const audience = `${hub.host}/devices/twice`;
-      expect(await putToken(conn, audience, createSasToken({ audience, key, expirySeconds: now() + 3600 }))).toBe(200);
-      return conn;
-    };
-    const onB = await connect(b);
-    const onA = await connect(a);
-    try {
-      const stolen = new Promise<string>((resolve) => {
-        const r = onB.open_receiver({ source: { address: '/devices/twice/twin' } });
-        r.on('receiver_error', () => undefined);
-        r.once('receiver_close', (c: EventContext) => resolve((c.receiver?.error as AmqpError | undefined)?.condition ?? ''));
-      });
-      const api = new HubClient({ connectionString: a.connectionString(), ca: a.ca });
-      await eventually(async () => ((await api.getTwin('twice')) as { connectionState?: string }).connectionState === 'Connected', { what: 'twice connected on B' });
-      expect(await receiveFrom(onA, '/devices/twice/twin')).toBe('open');
-      expect(await stolen).toBe('amqp:link:stolen');
-    } finally {
-      onA.close();
-      onB.close();
     }
   });
 });

@@ -9,6 +9,7 @@ import { eventually } from '../test-support/eventually.js';
 import { startTestHub } from '../test-support/fixtures.js';
 import { maybeStartTestPostgres } from '../test-support/postgres.js';
 import { registryFor, serviceClientFor } from '../test-support/sdk.js';
+import { detachOf, identityConnection, receiveFrom } from './test-clients.js';
 
 type Hub = RunningHub & { host: string };
 type Closable = { close(): Promise<unknown> };
@@ -251,5 +252,24 @@ describe('AMQP devices across two PostgreSQL replicas', () => {
     expect(r.payload).toEqual({ payload: 'on b', got: 1 });
     await registry.updateTwin('amqp-roamer', { properties: { desired: { from: 'a' } } }, '*');
     await eventually(() => seen.find((p) => p['from'] === 'a'), { what: 'the desired patch across replicas' });
+  });
+
+  it('one connection per identity: attaching on replica A detaches its links on replica B (amqp:link:stolen)', async (ctx) => {
+    if (!pg) return ctx.skip();
+    const registry = registryFor(a.connectionString(), a.ca);
+    await registry.create({ deviceId: 'twice' });
+    const key = (await registry.get('twice')).responseBody.authentication?.symmetricKey?.primaryKey ?? '';
+    const onB = await identityConnection(b, 'twice', key);
+    const onA = await identityConnection(a, 'twice', key);
+    try {
+      const stolen = detachOf(onB, '/devices/twice/twin');
+      const api = new HubClient({ connectionString: a.connectionString(), ca: a.ca });
+      await eventually(async () => ((await api.getTwin('twice')) as { connectionState?: string }).connectionState === 'Connected', { what: 'twice connected on B' });
+      expect(await receiveFrom(onA, '/devices/twice/twin')).toBe('open');
+      expect(await stolen).toBe('amqp:link:stolen');
+    } finally {
+      onA.close();
+      onB.close();
+    }
   });
 });

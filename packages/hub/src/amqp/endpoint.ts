@@ -329,8 +329,7 @@ export class AmqpEndpoint implements MethodTransport {
   /** Detaches a link whose message outgrew the limit; nothing of the message reached the hub. */
   #refuseOversize(state: ConnState, link: Receiver, bytes: number): void {
     this.#d.log.info({ bytes, limit: state.guard.frameLimit }, 'Refused an oversize AMQP message');
-    for (const g of state.grants.values()) g.links.delete(link);
-    this.#identity.forget(link);
+    this.#forgetLink(state, link);
     link.close({ condition: 'amqp:link:message-size-exceeded', description: `A message is at most ${state.guard.frameLimit} bytes` });
   }
 
@@ -342,11 +341,7 @@ export class AmqpEndpoint implements MethodTransport {
     state.ticket.release();
     for (const g of state.grants.values()) {
       if (g.timer) clearTimeout(g.timer);
-      for (const l of g.links) {
-        this.#identity.forget(l);
-        if (this.#feedbackLinks.delete(l as Sender)) this.#feedbackBusy = false;
-        for (const [deviceId, dl] of [...this.#deviceLinks]) if (dl.sender === l) this.#closeDeviceLink(deviceId, dl.sender);
-      }
+      for (const l of [...g.links]) this.#forgetLink(state, l);
     }
     state.grants.clear();
     state.guard.destroy();
@@ -586,11 +581,18 @@ export class AmqpEndpoint implements MethodTransport {
     const link = ctx.sender ?? ctx.receiver;
     if (!state || !link) return;
     this.#d.hook?.detached(link);
+    this.#forgetLink(state, link);
+  }
+
+  /**
+   * Forgets everything resting on `link`, which is closing or closed: its place in the grants, the feedback and
+   * cloud-to-device pumps (a message in flight on it goes back to the queue) and the identity links.
+   */
+  #forgetLink(state: ConnState, link: Sender | Receiver): void {
     for (const g of state.grants.values()) g.links.delete(link);
     this.#identity.forget(link);
-    if (ctx.sender && this.#feedbackLinks.delete(ctx.sender)) this.#feedbackBusy = false;
-    const sender = ctx.sender;
-    if (sender) for (const [deviceId, dl] of [...this.#deviceLinks]) if (dl.sender === sender) this.#closeDeviceLink(deviceId, sender);
+    if (this.#feedbackLinks.delete(link as Sender)) this.#feedbackBusy = false;
+    for (const [deviceId, dl] of [...this.#deviceLinks]) if (dl.sender === link) this.#closeDeviceLink(deviceId, dl.sender);
   }
 
   #onMessage(ctx: EventContext): void {
@@ -748,10 +750,8 @@ export class AmqpEndpoint implements MethodTransport {
     state.grants.delete(grant.audience);
     if (grant.timer) clearTimeout(grant.timer);
     this.#d.log.info({ audience: grant.audience, reason }, 'Detached AMQP links');
-    for (const link of grant.links) {
-      this.#identity.forget(link);
-      if (this.#feedbackLinks.delete(link as Sender)) this.#feedbackBusy = false;
-      for (const [deviceId, dl] of [...this.#deviceLinks]) if (dl.sender === link) this.#closeDeviceLink(deviceId, dl.sender);
+    for (const link of [...grant.links]) {
+      this.#forgetLink(state, link);
       link.close(unauthorized(reason));
     }
     grant.links.clear();
@@ -761,7 +761,14 @@ export class AmqpEndpoint implements MethodTransport {
     if (e.type === 'c2d-feedback') this.#pumpFeedback();
     else if (e.type === 'c2d') this.#pumpDevice(e.deviceId);
     else if (e.type === 'desired') this.#identity.onDesired(e, e.patch);
-    else if (e.type === 'kick' && e.exceptReplica !== this.#d.replicaId) this.#identity.kicked(e);
+    else if (e.type === 'kick' && e.exceptReplica !== this.#d.replicaId) {
+      // The identity connected to another replica: one connection per identity, as the MQTT endpoint keeps.
+      for (const link of this.#identity.linksOf(e)) {
+        const state = this.#conns.get(link.connection);
+        if (state) this.#forgetLink(state, link);
+        link.close({ condition: 'amqp:link:stolen', description: `${identityName(e).slice(0, 300)} connected elsewhere` });
+      }
+    }
     else if (e.type === 'identity') {
       this.#recheck((g) => dependsOn(g, e.deviceId, e.moduleId)).catch((err: unknown) => this.#d.log.warn({ err }, 'Failed to re-check AMQP tokens'));
     }

@@ -86,6 +86,8 @@ export class IdentityLinks {
   /** Twin channels by `connection-local key`, and each twin link's channel. */
   readonly #channels = new Map<Connection, Map<string, TwinChannel>>();
   readonly #channelOf = new Map<Sender | Receiver, TwinChannel>();
+  /** Twin channels subscribed to desired patches, by identity (what a desired change looks up). */
+  readonly #subscribed = new Map<string, Set<TwinChannel>>();
   /** The method request link (hub → identity) of each identity connected here; the latest attach wins. */
   readonly #methodLinks = new Map<string, Sender>();
   /** Every authorized link of each identity connected here (its presence lasts while it has one). */
@@ -96,9 +98,9 @@ export class IdentityLinks {
     this.#d = deps;
   }
 
-  /** Links held (for tests of the bookkeeping). */
+  /** Entries held in all of its maps: 0 once every link has gone (state lives as long as its links). */
   get size(): number {
-    return this.#identityOf.size;
+    return this.#identityOf.size + this.#channels.size + this.#channelOf.size + this.#subscribed.size + this.#methodLinks.size + this.#presence.size;
   }
 
   /**
@@ -113,6 +115,7 @@ export class IdentityLinks {
       this.#methodLinks.set(identityKey(node.identity), link as Sender);
     }
     this.#present(node.identity, link);
+    this.#d.metrics.amqpIdentityState.set(this.size);
     return undefined;
   }
 
@@ -169,27 +172,28 @@ export class IdentityLinks {
       }
       if (channel.request === link) channel.request = undefined;
       if (!channel.reply && !channel.request) {
+        this.#subscribe(channel, false);
         const perConn = this.#channels.get(channel.connection);
         perConn?.delete(channel.key);
         if (perConn?.size === 0) this.#channels.delete(channel.connection);
       }
     }
     const p = this.#presence.get(key);
-    if (!p?.links.delete(link) || p.links.size > 0) return;
-    this.#presence.delete(key);
+    if (p?.links.delete(link) && p.links.size === 0) this.#absent(p.identity);
+    this.#d.metrics.amqpIdentityState.set(this.size);
+  }
+
+  /** The identity's last link here went: it is no longer present on this replica. */
+  #absent(identity: Identity): void {
+    this.#presence.delete(identityKey(identity));
     void this.#d.store
       .clearPresence(identity.deviceId, identity.moduleId, this.#d.replicaId)
       .catch((e: unknown) => this.#d.log.warn({ err: e, identity: identityName(identity) }, 'Failed to clear presence'));
   }
 
-  /** The identity connected to another replica: its links here are detached (`amqp:link:stolen`), as MQTT closes. */
-  kicked(identity: Identity): void {
-    const p = this.#presence.get(identityKey(identity));
-    if (!p) return;
-    for (const link of [...p.links]) {
-      this.forget(link);
-      link.close({ condition: 'amqp:link:stolen', description: `${identityName(identity)} connected elsewhere` });
-    }
+  /** The links of `identity` held here. */
+  linksOf(identity: Identity): Array<Sender | Receiver> {
+    return [...(this.#presence.get(identityKey(identity))?.links ?? [])];
   }
 
   /** A message the identity sent on one of its twin or methods nodes. */
@@ -239,7 +243,7 @@ export class IdentityLinks {
         return reply(204, undefined, version);
       }
       if ((operation === 'PUT' || operation === 'DELETE') && resource === DESIRED_RESOURCE) {
-        channel.desired = operation === 'PUT';
+        this.#subscribe(channel, operation === 'PUT');
         return reply(200, undefined);
       }
       return reply(400, JSON.stringify({ errorCode: 400000, message: 'Unknown twin operation or resource' }));
@@ -248,6 +252,16 @@ export class IdentityLinks {
       const r = twinErrorReply(e);
       return reply(r.status, r.body);
     }
+  }
+
+  #subscribe(channel: TwinChannel, on: boolean): void {
+    channel.desired = on;
+    const key = identityKey(channel.identity);
+    const set = this.#subscribed.get(key) ?? new Set<TwinChannel>();
+    if (on) set.add(channel);
+    else set.delete(channel);
+    if (set.size > 0) this.#subscribed.set(key, set);
+    else this.#subscribed.delete(key);
   }
 
   #sendTwin(channel: TwinChannel, message: rhea.Message): void {
@@ -276,15 +290,12 @@ export class IdentityLinks {
 
   /** A desired-properties change (bus event, any replica's): pushed on every subscribed twin channel of the identity. */
   onDesired(identity: Identity, patch: JsonObject): void {
-    const key = identityKey(identity);
+    const channels = this.#subscribed.get(identityKey(identity));
+    if (!channels) return;
     const version = typeof patch['$version'] === 'number' ? patch['$version'] : 0;
-    for (const perConn of this.#channels.values()) {
-      for (const channel of perConn.values()) {
-        if (!channel.desired || identityKey(channel.identity) !== key) continue;
-        // No correlation id: the SDK takes a body without one as a desired-properties patch.
-        this.#sendTwin(channel, { body: rhea.message.data_section(Buffer.from(JSON.stringify({ ...userProperties(patch), $version: version }), 'utf8')) as unknown });
-      }
-    }
+    const body = Buffer.from(JSON.stringify({ ...userProperties(patch), $version: version }), 'utf8');
+    // No correlation id: the SDK takes a body without one as a desired-properties patch.
+    for (const channel of channels) this.#sendTwin(channel, { body: rhea.message.data_section(body) as unknown });
   }
 
   /**
