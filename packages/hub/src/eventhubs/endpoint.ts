@@ -1,6 +1,7 @@
 import rhea from 'rhea';
 import type { AmqpError, Connection, EventContext, Receiver, Sender } from 'rhea';
 import { parseSasToken } from '@kedge/protocol';
+import { writeFullPerformatives } from '../amqp/full-performatives.js';
 import type { AmqpNodeHook, PutTokenReply } from '../amqp/hook.js';
 import { Right, grants } from '../auth/policies.js';
 import type { ServiceAuth } from '../auth/service-auth.js';
@@ -112,6 +113,8 @@ export class EventHubsEndpoint implements AmqpNodeHook {
 
   constructor(deps: EventHubsDeps) {
     this.#d = deps;
+    // azure-eventhub's pyamqp cannot read truncated performatives (see writeFullPerformatives).
+    writeFullPerformatives();
     this.#groups = new Set([DEFAULT_CONSUMER_GROUP, ...deps.consumerGroups].map((g) => g.toLowerCase()));
     this.#unsubscribe = deps.telemetry.onAppended(() => this.#wakeAll());
     this.#poll = setInterval(() => this.#wakeAll(), POLL_MS);
