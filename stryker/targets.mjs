@@ -5,7 +5,16 @@
  */
 export const targets = {
   routing: {
-    mutate: ['packages/routing/src/**/*.ts', '!packages/routing/src/**/*.test.ts', '!packages/routing/src/index.ts'],
+    // Test support that ships in src (fake endpoints, the store contract suite, the engine's test helpers) is not
+    // mutated: it is test code, and what kills its mutants is itself.
+    mutate: [
+      'packages/routing/src/**/*.ts',
+      '!packages/routing/src/**/*.test.ts',
+      '!packages/routing/src/index.ts',
+      '!packages/routing/src/engine/fake-endpoints.ts',
+      '!packages/routing/src/engine/message-store.contract.ts',
+      '!packages/routing/src/engine/test-support.ts',
+    ],
     tests: ['packages/routing/src/**/*.test.ts'],
     break: 70,
   },
