@@ -94,6 +94,36 @@ describe('parseCreateOptions: field names', () => {
     expect(parse({ WorkingDr: '/' }).warnings).toEqual(['co.WorkingDr: unknown createOptions field; Docker ignores it, so does Kedge (did you mean "WorkingDir"?)']);
   });
 
+  it('measures the suggestion by edit distance: two characters longer still counts, two short ones are not near everything', () => {
+    expect(parse({ Cmdxx: 1 }).warnings).toEqual(['co.Cmdxx: unknown createOptions field; Docker ignores it, so does Kedge (did you mean "Cmd"?)']);
+    expect(parse({ Us: 1 }).warnings).toEqual(['co.Us: unknown createOptions field; Docker ignores it, so does Kedge (did you mean "User"?)']);
+    expect(parse({ Ab: 1 }).warnings).toEqual(['co.Ab: unknown createOptions field; Docker ignores it, so does Kedge']);
+  });
+
+  it('reads every field Kedge knows, of every kind, under its Docker name and nothing else', () => {
+    const top = { Entrypoint: ['e'], Cmd: ['c'], Env: ['A=1'], WorkingDir: '/w', User: 'u', Hostname: 'h', ExposedPorts: { '80/tcp': {} }, Labels: { l: 'v' }, NetworkingConfig: { n: 1 }, Healthcheck: { Test: ['NONE'] }, StopSignal: 'SIGINT', StopTimeout: 5 };
+    const host = {
+      PortBindings: { '80/tcp': [{ HostPort: '80' }] }, Binds: ['a:/a'], Mounts: [{ Type: 'volume', Source: 's', Target: '/t' }], Privileged: true, CapAdd: ['A'], CapDrop: ['B'],
+      Memory: 1, MemoryReservation: 2, MemorySwap: 3, NanoCpus: 4, CpuShares: 5, CpuPeriod: 6, CpuQuota: 7, NetworkMode: 'host', IpcMode: 'host', PidMode: 'host',
+      Devices: [{ PathOnHost: '/dev/x' }], DeviceRequests: [{ Count: 1 }], ExtraHosts: ['h:1.2.3.4'], Dns: ['1.1.1.1'], DnsSearch: ['corp'], ShmSize: 8, ReadonlyRootfs: true,
+      Sysctls: { 'net.x': '1' }, RestartPolicy: { Name: 'no' }, LogConfig: { Type: 'none' },
+    };
+    const r = parse({ ...top, HostConfig: host });
+    expect(r.warnings).toEqual([]);
+    expect(r.errors).toEqual([]);
+    expect(Object.keys(r.options ?? {})).toEqual([...Object.keys(top), 'HostConfig']);
+    expect(r.options).toEqual({ ...top, HostConfig: host });
+    expect(Object.keys(r.options?.HostConfig as object)).toEqual(Object.keys(host));
+  });
+
+  it('leaves out, not as undefined, what it drops: a field, a HostConfig, a k8s-experimental section, a HostPort', () => {
+    const r = parse({ Cmd: 5, HostConfig: 'x', 'k8s-experimental': { nodeSelector: 5 } });
+    expect(Object.keys(r.options ?? { x: 1 })).toEqual([]);
+    const h = hostConfig({ Memory: 'lots', PortBindings: { '80/tcp': [{ HostIp: '::1' }] } });
+    expect(Object.keys(h.hc ?? {})).toEqual(['PortBindings']);
+    expect(Object.keys((h.hc?.PortBindings as Record<string, object[]>)['80/tcp']?.[0] ?? {})).toEqual(['HostIp']);
+  });
+
   it('passes over the Docker fields Kedge deliberately ignores, in any case, without a warning', () => {
     const r = parse({ Image: 'x', tty: true, OpenStdin: false, Volumes: {}, MacAddress: 'm', Platform: 'p' });
     expect(r.warnings).toEqual([]);
@@ -166,10 +196,12 @@ describe('parseCreateOptions: value kinds', () => {
     // Anchored: only the whole word is a boolean.
     expect(hostConfig({ Privileged: 'truely' }).hc).toEqual({});
     expect(hostConfig({ Privileged: 'not false' }).hc).toEqual({});
+    expect(hostConfig({ Privileged: ['true'] }).warnings).toEqual(['co.HostConfig.Privileged: expected a boolean, got array; ignored']);
   });
 
   it('number fields: finite numbers, decimal text with a warning, nothing else', () => {
     expect(hostConfig({ Memory: 0, NanoCpus: -1, CpuQuota: 1.5 }).hc).toEqual({ Memory: 0, NanoCpus: -1, CpuQuota: 1.5 });
+    expect(hostConfig({ CpuQuota: '0.25' }).hc).toEqual({ CpuQuota: 0.25 });
     const s = hostConfig({ Memory: '73400320', MemorySwap: '-1', CpuPeriod: ' 2.5 ' });
     expect(s.hc).toEqual({ Memory: 73400320, MemorySwap: -1, CpuPeriod: 2.5 });
     expect(s.warnings).toEqual([
@@ -277,6 +309,8 @@ describe('parseCreateOptions: port bindings, mounts and devices', () => {
       'co.HostConfig.Mounts[0].ReadOnly: boolean given as the string "true"; read as true (as edgeAgent does)',
       'co.HostConfig.Mounts[4].ReadOnly: expected a boolean, got string; ignored',
     ]);
+    // A mount that is not an object reads as an empty one (refused later for its missing fields), null included.
+    expect(hostConfig({ Mounts: [null, 7] }).hc).toEqual({ Mounts: [{}, {}] });
     const bad = hostConfig({ Mounts: {} });
     expect(bad.hc).toEqual({});
     expect(bad.warnings).toEqual(['co.HostConfig.Mounts: expected an array of mounts, got object; ignored']);
@@ -314,6 +348,12 @@ describe('parseCreateOptions: the preview\'s k8s-experimental section', () => {
     expect(notString.errors).toEqual(['co.k8s-experimental.serviceOptions.type: must be one of "ClusterIP", "NodePort", "LoadBalancer", got 1']);
     const notObject = parse({ 'k8s-experimental': { serviceOptions: 'NodePort' } });
     expect(notObject.errors).toEqual(['co.k8s-experimental.serviceOptions: expected object, got string']);
+  });
+
+  it('normalizes only the service type and the volumes\' booleans, nothing that looks like them elsewhere', () => {
+    const r = parse({ 'k8s-experimental': { nodeSelector: { type: 'clusterip', readOnly: 'true' } } });
+    expect(r.options).toEqual({ k8s: { nodeSelector: { type: 'clusterip', readOnly: 'true' } } });
+    expect(r.warnings).toEqual([]);
   });
 
   it('warns about an unknown option and drops it', () => {

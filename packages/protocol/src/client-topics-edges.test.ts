@@ -56,14 +56,17 @@ describe('parseOutbound: edges', () => {
     expect(parseOutbound('$iothub/twin/res/200/?$rid=r%201&$version=123456789012345')).toEqual({ kind: 'twin-response', status: 200, rid: 'r 1', version: 123456789012345 });
     // A version that is not 1–15 digits is left out, the response itself stands.
     for (const v of ['', '1234567890123456', '-1', '1.5', '1e3', ' 1'])
-      expect(parseOutbound(`$iothub/twin/res/200/?$rid=1&$version=${encodeURIComponent(v)}`)).toEqual({ kind: 'twin-response', status: 200, rid: '1' });
+      expect(parseOutbound(`$iothub/twin/res/200/?$rid=1&$version=${encodeURIComponent(v)}`)).toStrictEqual({ kind: 'twin-response', status: 200, rid: '1' });
+    // No `version` key at all (not one holding undefined).
+    expect(parseOutbound('$iothub/twin/res/200/?$rid=x')).toStrictEqual({ kind: 'twin-response', status: 200, rid: 'x' });
   });
 
   it('desired patches: with or without a query; a bad query or one without "?" is refused', () => {
     expect(parseOutbound('$iothub/twin/PATCH/properties/desired/')).toEqual({ kind: 'desired-patch' });
     expect(parseOutbound('$iothub/twin/PATCH/properties/desired/?')).toEqual({ kind: 'desired-patch' });
     expect(parseOutbound('$iothub/twin/PATCH/properties/desired/?$version=1')).toEqual({ kind: 'desired-patch', version: 1 });
-    expect(parseOutbound('$iothub/twin/PATCH/properties/desired/?$version=x')).toEqual({ kind: 'desired-patch' });
+    expect(parseOutbound('$iothub/twin/PATCH/properties/desired/?$version=x')).toStrictEqual({ kind: 'desired-patch' });
+    expect(parseOutbound('$iothub/twin/PATCH/properties/desired/')).toStrictEqual({ kind: 'desired-patch' });
     expect(parseOutbound('$iothub/twin/PATCH/properties/desired/$version=1')).toBeUndefined();
     expect(parseOutbound('$iothub/twin/PATCH/properties/desired/?$version=%E0%A4%A')).toBeUndefined();
     expect(parseOutbound('$iothub/twin/PATCH/properties/desired')).toBeUndefined();

@@ -85,6 +85,8 @@ interface DeviceLink {
   readonly sender: Sender;
   inFlight: { readonly lockToken: string; readonly timer: NodeJS.Timeout } | undefined;
   locking: boolean;
+  /** The queue changed while a lock query ran (which may have read it before): look again after it. */
+  again: boolean;
 }
 
 /** Dependencies of the AMQP endpoint. */
@@ -475,7 +477,7 @@ export class AmqpEndpoint implements MethodTransport {
     if (!this.#openIdentityLink(state, link, node, true) || node.kind !== 'devicebound') return;
     const deviceId = node.identity.deviceId;
     this.#closeDeviceLink(deviceId);
-    this.#deviceLinks.set(deviceId, { sender: link, inFlight: undefined, locking: false });
+    this.#deviceLinks.set(deviceId, { sender: link, inFlight: undefined, locking: false, again: false });
     this.#pumpDevice(deviceId);
   }
 
@@ -497,13 +499,21 @@ export class AmqpEndpoint implements MethodTransport {
   /** Delivers the next cloud-to-device message on the device's link, if it has credit and holds none. */
   #pumpDevice(deviceId: string): void {
     const dl = this.#deviceLinks.get(deviceId);
-    if (!dl || dl.inFlight || dl.locking || !dl.sender.sendable() || this.#closing) return;
+    if (!dl || dl.inFlight || !dl.sender.sendable() || this.#closing) return;
+    if (dl.locking) {
+      dl.again = true;
+      return;
+    }
     dl.locking = true;
+    dl.again = false;
     const c2d = this.#d.c2d;
     c2d.lock(deviceId).then(
       (m) => {
         dl.locking = false;
-        if (!m) return;
+        if (!m) {
+          if (dl.again) this.#pumpDevice(deviceId);
+          return;
+        }
         if (this.#deviceLinks.get(deviceId) !== dl || !dl.sender.is_open()) {
           void c2d.settle(deviceId, m.lockToken, 'abandon').catch(() => undefined);
           return;

@@ -1,6 +1,7 @@
 import rhea from 'rhea';
-import type { AmqpError, Connection, EventContext, Receiver, Sender } from 'rhea';
+import type { AmqpError, Connection, Delivery, EventContext, Receiver, Sender } from 'rhea';
 import { parseSasToken } from '@kedge/protocol';
+import { writeFullPerformatives } from '../amqp/full-performatives.js';
 import type { AmqpNodeHook, PutTokenReply } from '../amqp/hook.js';
 import { Right, grants } from '../auth/policies.js';
 import type { ServiceAuth } from '../auth/service-auth.js';
@@ -66,6 +67,8 @@ interface Reader {
   next: number | undefined;
   busy: boolean;
   again: boolean;
+  /** Deliveries handed to rhea that it has not written yet (it writes them on its next tick, credit permitting). */
+  queued: Delivery[];
 }
 
 const notFound = (description: string): AmqpError => ({ condition: 'amqp:not-found', description });
@@ -74,6 +77,17 @@ const unauthorized = (description: string): AmqpError => ({ condition: 'amqp:una
 /** The remote attach of a link as rhea keeps it. */
 function remoteAttach(link: Sender | Receiver): { source?: { filter?: unknown }; properties?: Record<string, unknown> } | undefined {
   return (link as unknown as { remote: { attach?: { source?: { filter?: unknown }; properties?: Record<string, unknown> } } }).remote.attach;
+}
+
+/**
+ * The credit of a reader's link not yet spent. rhea counts a delivery against the link's credit only when it writes
+ * the transfer (on its next tick), and a delivery queued beyond the credit holds up every later one of the session
+ * (the CBS replies too): deliveries still queued are subtracted here.
+ */
+function unspentCredit(r: { readonly link: Sender; queued: Delivery[] }): number {
+  const written = (r.link as unknown as { session: { outgoing: { next_pending_delivery: number } } }).session.outgoing.next_pending_delivery;
+  r.queued = r.queued.filter((d) => (d as unknown as { id: number }).id >= written);
+  return (r.link as unknown as { credit: number }).credit - r.queued.length;
 }
 
 /** The owner level (`com.microsoft:epoch`) a receiver asked for, if any. */
@@ -112,6 +126,8 @@ export class EventHubsEndpoint implements AmqpNodeHook {
 
   constructor(deps: EventHubsDeps) {
     this.#d = deps;
+    // azure-eventhub's pyamqp cannot read truncated performatives (see writeFullPerformatives).
+    writeFullPerformatives();
     this.#groups = new Set([DEFAULT_CONSUMER_GROUP, ...deps.consumerGroups].map((g) => g.toLowerCase()));
     this.#unsubscribe = deps.telemetry.onAppended(() => this.#wakeAll());
     this.#poll = setInterval(() => this.#wakeAll(), POLL_MS);
@@ -273,7 +289,7 @@ export class EventHubsEndpoint implements AmqpNodeHook {
     }
     grant.links.add(sender);
     authorized();
-    const reader: Reader = { conn, link: sender, group, partition, epoch, next: undefined, busy: false, again: false };
+    const reader: Reader = { conn, link: sender, group, partition, epoch, next: undefined, busy: false, again: false, queued: [] };
     this.#readers.set(sender, reader);
     this.#resolveStart(reader, position).then(
       (next) => {
@@ -321,7 +337,7 @@ export class EventHubsEndpoint implements AmqpNodeHook {
   }
 
   #wakeAll(): void {
-    for (const r of this.#readers.values()) if (!r.busy && r.link.sendable()) this.#pump(r);
+    for (const r of this.#readers.values()) if (!r.busy && r.link.sendable() && unspentCredit(r) > 0) this.#pump(r);
   }
 
   /** Sends stored events from `r.next` while the link has credit, in store batches of at most {@link MAX_BATCH}. */
@@ -331,7 +347,7 @@ export class EventHubsEndpoint implements AmqpNodeHook {
       r.again = true;
       return;
     }
-    if (!r.link.sendable()) return;
+    if (!r.link.sendable() || unspentCredit(r) <= 0) return;
     r.busy = true;
     r.again = false;
     this.#sendBatch(r).then(
@@ -346,20 +362,20 @@ export class EventHubsEndpoint implements AmqpNodeHook {
     );
   }
 
-  /** One batch; true when the link may take more and the batch was full (read again at once). */
+  /** One batch within the link's unspent credit; true when it was full and credit is left (read again at once). */
   async #sendBatch(r: Reader): Promise<boolean> {
     const from = r.next ?? 0;
-    const credit = (r.link as unknown as { credit: number }).credit;
-    const limit = Math.max(1, Math.min(MAX_BATCH, credit));
+    const limit = Math.min(MAX_BATCH, unspentCredit(r));
+    if (limit <= 0) return false;
     const batch = await this.#d.store.readPartition({ partition: r.partition, fromSeq: from, limit });
     for (const m of batch) {
-      if (!this.#readers.has(r.link) || !r.link.sendable() || m.sequenceNumber === undefined) return false;
+      if (m.sequenceNumber === undefined) return false;
       const identity = await this.#identity(m);
-      if (!this.#readers.has(r.link) || !r.link.sendable()) return false;
-      r.link.send(eventMessage({ ...m, sequenceNumber: m.sequenceNumber }, identity));
+      if (!this.#readers.has(r.link) || !r.link.sendable() || unspentCredit(r) <= 0) return false;
+      r.queued.push(r.link.send(eventMessage({ ...m, sequenceNumber: m.sequenceNumber }, identity)));
       r.next = m.sequenceNumber + 1;
     }
-    return batch.length === limit && r.link.sendable();
+    return batch.length === limit && unspentCredit(r) > 0;
   }
 
   /** The sending identity's generation id and credential type (cached: IoT Hub stamps them at ingest). */
