@@ -453,6 +453,11 @@ export class EdgeBroker {
       this.#d.log.info({ clientId: client.id.slice(0, 256), topic: sub.topic.slice(0, 200) }, 'Refused subscription');
       return null;
     }
+    // aedes handles a SUBSCRIBE that arrived while the CONNECT was being accepted (or right after the CONNACK) before
+    // it reports the client ready, and #onReady starts a clean session afresh: a subscription recorded before that
+    // would be erased, the client holding its SUBACK and never getting a message. It takes effect once ready. (Not
+    // for persistent sessions: #onReady keeps theirs, and aedes restores their subscriptions before it is ready.)
+    if (client.clean && !(await whenReady(client))) return null;
     const session = this.#sessions.get(client.id) ?? { features: new Set<Feature>() };
     this.#sessions.set(client.id, session);
     session.features.add(feature);
@@ -734,6 +739,23 @@ export class EdgeBroker {
     await Promise.all(closing);
     this.#connections.clear();
   }
+}
+
+/** Resolves true once aedes reported `client` ready (after the broker's `clientReady` listeners), false if it closed first. */
+function whenReady(client: Client): Promise<boolean> {
+  if (client.connected || client.closed) return Promise.resolve(client.connected && !client.closed);
+  return new Promise((resolve) => {
+    const ready = (): void => {
+      client.conn.removeListener('close', gone);
+      resolve(!client.closed);
+    };
+    const gone = (): void => {
+      client.removeListener('connected', ready);
+      resolve(false);
+    };
+    client.once('connected', ready);
+    client.conn.once('close', gone);
+  });
 }
 
 function listenOn(server: TlsServer | HttpsServer, at: { host: string; port: number }): Promise<number> {

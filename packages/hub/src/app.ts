@@ -136,7 +136,10 @@ export function build(opts: BuildOptions): FastifyInstance {
   const { gateway, amqp } = s;
   if (gateway || amqp) {
     app.server.on('upgrade', (req, socket, head) => {
-      if ((req.url ?? '').split('?')[0] !== '/$iothub/websocket') socket.destroy();
+      const path = (req.url ?? '').split('?')[0];
+      // Event Hubs clients (`EventHubConsumerClient` over WebSockets) dial `/$servicebus/websocket`: AMQP only.
+      if (path === '/$servicebus/websocket' && amqp && AmqpEndpoint.wantsAmqp(req)) amqp.handleUpgrade(req, socket, head);
+      else if (path !== '/$iothub/websocket') socket.destroy();
       // One path, two protocols: the WebSocket subprotocol (`AMQPWSB10` or `mqtt`) chooses.
       else if (amqp && AmqpEndpoint.wantsAmqp(req)) amqp.handleUpgrade(req, socket, head);
       else if (gateway) gateway.handleUpgrade(req, socket, head);
