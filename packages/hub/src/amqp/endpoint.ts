@@ -760,6 +760,11 @@ export class AmqpEndpoint implements MethodTransport {
   #onBus(e: BusEvent): void {
     if (e.type === 'c2d-feedback') this.#pumpFeedback();
     else if (e.type === 'c2d') this.#pumpDevice(e.deviceId);
+    else if (e.type === 'resync') {
+      // Wake-ups may have been missed while the bus was down: every link looks again.
+      this.#pumpFeedback();
+      for (const deviceId of this.#deviceLinks.keys()) this.#pumpDevice(deviceId);
+    }
     else if (e.type === 'desired') this.#identity.onDesired(e, e.patch);
     else if (e.type === 'kick' && e.exceptReplica !== this.#d.replicaId) {
       // The identity connected to another replica: one connection per identity, as the MQTT endpoint keeps.
