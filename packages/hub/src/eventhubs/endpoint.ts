@@ -86,7 +86,10 @@ function remoteAttach(link: Sender | Receiver): { source?: { filter?: unknown };
  */
 function unspentCredit(r: { readonly link: Sender; queued: Delivery[] }): number {
   const written = (r.link as unknown as { session: { outgoing: { next_pending_delivery: number } } }).session.outgoing.next_pending_delivery;
-  r.queued = r.queued.filter((d) => (d as unknown as { id: number }).id >= written);
+  // Delivery ids grow in send order: the written ones are at the front.
+  let i = 0;
+  while (i < r.queued.length && (r.queued[i] as unknown as { id: number }).id < written) i++;
+  if (i > 0) r.queued.splice(0, i);
   return (r.link as unknown as { credit: number }).credit - r.queued.length;
 }
 
@@ -370,12 +373,18 @@ export class EventHubsEndpoint implements AmqpNodeHook {
     const batch = await this.#d.store.readPartition({ partition: r.partition, fromSeq: from, limit });
     for (const m of batch) {
       if (m.sequenceNumber === undefined) return false;
-      const identity = await this.#identity(m);
+      const identity = this.#cachedIdentity(m) ?? (await this.#identity(m));
       if (!this.#readers.has(r.link) || !r.link.sendable() || unspentCredit(r) <= 0) return false;
-      r.queued.push(r.link.send(eventMessage({ ...m, sequenceNumber: m.sequenceNumber }, identity)));
+      r.queued.push(r.link.send(eventMessage({ ...m, sequenceNumber: m.sequenceNumber }, identity ?? undefined)));
       r.next = m.sequenceNumber + 1;
     }
     return batch.length === limit && unspentCredit(r) > 0;
+  }
+
+  /** The cached identity of `m`'s sender, `null` when known to be gone, undefined when it must be looked up. */
+  #cachedIdentity(m: TelemetryRecord): SenderIdentity | null | undefined {
+    const hit = this.#identities.get(`${m.deviceId}/${m.moduleId}`);
+    return hit && Date.now() - hit.at < IDENTITY_CACHE_MS ? (hit.identity ?? null) : undefined;
   }
 
   /** The sending identity's generation id and credential type (cached: IoT Hub stamps them at ingest). */
