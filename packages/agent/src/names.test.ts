@@ -39,6 +39,12 @@ describe('toDnsLabel', () => {
     expect(isDnsLabel(toDnsLabel(id128))).toBe(true);
   });
 
+  it('collapses runs of dashes, those it makes and those it is given, into one', () => {
+    expect(toDnsLabel('A--b')).toBe(`a-b-${hash8('A--b')}`);
+    expect(toDnsLabel('a__b')).toBe(`a-b-${hash8('a__b')}`);
+    expect(toDnsLabel('a_-_b')).toBe(`a-b-${hash8('a_-_b')}`);
+  });
+
   it('never ends the shortened base with a dash before the hash', () => {
     const name = `${'a'.repeat(53)}_b`;
     expect(toDnsLabel(name)).toBe(`${'a'.repeat(53)}-${hash8(name)}`);
@@ -77,6 +83,11 @@ describe('toLabelValue', () => {
     expect(toLabelValue('a b')).toBe(`a-b-${hash8('a b')}`);
     expect(toLabelValue('_a_')).toBe(`a-${hash8('_a_')}`);
     expect(toLabelValue('-')).toBe(hash8('-'));
+    expect(toLabelValue('a  b')).toBe(`a-b-${hash8('a  b')}`);
+    expect(toLabelValue('a\t\nb')).toBe(`a-b-${hash8('a\t\nb')}`);
+    // Cut at 54 characters: every non-alphanumeric character at the cut goes, not only the last.
+    const cut2 = `${'c'.repeat(52)}._${'d'.repeat(10)}`;
+    expect(toLabelValue(cut2)).toBe(`${'c'.repeat(52)}-${hash8(cut2)}`);
     const cut = `${'c'.repeat(53)}..${'d'.repeat(10)}`;
     expect(toLabelValue(cut)).toBe(`${'c'.repeat(53)}-${hash8(cut)}`);
   });

@@ -549,7 +549,8 @@ function renderDeployment(
 function extraHosts(entries: readonly string[], ctx: Ctx, path: string): { ip: string; hostnames: string[] }[] {
   const byIp = new Map<string, string[]>();
   entries.forEach((h, i) => {
-    const idx = h.lastIndexOf(':');
+    // Docker splits `name:ip` at the first colon, so an IPv6 address stays whole (`host:fe80::1`).
+    const idx = h.indexOf(':');
     const host = h.slice(0, idx);
     const ip = h.slice(idx + 1);
     if (idx <= 0 || ip === '' || ip === 'host-gateway') {

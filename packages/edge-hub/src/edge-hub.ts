@@ -27,7 +27,7 @@ import { EdgeHubReporter } from './reported.js';
 import { TwinCache, parseSafe } from './twins.js';
 import type { SafeObject } from './twins.js';
 import { Need, UpstreamLink } from './upstream.js';
-import type { UpstreamConnection } from './upstream.js';
+import type { ReconnectStatus, UpstreamConnection } from './upstream.js';
 
 /** A running edge hub. */
 export interface RunningEdgeHub {
@@ -43,6 +43,8 @@ export interface RunningEdgeHub {
   readonly metrics: EdgeHubMetrics;
   /** The router (routes, endpoint states, queue lengths). */
   readonly router: Router;
+  /** The upstream connections' reconnect backoff, the edge hub's own (the probe) first. */
+  readonly upstream: { status(): ReconnectStatus[] };
   /** Graceful stop: no new connections, in-flight acknowledgements finish, the store is flushed and closed. */
   close(): Promise<void>;
 }
@@ -467,6 +469,7 @@ export async function startEdgeHub(input: EdgeHubConfigInput, options: EdgeHubSt
       caFile: tls.caFile,
       metrics,
       router,
+      upstream: { status: () => link.status() },
       async close() {
         log.info({ deviceId: edge }, 'Stopping edge hub');
         reporter.close();

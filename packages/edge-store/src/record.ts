@@ -33,6 +33,16 @@ function pairs(bag: Readonly<Record<string, string>>): string[] {
   return out;
 }
 
+/** JSON of a bag's pairs; kept for frozen bags (immutable, so the text stays right). */
+const pairsCache = new WeakMap<object, string>();
+function pairsJson(bag: Readonly<Record<string, string>>): string {
+  const cached = pairsCache.get(bag);
+  if (cached !== undefined) return cached;
+  const text = JSON.stringify(pairs(bag));
+  if (Object.isFrozen(bag)) pairsCache.set(bag, text);
+  return text;
+}
+
 function bag(p: unknown): Record<string, string> {
   const out = Object.create(null) as Record<string, string>;
   if (!Array.isArray(p)) return out;
@@ -47,8 +57,9 @@ function bag(p: unknown): Record<string, string> {
 /** Encodes one record. */
 export function encodeRecord(queueId: number, stored: StoredMessage): Buffer {
   const m = stored.message;
-  // The meta text is written straight into the record (no intermediate buffer: this runs for every message).
-  const metaText = JSON.stringify({ i: m.id, p: pairs(m.properties), s: pairs(m.systemProperties), src: m.source });
+  // The meta text is written straight into the record (no intermediate buffer: this runs for every message). It is
+  // the JSON of `{ i, p, s, src }`, built from parts: a frozen property bag is shared by many messages of a sender.
+  const metaText = `{"i":${JSON.stringify(m.id)},"p":${pairsJson(m.properties)},"s":${pairsJson(m.systemProperties)},"src":${JSON.stringify(m.source)}}`;
   const metaLength = Buffer.byteLength(metaText, 'utf8');
   const n = FIXED + metaLength + m.body.byteLength;
   const buf = Buffer.allocUnsafe(RECORD_HEADER + n);

@@ -156,7 +156,6 @@ export async function startHub(input: HubConfigInput, options: StartOptions = {}
       admission,
       c2d,
     });
-    methods.bindTransport(gateway);
     const eventHubsEndpoint = new EventHubsEndpoint({
       store,
       auth,
@@ -173,6 +172,9 @@ export async function startHub(input: HubConfigInput, options: StartOptions = {}
       store,
       auth,
       c2d,
+      twins,
+      methods,
+      replicaId,
       telemetry,
       maxMessageBytes: config.telemetry.maxMessageBytes,
       bus,
@@ -185,6 +187,8 @@ export async function startHub(input: HubConfigInput, options: StartOptions = {}
       maxFrameBytes: config.telemetry.maxMessageBytes + PACKET_OVERHEAD_BYTES,
       hook: eventHubsEndpoint,
     });
+    // A method call reaches the identity over whichever transport holds it here: MQTT first, then AMQP.
+    methods.bindTransport({ sendMethodRequest: (...call) => gateway.sendMethodRequest(...call) || amqp.sendMethodRequest(...call) });
     let ready = true;
     // Assigned once the AMQP/TLS listener is up (undefined: AMQP over WebSockets only); read per request.
     const listening: { amqp?: { port: number } } = {};

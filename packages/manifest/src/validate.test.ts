@@ -257,3 +257,303 @@ describe('validateManifest: rejected manifests name the path', () => {
     expect(errorsOf({ foo: 1 })).toEqual(['modulesContent: required (expected {"modulesContent": {"$edgeAgent": …, "$edgeHub": …}})']);
   });
 });
+
+// Issue 15: each rule of validateManifest with its exact path and outcome, the passing side included.
+describe('validateManifest: the document around modulesContent', () => {
+  it('warns about keys beside modulesContent, and reads a configuration\'s content', () => {
+    const m = manifest() as { modulesContent: unknown };
+    const r = validateManifest({ modulesContent: m.modulesContent, id: 'x', content: 1 });
+    expect(r.ok).toBe(true);
+    expect(r.warnings.map((i) => `${i.path}: ${i.message}`)).toEqual(['id: not part of a deployment manifest; ignored']);
+    expect(validateManifest({ content: { modulesContent: m.modulesContent }, targetCondition: 'x' }).ok).toBe(true);
+  });
+
+  it('refuses a modulesContent that is not an object, and the deprecated deviceContent key', () => {
+    expect(errorsOf({ modulesContent: [] })).toEqual(['modulesContent: expected an object, got array']);
+    expect(errorsOf({ content: { modulesContent: null } })).toEqual(['modulesContent: expected an object, got null']);
+    expect(errorsOf({ deviceContent: {} })).toEqual(['deviceContent: "deviceContent" is not supported; the key is "modulesContent" (the az CLI rewrites the deprecated name, IoT Edge does not)']);
+  });
+
+  it('takes a bare modulesContent holding only one of the two system twins, and asks for the other', () => {
+    const m = manifest() as { modulesContent: Record<string, unknown> };
+    expect(errorsOf({ $edgeHub: m.modulesContent.$edgeHub })).toEqual(['$edgeAgent: required']);
+    expect(errorsOf({ $edgeAgent: m.modulesContent.$edgeAgent })).toEqual(['$edgeHub: required']);
+  });
+
+  it('names each problem of a module twin entry once', () => {
+    expect(errorsOf(manifest(({ content }) => { content.tempSensor = 5; }))).toEqual(['tempSensor: expected an object with "properties.desired", got number']);
+    expect(errorsOf(manifest(({ content }) => { content.tempSensor = { 'properties.desired': [] }; }))).toEqual(['tempSensor.properties.desired: expected an object, got array']);
+    expect(errorsOf(manifest(({ content }) => { content.tempSensor = {}; }))).toEqual(['tempSensor.properties.desired: required']);
+    expect(errorsOf(manifest(({ content }) => { content.tempSensor = { 'properties.desired': {}, tags: {} }; }))).toEqual(['tempSensor.tags: unknown key; a module entry holds only "properties.desired"']);
+    // Only layered keys: one error for them, none for the missing properties.desired.
+    expect(errorsOf(manifest(({ content }) => { content.tempSensor = { 'properties.desired.a': 1 }; }))).toEqual(['tempSensor.properties.desired.a: a layered-deployment path; only valid in a layered deployment, which is merged onto a base deployment']);
+    expect(errorsOf(manifest(({ content }) => { content.$edgeAgent = 'x'; }))).toEqual(['$edgeAgent: expected an object with "properties.desired", got string']);
+  });
+
+  it('keeps the desired properties of module twins, and warns about those of modules it does not run, in any case', () => {
+    const r = validateManifest(manifest(({ content }) => {
+      content.TEMPSENSOR = { 'properties.desired': { a: 1 } };
+      content.ghost = { 'properties.desired': { b: 2 } };
+    }));
+    expect(r.ok).toBe(true);
+    if (!r.ok) return;
+    expect(r.manifest.moduleTwins).toEqual({ TEMPSENSOR: { a: 1 }, ghost: { b: 2 } });
+    expect(r.warnings.map((i) => `${i.path}: ${i.message}`)).toEqual(['ghost: desired properties for a module this deployment does not run']);
+  });
+});
+
+describe('validateManifest: what a twin can hold', () => {
+  it('refuses a desired document over 32 KB with its size', () => {
+    const errs = errorsOf(manifest(({ content }) => { content.tempSensor = { 'properties.desired': { big: 'x'.repeat(32 * 1024) } }; }));
+    expect(errs).toEqual([`tempSensor.properties.desired: ${32 * 1024 + 10} bytes; IoT Hub keeps a twin's desired properties to 32768 bytes`]);
+    const fits = 'x'.repeat(32 * 1024 - 10);
+    expect(errorsOf(manifest(({ content }) => { content.tempSensor = { 'properties.desired': { big: fits } }; }))).toEqual([]);
+  });
+
+  it('refuses a key a twin cannot hold, and points a k8s object with such a key to settings.k8sOptions', () => {
+    expect(errorsOf(manifest(({ content }) => { content.tempSensor = { 'properties.desired': { 'a.b': 1 } }; }))).toEqual([
+      expect.stringMatching(/^tempSensor\.properties\.desired\.a\.b: IoT Hub refuses this in a twin: .*[^)]$/) as unknown as string,
+    ]);
+    const k8s = errorsOf(manifest(({ agent }) => { agent.modules.tempSensor.k8s = { nodeSelector: { 'kubernetes.io/os': 'linux' } }; }));
+    expect(k8s).toHaveLength(1);
+    expect(k8s[0]).toMatch(/^\$edgeAgent\.properties\.desired\.modules\.tempSensor\.k8s\.nodeSelector\.kubernetes\.io\/os: IoT Hub refuses this in a twin: .*; give the module's Kubernetes options as the JSON string settings\.k8sOptions instead of the k8s object$/);
+    const sys = errorsOf(manifest(({ agent }) => { agent.systemModules.edgeHub.k8s = { nodeSelector: { 'a b': 'c' } }; }));
+    expect(sys[0]).toMatch(/settings\.k8sOptions instead of the k8s object$/);
+    // The same key elsewhere in $edgeAgent gets no such hint.
+    const other = errorsOf(manifest(({ agent }) => { agent.runtime.settings['a.b'] = 1; }));
+    expect(other).toHaveLength(1);
+    expect(other[0]).not.toMatch(/k8sOptions/);
+  });
+});
+
+describe('validateManifest: $edgeAgent', () => {
+  it.each([
+    ['runtime not an object', ({ agent }: M) => { agent.runtime = 'docker'; }, ['$edgeAgent.properties.desired.runtime: expected an object, got string']],
+    ['runtime type missing', ({ agent }: M) => { delete agent.runtime.type; }, ['$edgeAgent.properties.desired.runtime.type: required']],
+    ['runtime settings not an object', ({ agent }: M) => { agent.runtime.settings = []; }, ['$edgeAgent.properties.desired.runtime.settings: expected an object, got array']],
+    ['registryCredentials not an object', ({ agent }: M) => { agent.runtime.settings.registryCredentials = 'x'; }, ['$edgeAgent.properties.desired.runtime.settings.registryCredentials: expected an object, got string']],
+    ['a credential not an object', ({ agent }: M) => { agent.runtime.settings.registryCredentials.r = 'x'; }, ['$edgeAgent.properties.desired.runtime.settings.registryCredentials.r: expected an object with address, username and password, got string']],
+    ['a credential address with a space', ({ agent }: M) => { agent.runtime.settings.registryCredentials.r = { address: 'a .io', username: 'u', password: 'p' }; }, ['$edgeAgent.properties.desired.runtime.settings.registryCredentials.r.address: must not contain whitespace']],
+    ['a blank password', ({ agent }: M) => { agent.runtime.settings.registryCredentials.r = { address: 'a.io', username: 'u', password: ' ' }; }, ['$edgeAgent.properties.desired.runtime.settings.registryCredentials.r.password: must not be empty or whitespace']],
+    ['systemModules missing', ({ agent }: M) => { delete agent.systemModules; }, ['$edgeAgent.properties.desired.systemModules: required']],
+    ['systemModules not an object', ({ agent }: M) => { agent.systemModules = []; }, ['$edgeAgent.properties.desired.systemModules: expected an object, got array']],
+    ['edgeAgent missing', ({ agent }: M) => { delete agent.systemModules.edgeAgent; }, ['$edgeAgent.properties.desired.systemModules.edgeAgent: required']],
+    ['an unknown system module', ({ agent }: M) => { agent.systemModules.edgeX = agent.systemModules.edgeHub; }, ['$edgeAgent.properties.desired.systemModules.edgeX: unknown system module; only edgeAgent and edgeHub exist']],
+    ['modules not an object', ({ agent }: M) => { agent.modules = ['x']; }, ['$edgeAgent.properties.desired.modules: expected an object, got array']],
+    ['a module not an object', ({ agent }: M) => { agent.modules.tempSensor = 'x'; }, ['$edgeAgent.properties.desired.modules.tempSensor: expected an object, got string']],
+    ['a module name of 129 characters', ({ agent }: M) => { agent.modules['m'.repeat(129)] = agent.modules.tempSensor; }, [`$edgeAgent.properties.desired.modules.${'m'.repeat(129)}: module name is longer than 128 characters`]],
+    ['a module name with a slash', ({ agent }: M) => { agent.modules['a/b'] = agent.modules.tempSensor; }, ["$edgeAgent.properties.desired.modules.a/b: module name may only contain letters, digits and -:.+%_#*?!(),=@;$'"]],
+  ])('refuses %s, exactly', (_what, edit, expected) => {
+    expect(errorsOf(manifest(edit))).toEqual(expected);
+  });
+
+  it('refuses an empty module name and one a twin cannot hold, as a twin key and as a module name', () => {
+    const empty = errorsOf(manifest(({ agent }) => { agent.modules[''] = agent.modules.tempSensor; }));
+    expect(empty).toContain('$edgeAgent.properties.desired.modules.: module name must not be empty');
+    expect(empty).toHaveLength(2);
+    const space = errorsOf(manifest(({ agent }) => { agent.modules['a b'] = agent.modules.tempSensor; }));
+    expect(space).toContain("$edgeAgent.properties.desired.modules.a b: module name may only contain letters, digits and -:.+%_#*?!(),=@;$'");
+    expect(space).toHaveLength(2);
+  });
+
+  it('accepts what may be absent or null: runtime settings, registryCredentials, modules', () => {
+    expect(errorsOf(manifest(({ agent }) => { delete agent.runtime.settings; }))).toEqual([]);
+    expect(errorsOf(manifest(({ agent }) => { agent.runtime.settings.registryCredentials = null; }))).toEqual([]);
+    expect(errorsOf(manifest(({ agent }) => { agent.modules = null; }))).toEqual([]);
+    const r = validateManifest(manifest(({ agent }) => { delete agent.modules; }));
+    expect(r.ok && r.manifest.spec.modules).toEqual({});
+    expect(errorsOf(manifest(({ agent }) => { agent.modules[`${'m'.repeat(127)}-`] = agent.modules.tempSensor; }))).toEqual([]);
+  });
+
+  it('accepts a version with a fourth part, and the $edgeAgent keys IoT Hub adds, without a warning', () => {
+    expect(errorsOf(manifest(({ agent }) => { agent.schemaVersion = '1.1.0.0'; }))).toEqual([]);
+    const input = manifest(({ agent }) => { agent.$version = 3; agent.$metadata = {}; agent.integrity = {}; agent.extra = 1; });
+    expect(warningsOf(input)).toEqual(['$edgeAgent.properties.desired.extra: unknown $edgeAgent property; ignored']);
+  });
+
+  it('refuses schema versions that are not numbers or have a fifth part', () => {
+    for (const v of ['1.1.0.0.0', 'a.b', '1.1a', '']) {
+      expect(errorsOf(manifest(({ agent }) => { agent.schemaVersion = v; })), v).toEqual([`$edgeAgent.properties.desired.schemaVersion: must be a version such as "1.1", got ${JSON.stringify(v)}`]);
+    }
+  });
+
+  it('returns the registry credentials it checked', () => {
+    const r = validateManifest(manifest(({ agent }) => { agent.runtime.settings.registryCredentials = { r: { address: 'a.io', username: 'u', password: 'p', extra: 1 } }; }));
+    expect(r.ok && r.manifest.spec.registryCredentials).toEqual({ r: { address: 'a.io', username: 'u', password: 'p' } });
+  });
+
+  it('returns the parsed createOptions of the system modules under $edgeAgent and $edgeHub', () => {
+    const r = validateManifest(manifest());
+    expect(r.ok && Object.keys(r.manifest.createOptions).sort()).toEqual(['$edgeAgent', '$edgeHub', 'tempSensor']);
+    expect(r.ok && r.manifest.createOptions.$edgeHub?.HostConfig?.PortBindings).toEqual({ '8883/tcp': [{ HostPort: '8883' }] });
+    expect(r.ok && r.manifest.spec.systemModules.edgeHub?.settings.image).toBe('mcr.microsoft.com/azureiotedge-hub:1.5');
+  });
+});
+
+type M = { agent: Record<string, any>; hub: Record<string, any>; content: Record<string, any> };
+
+describe('validateManifest: a module', () => {
+  const sensor = (edit: (t: Record<string, any>) => void) => manifest(({ agent }) => edit(agent.modules.tempSensor as Record<string, any>));
+  const at = (field: string) => `$edgeAgent.properties.desired.modules.tempSensor.${field}`;
+
+  it.each([
+    ['type missing', (t: Record<string, any>) => { delete t.type; }, [`${at('type')}: required`]],
+    ['version not a string', (t: Record<string, any>) => { t.version = 1; }, [`${at('version')}: expected a string, got number`]],
+    ['startupOrder not an integer', (t: Record<string, any>) => { t.startupOrder = 1.5; }, [`${at('startupOrder')}: must be an integer from 0 to 4294967295, got 1.5`]],
+    ['startupOrder above the maximum', (t: Record<string, any>) => { t.startupOrder = 4294967296; }, [`${at('startupOrder')}: must be an integer from 0 to 4294967295, got 4294967296`]],
+    ['startupOrder a string', (t: Record<string, any>) => { t.startupOrder = '1'; }, [`${at('startupOrder')}: must be an integer from 0 to 4294967295, got "1"`]],
+    ['env not an object', (t: Record<string, any>) => { t.env = []; }, [`${at('env')}: expected an object of {"value": …}, got array`]],
+    ['env value an object', (t: Record<string, any>) => { t.env = { A: { value: {} } }; }, [`${at('env.A.value')}: expected a string, got object`]],
+    ['env entry without value', (t: Record<string, any>) => { t.env = { A: {} }; }, [`${at('env.A')}: expected {"value": "<string>"}`]],
+    ['settings missing', (t: Record<string, any>) => { delete t.settings; }, [`${at('settings')}: required`]],
+    ['settings not an object', (t: Record<string, any>) => { t.settings = 'x'; }, [`${at('settings')}: expected an object, got string`]],
+    ['image not a string', (t: Record<string, any>) => { t.settings.image = 5; }, [`${at('settings.image')}: expected a string, got number`]],
+    ['image blank', (t: Record<string, any>) => { t.settings.image = '  '; }, [`${at('settings.image')}: must not be empty`]],
+    ['both k8sOptions and k8s', (t: Record<string, any>) => { t.settings.k8sOptions = '{}'; t.k8s = {}; }, [`${at('k8s')}: give the Kubernetes options once: settings.k8sOptions or k8s, not both`]],
+    ['processOptions not JSON', (t: Record<string, any>) => { t.settings.processOptions = '{'; }, [expect.stringMatching(/^\$edgeAgent\.properties\.desired\.modules\.tempSensor\.settings\.processOptions: not valid JSON: /) as unknown as string]],
+  ])('refuses %s, exactly', (_what, edit, expected) => {
+    expect(errorsOf(sensor(edit))).toEqual(expected);
+  });
+
+  it('keeps startupOrder 0 and the maximum, and warns that edgeAgent 1.0 ignores it', () => {
+    for (const so of [0, 4294967295]) {
+      const r = validateManifest(sensor((t) => { t.startupOrder = so; }));
+      expect(r.ok && r.manifest.spec.modules.tempSensor?.startupOrder).toBe(so);
+      expect(r.warnings).toEqual([]);
+    }
+    const old = manifest(({ agent }) => { agent.schemaVersion = '1.0'; agent.modules.tempSensor.startupOrder = 1; });
+    expect(warningsOf(old)).toEqual([`${at('startupOrder')}: needs $edgeAgent schemaVersion 1.1; edgeAgent 1.0 ignores it, Kedge honours it`]);
+  });
+
+  it('reads env: strings as they are, numbers and booleans as text with a warning, null as none, names Kubernetes refuses with a warning', () => {
+    const input = sensor((t) => { t.env = { A: { value: 'x' }, B: { value: true }, '1x': { value: 'v' }, 'b-c_D': { value: '' } }; });
+    const r = validateManifest(input);
+    expect(r.ok && r.manifest.spec.modules.tempSensor?.env).toEqual({ A: { value: 'x' }, B: { value: 'true' }, '1x': { value: 'v' }, 'b-c_D': { value: '' } });
+    expect(warningsOf(input)).toEqual([
+      `${at('env.B.value')}: boolean true read as the string "true"`,
+      `${at('env.1x')}: not a valid Kubernetes environment variable name (letters, digits, "_", "-", "." and not starting with a digit); it is skipped on Kubernetes`,
+    ]);
+    expect(errorsOf(sensor((t) => { t.env = null; }))).toEqual([]);
+  });
+
+  it('trims the image, keeps a digest, and warns about a nested-edge $upstream image', () => {
+    const r = validateManifest(sensor((t) => { t.settings = { image: ' img:1 ', digest: 'sha256:abc' }; }));
+    expect(r.ok && r.manifest.spec.modules.tempSensor?.settings).toEqual({ image: 'img:1', createOptions: {}, digest: 'sha256:abc' });
+    const up = sensor((t) => { t.settings.image = '$upstream:443/azureiotedge-hub:1.5'; });
+    expect(errorsOf(up)).toEqual([]);
+    expect(warningsOf(up)).toEqual([`${at('settings.image')}: pulls through a nested-edge parent ("$upstream"); Kedge has no parent device and uses the image name as given`]);
+    const plain = validateManifest(sensor((t) => { t.settings = { image: 'img:1', digest: 5 }; }));
+    expect(plain.ok && plain.manifest.spec.modules.tempSensor?.settings).toEqual({ image: 'img:1', createOptions: {} });
+  });
+
+  it('reads createOptions given as an object (a CR spec module) and keeps the raw options without k8s-experimental', () => {
+    const r = validateManifest(sensor((t) => { t.settings.createOptions = { Cmd: ['a'], 'k8s-experimental': { nodeSelector: { a: 'b' } }, Unknown: 1 }; }));
+    expect(r.ok).toBe(true);
+    if (!r.ok) return;
+    expect(r.manifest.spec.modules.tempSensor?.settings.createOptions).toEqual({ Cmd: ['a'], Unknown: 1 });
+    expect(r.manifest.spec.modules.tempSensor?.k8s).toEqual({ nodeSelector: { a: 'b' } });
+    expect(r.manifest.createOptions.tempSensor).toEqual({ Cmd: ['a'], k8s: { nodeSelector: { a: 'b' } } });
+  });
+
+  it('warns about unknown settings and module properties, and passes over "configuration"', () => {
+    const input = sensor((t) => { t.settings.extra = 1; t.configuration = { id: 'c' }; t.bogus = 1; });
+    expect(errorsOf(input)).toEqual([]);
+    expect(warningsOf(input)).toEqual([
+      `${at('settings.extra')}: unknown module setting; ignored`,
+      `${at('bogus')}: unknown module property; ignored (known: version, type, status, restartPolicy, startupOrder, imagePullPolicy, env, settings, k8s)`,
+    ]);
+    const sys = manifest(({ agent }) => { agent.systemModules.edgeHub.bogus = 1; });
+    expect(warningsOf(sys)).toEqual(['$edgeAgent.properties.desired.systemModules.edgeHub.bogus: unknown module property; ignored']);
+  });
+
+  it('reads the old k8s object with a warning that shows the string to write instead', () => {
+    const input = sensor((t) => { t.k8s = { priorityClassName: 'high' }; });
+    const r = validateManifest(input);
+    expect(r.ok && r.manifest.spec.modules.tempSensor?.k8s).toEqual({ priorityClassName: 'high' });
+    expect(warningsOf(input)).toEqual([`${at('k8s')}: the object form cannot travel through a twin once a key holds ".", "$" or a space (kubernetes.io/os, nvidia.com/gpu); write it in settings as {"k8sOptions":"{\\"priorityClassName\\":\\"high\\"}"}`]);
+  });
+
+  it('merges settings.k8sOptions over the preview section field by field, and keeps the process form', () => {
+    const r = validateManifest(sensor((t) => {
+      t.settings.createOptions = '{"k8s-experimental":{"nodeSelector":{"a":"b"},"strategy":{"type":"Recreate"}}}';
+      t.settings.k8sOptions = '{"nodeSelector":{"c":"d"}}';
+      t.settings.processOptions = '{"command":"run"}';
+    }));
+    expect(r.ok).toBe(true);
+    if (!r.ok) return;
+    expect(r.manifest.spec.modules.tempSensor?.k8s).toEqual({ nodeSelector: { c: 'd' }, strategy: { type: 'Recreate' } });
+    expect(r.manifest.spec.modules.tempSensor?.process).toEqual({ command: 'run', args: [], env: {} });
+    const none = validateManifest(sensor((t) => { t.settings.k8sOptions = ''; t.settings.processOptions = 'null'; }));
+    expect(none.ok && none.manifest.spec.modules.tempSensor).not.toHaveProperty('k8s');
+    expect(none.ok && none.manifest.spec.modules.tempSensor).not.toHaveProperty('process');
+  });
+
+  it('writes the module spec with exactly the fields given, and the defaults', () => {
+    const r = validateManifest(sensor((t) => { Object.assign(t, { version: '2', status: 'stopped', restartPolicy: 'never', imagePullPolicy: 'never', startupOrder: 3 }); }));
+    expect(r.ok && r.manifest.spec.modules.tempSensor).toStrictEqual({
+      type: 'docker',
+      version: '2',
+      status: 'stopped',
+      restartPolicy: 'never',
+      startupOrder: 3,
+      imagePullPolicy: 'never',
+      env: expect.anything() as unknown,
+      settings: { image: 'mcr.microsoft.com/azureiotedge-simulated-temperature-sensor:1.5', createOptions: {} },
+    });
+    const d = validateManifest(sensor((t) => { t.settings = { image: 'x' }; delete t.status; delete t.restartPolicy; delete t.version; }));
+    expect(d.ok && Object.keys(d.manifest.spec.modules.tempSensor ?? {})).toEqual(['type', 'status', 'restartPolicy', 'imagePullPolicy', 'env', 'settings']);
+  });
+});
+
+describe('validateManifest: $edgeHub', () => {
+  const hubAt = (p: string) => `$edgeHub.properties.desired.${p}`;
+
+  it('refuses a storeLimits that is not an object and a maxSizeBytes that is not a positive integer', () => {
+    expect(errorsOf(manifest(({ hub }) => { hub.storeAndForwardConfiguration.storeLimits = 5; }))).toEqual([`${hubAt('storeAndForwardConfiguration.storeLimits')}: expected an object, got number`]);
+    for (const v of [1.5, -1, '10']) {
+      expect(errorsOf(manifest(({ hub }) => { hub.storeAndForwardConfiguration.storeLimits = { maxSizeBytes: v }; }))).toEqual([`${hubAt('storeAndForwardConfiguration.storeLimits.maxSizeBytes')}: expected a positive integer, got ${JSON.stringify(v)}`]);
+    }
+  });
+
+  it('keeps the store limits and TTL, and applies the default TTL', () => {
+    const r = validateManifest(manifest(({ hub }) => { hub.storeAndForwardConfiguration = { timeToLiveSecs: 60, storeLimits: { maxSizeBytes: 1 } }; }));
+    expect(r.ok && r.manifest.spec.storeAndForward).toEqual({ timeToLiveSecs: 60, maxSizeBytes: 1 });
+    const d = validateManifest(manifest(({ hub }) => { delete hub.storeAndForwardConfiguration; }));
+    expect(d.ok && d.manifest.spec.storeAndForward).toStrictEqual({ timeToLiveSecs: 7200 });
+    const e = validateManifest(manifest(({ hub }) => { hub.storeAndForwardConfiguration = { storeLimits: {} }; }));
+    expect(e.ok && e.manifest.spec.storeAndForward).toStrictEqual({ timeToLiveSecs: 7200 });
+  });
+
+  it('warns about mqttBroker by schema version, and about unknown keys, not about the ones IoT Hub adds', () => {
+    expect(warningsOf(manifest(({ hub }) => { hub.mqttBroker = {}; }))).toEqual([`${hubAt('mqttBroker')}: needs $edgeHub schemaVersion 1.2; ignored`]);
+    expect(warningsOf(manifest(({ hub }) => { hub.schemaVersion = '1.3'; hub.mqttBroker = {}; }))).toEqual([`${hubAt('mqttBroker')}: IoT Edge's experimental MQTT broker configuration is not supported by Kedge's edge hub; ignored`]);
+    expect(warningsOf(manifest(({ hub }) => { hub.$version = 1; hub.$metadata = {}; hub.integrity = {}; hub.other = 1; }))).toEqual([`${hubAt('other')}: unknown $edgeHub property; ignored`]);
+  });
+
+  it('refuses a route named __proto__', () => {
+    const errs = errorsOf(JSON.parse(JSON.stringify(manifest()).replace('"routes":{', '"routes":{"__proto__":"FROM /* INTO $upstream",')));
+    expect(errs).toContainEqual(`${hubAt('routes.__proto__')}: "__proto__" cannot be a route name: the EdgeDeployment resource cannot carry a key of that name`);
+  });
+
+  it('keeps the schema version as written, trimmed', () => {
+    const r = validateManifest(manifest(({ hub }) => { hub.schemaVersion = ' 1.2 '; }));
+    expect(r.ok && r.manifest.spec.hubSchemaVersion).toBe('1.2');
+  });
+
+  it('warns about a route to or from a module it does not run; knows its modules in any case', () => {
+    const w = (route: string) => warningsOf(manifest(({ hub }) => { hub.routes.r = route; }));
+    expect(w('FROM /messages/modules/TEMPSENSOR/outputs/* INTO $upstream')).toEqual([]);
+    expect(w('FROM /messages/modules/other/outputs/* INTO $upstream')).toEqual([`${hubAt('routes.r')}: refers to module "other", which this deployment does not run`]);
+    expect(w('FROM /messages/modules/* INTO $upstream')).toEqual([]);
+    expect(w('FROM /messages/* INTO BrokeredEndpoint("/modules/tempsensor/inputs/in")')).toEqual([]);
+    expect(w('FROM /messages/modules/a/* INTO BrokeredEndpoint("/modules/b/inputs/in")')).toEqual([
+      `${hubAt('routes.r')}: refers to module "a", which this deployment does not run`,
+      `${hubAt('routes.r')}: refers to module "b", which this deployment does not run`,
+    ]);
+  });
+
+  it('does not check routes against modules when $edgeAgent is invalid', () => {
+    const input = manifest(({ agent, hub }) => { delete agent.runtime; hub.routes.r = 'FROM /messages/modules/ghost/* INTO $upstream'; });
+    expect(warningsOf(input)).toEqual([]);
+  });
+});
