@@ -161,6 +161,12 @@ export class EventHubsEndpoint implements AmqpNodeHook {
     return (m[3] ?? '').toLowerCase();
   }
 
+  /** The partition a partition id names (`0`…`count-1`), if it is one. */
+  #partition(id: string): number | undefined {
+    const n = Number(id);
+    return /^\d{1,4}$/.test(id) && n < this.#d.partitionCount ? n : undefined;
+  }
+
   ownsAudience(audience: string): boolean {
     return this.#scopeOf(audience) !== undefined;
   }
@@ -261,7 +267,7 @@ export class EventHubsEndpoint implements AmqpNodeHook {
     }
     const group = (m[2] ?? '').toLowerCase();
     const partitionText = m[3] ?? '';
-    const partition = Number(partitionText);
+    const partition = this.#partition(partitionText);
     const scope = `/consumergroups/${group}/partitions/${partitionText.toLowerCase()}`;
     const grant = this.#grantFor(conn, scope);
     if (!grant) {
@@ -272,7 +278,7 @@ export class EventHubsEndpoint implements AmqpNodeHook {
       sender.close(notFound(`No consumer group ${(m[2] ?? '').slice(0, 100)}`));
       return true;
     }
-    if (!/^\d{1,4}$/.test(partitionText) || partition >= this.#d.partitionCount) {
+    if (partition === undefined) {
       sender.close(notFound(`No partition ${partitionText.slice(0, 20)} (partitions 0-${this.#d.partitionCount - 1})`));
       return true;
     }
@@ -493,8 +499,8 @@ export class EventHubsEndpoint implements AmqpNodeHook {
     }
     if (type === 'com.microsoft:partition') {
       const partitionText = text(props['partition']) ?? '';
-      const partition = Number(partitionText);
-      if (!/^\d{1,4}$/.test(partitionText) || partition >= this.#d.partitionCount) return { status: 404, description: `No partition ${partitionText.slice(0, 20)}` };
+      const partition = this.#partition(partitionText);
+      if (partition === undefined) return { status: 404, description: `No partition ${partitionText.slice(0, 20)}` };
       const info = await this.#d.store.getPartition(partition);
       const last = info?.lastSequenceNumber ?? -1;
       const begin = info?.beginSequenceNumber ?? -1;

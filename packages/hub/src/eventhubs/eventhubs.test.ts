@@ -12,7 +12,7 @@ import { createSasToken, parseConnectionString } from '@kedge/protocol';
 import type { RunningHub } from '../hub.js';
 import { eventually } from '../test-support/eventually.js';
 import type { SeenEvent } from '../test-support/eventhubs.js';
-import { consumerFor, policyToken, putToken, rawConnect, rawReceiver, readWithPython, receive } from '../test-support/eventhubs.js';
+import { consumerFor, policyToken, putToken, rawConnect, rawReceiver, readWithPython, receive, receiveWhileSending } from '../test-support/eventhubs.js';
 import { startTestHub } from '../test-support/fixtures.js';
 import { maybeStartTestPostgres } from '../test-support/postgres.js';
 import { deviceClientFor, moduleClientFor, registryFor } from '../test-support/sdk.js';
@@ -189,21 +189,8 @@ function describeEventHubs(name: string, database: () => Promise<{ url: string |
       // 1. $Default waits at the end of the partition.
       const live = receive(consumer('$Default'), 1, latestEventPosition, p);
       const dev = await device(d);
-      // 2. Keep sending until the live reader has one: its attach may land after the first send.
-      let n = 0;
-      let stop = false;
-      const sending = eventually(
-        async () => {
-          if (stop) return true;
-          await send(dev, `{"live":${n++}}`);
-          return false;
-        },
-        { timeoutMs: 30_000, what: 'a live event' },
-      );
-      const got = await live.finally(() => {
-        stop = true;
-      });
-      await sending;
+      // 2. Send until the live reader has one (its attach may land after the first send).
+      const got = await receiveWhileSending(live, (n) => send(dev, `{"live":${n}}`), 'a live event');
       expect(got[0]?.event.body).toMatchObject({ live: expect.any(Number) as number });
       expect(got[0]?.event.sequenceNumber).toBeGreaterThanOrEqual(before);
       // 3. The analytics group, reading from the beginning, sees the old events and the new ones.

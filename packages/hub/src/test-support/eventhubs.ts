@@ -13,6 +13,7 @@ import type { AmqpError, Connection, EventContext, Receiver } from 'rhea';
 import WebSocket from 'ws';
 import { runPython } from '@kedge/testing';
 import { createServiceBusSasToken } from './eventhubs-sas.js';
+import { eventually } from './eventually.js';
 
 /** `@azure/event-hubs`' consumer over WebSockets (`wss://{host}:443/$servicebus/websocket`) trusting `ca`. */
 export function consumerFor(connectionString: string, ca: string, group = '$Default', opts: { endpoint?: string } = {}): EventHubConsumerClient {
@@ -60,6 +61,28 @@ export async function receive(client: EventHubConsumerClient, count: number, pos
   } finally {
     await sub?.close();
   }
+}
+
+/**
+ * Resolves what `live` (a receiver started at the end) gets while `send(i)` sends message i, 0, 1, 2, …, until it
+ * has one: the receiver's attach may land after the first sends, so sending goes on until it sees one.
+ */
+export async function receiveWhileSending(live: Promise<SeenEvent[]>, send: (i: number) => Promise<unknown>, what: string): Promise<SeenEvent[]> {
+  let i = 0;
+  let stop = false;
+  const sending = eventually(
+    async () => {
+      if (stop) return true;
+      await send(i++);
+      return false;
+    },
+    { timeoutMs: 30_000, what },
+  );
+  const got = await live.finally(() => {
+    stop = true;
+  });
+  await sending;
+  return got;
 }
 
 /** The Python consumer's result: the hub's and the partition's properties, and the events it read. */
