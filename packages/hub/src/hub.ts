@@ -161,6 +161,7 @@ export async function startHub(input: HubConfigInput, options: StartOptions = {}
       auth,
       telemetry,
       log: log.child({ component: 'eventhubs' }),
+      metrics,
       hostNames,
       name: eventHubs.name,
       partitionCount: eventHubs.partitionCount,

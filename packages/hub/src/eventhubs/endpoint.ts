@@ -6,6 +6,7 @@ import type { AmqpNodeHook, PutTokenReply } from '../amqp/hook.js';
 import { Right, grants } from '../auth/policies.js';
 import type { ServiceAuth } from '../auth/service-auth.js';
 import type { Logger } from '../log.js';
+import type { HubMetrics } from '../metrics.js';
 import type { Store, TelemetryRecord } from '../storage/store.js';
 import type { Telemetry } from '../telemetry/telemetry.js';
 import type { SenderIdentity } from './events.js';
@@ -37,6 +38,7 @@ export interface EventHubsDeps {
   readonly auth: ServiceAuth;
   readonly telemetry: Telemetry;
   readonly log: Logger;
+  readonly metrics: HubMetrics;
   readonly hostNames: readonly string[];
   /** The Event Hub-compatible name (the connection string's `EntityPath`). */
   readonly name: string;
@@ -167,6 +169,18 @@ export class EventHubsEndpoint implements AmqpNodeHook {
     return /^\d{1,4}$/.test(id) && n < this.#d.partitionCount ? n : undefined;
   }
 
+  /** Entries held for connections, links and tokens (0 once no client is connected): what must not leak. */
+  get size(): number {
+    let n = this.#readers.size + this.#mgmtRequests.size + this.#pendingReplies.size;
+    for (const g of this.#grants.values()) n += g.size;
+    for (const r of this.#mgmtReplies.values()) n += r.size;
+    return n;
+  }
+
+  #gauge(): void {
+    this.#d.metrics.eventHubsState.set(this.size);
+  }
+
   ownsAudience(audience: string): boolean {
     return this.#scopeOf(audience) !== undefined;
   }
@@ -192,6 +206,7 @@ export class EventHubsEndpoint implements AmqpNodeHook {
     const grant: Grant = { scope, expiresAtSeconds: se.value.se, timer: undefined, links: previous?.links ?? new Set() };
     grants.set(scope, grant);
     this.#armExpiry(conn, grant);
+    this.#gauge();
     return { status: 200, description: 'OK' };
   }
 
@@ -234,6 +249,7 @@ export class EventHubsEndpoint implements AmqpNodeHook {
         const grants = this.#grants.get(conn);
         if (grants?.get(grant.scope) !== grant) return;
         grants.delete(grant.scope);
+        this.#gauge();
         for (const link of grant.links) {
           // A link another live token covers stays.
           if (this.#grantFor(conn, this.#linkScope(link)) !== undefined) continue;
@@ -300,6 +316,7 @@ export class EventHubsEndpoint implements AmqpNodeHook {
     authorized();
     const reader: Reader = { conn, link: sender, group, partition, epoch, next: undefined, busy: false, again: false, queued: [] };
     this.#readers.set(sender, reader);
+    this.#gauge();
     this.#resolveStart(reader, position).then(
       (next) => {
         reader.next = next;
@@ -382,6 +399,7 @@ export class EventHubsEndpoint implements AmqpNodeHook {
       const identity = this.#cachedIdentity(m) ?? (await this.#identity(m));
       if (!this.#readers.has(r.link) || !r.link.sendable() || unspentCredit(r) <= 0) return false;
       r.queued.push(r.link.send(eventMessage({ ...m, sequenceNumber: m.sequenceNumber }, identity ?? undefined)));
+      this.#d.metrics.eventHubsEvents.inc();
       r.next = m.sequenceNumber + 1;
     }
     return batch.length === limit && unspentCredit(r) > 0;
@@ -421,6 +439,7 @@ export class EventHubsEndpoint implements AmqpNodeHook {
       replies.add(link as Sender);
       this.#flushReplies(conn);
     }
+    this.#gauge();
     return true;
   }
 
@@ -536,6 +555,7 @@ export class EventHubsEndpoint implements AmqpNodeHook {
     const conn = link.connection;
     this.#mgmtReplies.get(conn)?.delete(link as Sender);
     for (const g of this.#grants.get(conn)?.values() ?? []) g.links.delete(link);
+    this.#gauge();
   }
 
   detached(link: Sender | Receiver): void {
@@ -551,6 +571,7 @@ export class EventHubsEndpoint implements AmqpNodeHook {
     this.#grants.delete(conn);
     this.#mgmtReplies.delete(conn);
     this.#pendingReplies.delete(conn);
+    this.#gauge();
   }
 
   /** Stops the live readers (the AMQP endpoint closes the connections). */

@@ -6,7 +6,7 @@ import { earliestEventPosition, latestEventPosition } from '@azure/event-hubs';
 import { Message } from 'azure-iot-device';
 import type { Client as DeviceClient, ModuleClient } from 'azure-iot-device';
 import type { Registry } from 'azure-iothub';
-import type { Connection } from 'rhea';
+import type { Connection, Receiver, Sender } from 'rhea';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSasToken, parseConnectionString } from '@kedge/protocol';
 import type { RunningHub } from '../hub.js';
@@ -15,6 +15,7 @@ import type { SeenEvent } from '../test-support/eventhubs.js';
 import { consumerFor, policyToken, putToken, rawConnect, rawReceiver, readWithPython, receive, receiveWhileSending } from '../test-support/eventhubs.js';
 import { startTestHub } from '../test-support/fixtures.js';
 import { maybeStartTestPostgres } from '../test-support/postgres.js';
+import { rawRest } from '../test-support/raw-clients.js';
 import { deviceClientFor, moduleClientFor, registryFor } from '../test-support/sdk.js';
 import { partitionOf } from './partitions.js';
 
@@ -283,6 +284,33 @@ function describeEventHubs(name: string, database: () => Promise<{ url: string |
       }
       // The telemetry the readers saw is untouched by all of this.
       expect((await consumer().getPartitionProperties('0')).lastEnqueuedSequenceNumber).toBe(byPartition(all, '0').length - 1);
+    });
+
+    it('holds nothing for readers, management links and tokens once their connections have gone, however they went', async (ctx) => {
+      if (skipped) return ctx.skip();
+      const entries = async (): Promise<number> => Number(/^kedge_hub_eventhubs_entries (\d+)$/m.exec((await rawRest(hub, 'GET', '/metrics')).text)?.[1]);
+      // The earlier tests' connections (SDK consumers, raw) end first: nothing of theirs may stay behind either.
+      for (const c of consumers.splice(0)) await c.close();
+      for (const c of raw.splice(0)) c.close();
+      await eventually(async () => (await entries()) === 0, { what: 'no entries left by earlier tests' });
+      const service = { name: 'service', key: policyKey(hub, 'service') };
+      const conns: Connection[] = [];
+      for (let i = 0; i < 6; i++) {
+        const conn = await rawConnect(hub.host, hub.ca);
+        conns.push(conn);
+        expect(await putToken(conn, audience(), policyToken(audience(), service))).toBe(200);
+        const r = rawReceiver(conn, `${EVENT_HUBS.name}/ConsumerGroups/$Default/Partitions/${i % PARTITIONS}`, { credit: 5 });
+        const mgmt = rawReceiver(conn, '$management');
+        conn.open_sender({ target: { address: '$management' } });
+        await eventually(() => r.state() === 'open' && mgmt.state() === 'open');
+      }
+      expect(await entries()).toBeGreaterThanOrEqual(6 * 4);
+      // Half the connections end whole; the other half detach link by link first, then end.
+      for (const [i, conn] of conns.entries()) if (i % 2 === 0) conn.close();
+      for (const [i, conn] of conns.entries()) if (i % 2 === 1) conn.each_link((l: Sender | Receiver) => l.close());
+      await eventually(async () => (await entries()) === 6 / 2, { what: 'only the open connections\' tokens left' });
+      for (const [i, conn] of conns.entries()) if (i % 2 === 1) conn.close();
+      await eventually(async () => (await entries()) === 0, { what: 'every entry released' });
     });
 
     it('detaches a reader when its token expires', async (ctx) => {
