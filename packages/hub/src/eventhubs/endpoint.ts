@@ -65,6 +65,8 @@ interface Reader {
   readonly group: string;
   readonly partition: number;
   readonly epoch: number | undefined;
+  /** Asked for the partition's last enqueued event on each delivery (`trackLastEnqueuedEventProperties`). */
+  readonly runtimeMetrics: boolean;
   /** The next sequence number to send; undefined until the start position is resolved. */
   next: number | undefined;
   busy: boolean;
@@ -77,8 +79,18 @@ const notFound = (description: string): AmqpError => ({ condition: 'amqp:not-fou
 const unauthorized = (description: string): AmqpError => ({ condition: 'amqp:unauthorized-access', description });
 
 /** The remote attach of a link as rhea keeps it. */
-function remoteAttach(link: Sender | Receiver): { source?: { filter?: unknown }; properties?: Record<string, unknown> } | undefined {
-  return (link as unknown as { remote: { attach?: { source?: { filter?: unknown }; properties?: Record<string, unknown> } } }).remote.attach;
+type RemoteAttach = { source?: { filter?: unknown }; properties?: Record<string, unknown>; desired_capabilities?: unknown };
+function remoteAttach(link: Sender | Receiver): RemoteAttach | undefined {
+  return (link as unknown as { remote: { attach?: RemoteAttach } }).remote.attach;
+}
+
+/** The capability a receiver desires to get the partition's last enqueued event with each delivery. */
+const RUNTIME_METRIC = 'com.microsoft:enable-receiver-runtime-metric';
+
+/** True when the attach desires `capability` (one symbol or an array of them). */
+function desires(link: Sender | Receiver, capability: string): boolean {
+  const c = remoteAttach(link)?.desired_capabilities;
+  return c === capability || (Array.isArray(c) && c.includes(capability));
 }
 
 /**
@@ -314,7 +326,8 @@ export class EventHubsEndpoint implements AmqpNodeHook {
     }
     grant.links.add(sender);
     authorized();
-    const reader: Reader = { conn, link: sender, group, partition, epoch, next: undefined, busy: false, again: false, queued: [] };
+    const runtimeMetrics = desires(sender, RUNTIME_METRIC);
+    const reader: Reader = { conn, link: sender, group, partition, epoch, runtimeMetrics, next: undefined, busy: false, again: false, queued: [] };
     this.#readers.set(sender, reader);
     this.#gauge();
     this.#resolveStart(reader, position).then(
@@ -394,15 +407,29 @@ export class EventHubsEndpoint implements AmqpNodeHook {
     const limit = Math.min(MAX_BATCH, unspentCredit(r));
     if (limit <= 0) return false;
     const batch = await this.#d.store.readPartition({ partition: r.partition, fromSeq: from, limit });
+    const runtime = r.runtimeMetrics && batch.length > 0 ? await this.#runtimeInfo(r.partition) : undefined;
     for (const m of batch) {
       if (m.sequenceNumber === undefined) return false;
       const identity = this.#cachedIdentity(m) ?? (await this.#identity(m));
       if (!this.#readers.has(r.link) || !r.link.sendable() || unspentCredit(r) <= 0) return false;
-      r.queued.push(r.link.send(eventMessage({ ...m, sequenceNumber: m.sequenceNumber }, identity ?? undefined)));
+      const event = eventMessage({ ...m, sequenceNumber: m.sequenceNumber }, identity ?? undefined);
+      r.queued.push(r.link.send(runtime ? { ...event, delivery_annotations: runtime } : event));
       this.#d.metrics.eventHubsEvents.inc();
       r.next = m.sequenceNumber + 1;
     }
     return batch.length === limit && unspentCredit(r) > 0;
+  }
+
+  /** The partition's last enqueued event, as delivery annotations [Event Hubs receiver runtime metrics]. */
+  async #runtimeInfo(partition: number): Promise<Record<string, unknown>> {
+    const info = await this.#d.store.getPartition(partition);
+    const last = info?.lastSequenceNumber ?? -1;
+    return {
+      last_enqueued_sequence_number: rhea.types.wrap_long(last),
+      last_enqueued_offset: String(last),
+      last_enqueued_time_utc: new Date(info?.lastEnqueuedTime ?? 0),
+      runtime_info_retrieval_time_utc: new Date(),
+    };
   }
 
   /** The cached identity of `m`'s sender, `null` when known to be gone, undefined when it must be looked up. */

@@ -168,7 +168,7 @@ function describeEventHubs(name: string, database: () => Promise<{ url: string |
       await expect(c.getPartitionProperties('7')).rejects.toThrow();
     });
 
-    it('resumes from an offset, a sequence number and an enqueued time', async (ctx) => {
+    it('resumes from an offset, a sequence number and an enqueued time; reports the partition\'s end when asked', async (ctx) => {
       if (skipped) return ctx.skip();
       const inP0 = byPartition(all, '0');
       const c = consumer();
@@ -176,6 +176,10 @@ function describeEventHubs(name: string, database: () => Promise<{ url: string |
       expect(afterOffset.map((s) => s.event.messageId)).toEqual(inP0.slice(2).map((s) => s.event.messageId));
       const fromSeq = await receive(c, inP0.length - 1, { sequenceNumber: 1, isInclusive: true }, '0');
       expect(fromSeq.map((s) => s.event.sequenceNumber)).toEqual(inP0.slice(1).map((s) => s.event.sequenceNumber));
+      // With trackLastEnqueuedEventProperties each batch says where the partition ends.
+      const tracked = await receive(c, 1, { sequenceNumber: 0, isInclusive: true }, '0', { trackLastEnqueued: true });
+      expect(tracked[0]?.lastEnqueued).toMatchObject({ sequenceNumber: inP0.length - 1, offset: String(inP0.length - 1) });
+      expect(tracked[0]?.lastEnqueued?.enqueuedOn?.getTime()).toBe(inP0[inP0.length - 1]?.event.enqueuedTimeUtc.getTime());
       const t = inP0[0]?.event.enqueuedTimeUtc ?? new Date();
       const later = inP0.filter((s) => s.event.enqueuedTimeUtc > t);
       const afterTime = await receive(c, later.length, { enqueuedOn: t }, '0');
@@ -276,7 +280,7 @@ function describeEventHubs(name: string, database: () => Promise<{ url: string |
       const two = rawReceiver(conn, address, { epoch: 2, credit: 10 });
       await eventually(() => one.state().startsWith('closed'));
       expect(one.state()).toBe('closed:amqp:link:stolen');
-      expect(two.state()).toBe('open');
+      await eventually(() => two.state() === 'open');
       for (const opts of [{ epoch: 1 }, {}]) {
         const late = rawReceiver(conn, address, { ...opts, credit: 10 });
         await eventually(() => late.state().startsWith('closed'));

@@ -7,7 +7,7 @@ import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EventHubConsumerClient } from '@azure/event-hubs';
-import type { EventPosition, ReceivedEventData } from '@azure/event-hubs';
+import type { EventPosition, LastEnqueuedEventProperties, PartitionContext, ReceivedEventData } from '@azure/event-hubs';
 import rhea from 'rhea';
 import type { AmqpError, Connection, EventContext, Receiver } from 'rhea';
 import WebSocket from 'ws';
@@ -33,20 +33,22 @@ export function consumerFor(connectionString: string, ca: string, group = '$Defa
 export interface SeenEvent {
   readonly partition: string;
   readonly event: ReceivedEventData;
+  /** With `trackLastEnqueued`: the partition's last enqueued event as the batch's context reported it. */
+  readonly lastEnqueued?: LastEnqueuedEventProperties;
 }
 
 /**
  * Subscribes `client` to one partition (or all) from `position` and resolves once `count` events arrived (all of
  * them, in arrival order); rejects on the SDK's first error.
  */
-export async function receive(client: EventHubConsumerClient, count: number, position: EventPosition, partition?: string): Promise<SeenEvent[]> {
+export async function receive(client: EventHubConsumerClient, count: number, position: EventPosition, partition?: string, opts: { trackLastEnqueued?: boolean } = {}): Promise<SeenEvent[]> {
   const seen: SeenEvent[] = [];
   let sub: { close(): Promise<void> } | undefined;
   try {
     return await new Promise<SeenEvent[]>((resolve, reject) => {
       const handlers = {
-        processEvents: (events: ReceivedEventData[], ctx: { partitionId: string }): Promise<void> => {
-          for (const event of events) seen.push({ partition: ctx.partitionId, event });
+        processEvents: (events: ReceivedEventData[], ctx: PartitionContext): Promise<void> => {
+          for (const event of events) seen.push({ partition: ctx.partitionId, event, ...(opts.trackLastEnqueued ? { lastEnqueued: { ...ctx.lastEnqueuedEventProperties } } : {}) });
           if (seen.length >= count) resolve(seen);
           return Promise.resolve();
         },
@@ -55,7 +57,7 @@ export async function receive(client: EventHubConsumerClient, count: number, pos
           return Promise.resolve();
         },
       };
-      const options = { startPosition: position, maxBatchSize: 50, maxWaitTimeInSeconds: 1 };
+      const options = { startPosition: position, maxBatchSize: 50, maxWaitTimeInSeconds: 1, trackLastEnqueuedEventProperties: opts.trackLastEnqueued === true };
       sub = partition === undefined ? client.subscribe(handlers, options) : client.subscribe(partition, handlers, options);
     });
   } finally {
