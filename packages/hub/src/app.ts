@@ -3,6 +3,7 @@ import { AmqpEndpoint } from './amqp/endpoint.js';
 import { c2dRoutes } from './c2d/routes.js';
 import type { FastifyError, FastifyInstance } from 'fastify';
 import { deploymentRoutes } from './deployments/routes.js';
+import { eventHubsRoutes } from './eventhubs/routes.js';
 import type { HubError} from './errors.js';
 import { errorBody, hubError, isHubError } from './errors.js';
 import { methodRoutes } from './methods/routes.js';
@@ -132,6 +133,7 @@ export function build(opts: BuildOptions): FastifyInstance {
   deploymentRoutes(app, s);
   telemetryRoutes(app, s);
   c2dRoutes(app, s);
+  eventHubsRoutes(app, s);
 
   const { gateway, amqp } = s;
   if (gateway || amqp) {

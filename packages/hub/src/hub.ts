@@ -161,6 +161,7 @@ export async function startHub(input: HubConfigInput, options: StartOptions = {}
       auth,
       telemetry,
       log: log.child({ component: 'eventhubs' }),
+      metrics,
       hostNames,
       name: eventHubs.name,
       partitionCount: eventHubs.partitionCount,
@@ -190,6 +191,14 @@ export async function startHub(input: HubConfigInput, options: StartOptions = {}
     // A method call reaches the identity over whichever transport holds it here: MQTT first, then AMQP.
     methods.bindTransport({ sendMethodRequest: (...call) => gateway.sendMethodRequest(...call) || amqp.sendMethodRequest(...call) });
     let ready = true;
+    // Assigned once the AMQP/TLS listener is up (undefined: AMQP over WebSockets only); read per request.
+    const listening: { amqp?: { port: number } } = {};
+    const eventHubsConnectionString = (policy: string): string | undefined => {
+      const p = auth.policy(policy);
+      if (!p?.rights.includes('ServiceConnect')) return undefined;
+      return EventHubsEndpoint.connectionString({ host: config.hostName, amqpPort: listening.amqp?.port, name: eventHubs.name, policy: p.name, key: p.primaryKey });
+    };
+    const consumerGroups = [DEFAULT_CONSUMER_GROUP, ...config.eventHubs.consumerGroups];
     const services: HubServices = {
       store,
       auth,
@@ -204,6 +213,16 @@ export async function startHub(input: HubConfigInput, options: StartOptions = {}
       gateway,
       c2d,
       amqp,
+      eventHubs: {
+        info: () => ({
+          name: eventHubs.name,
+          endpoint: `sb://${urlHost(config.hostName)}${listening.amqp === undefined || listening.amqp.port === 5671 ? '' : `:${listening.amqp.port}`}/`,
+          partitionCount: eventHubs.partitionCount,
+          partitionIds: Array.from({ length: eventHubs.partitionCount }, (_, i) => String(i)),
+          consumerGroups,
+        }),
+        connectionString: eventHubsConnectionString,
+      },
       isReady: () => ready,
     };
     await store.clearReplicaPresence(replicaId);
@@ -211,6 +230,7 @@ export async function startHub(input: HubConfigInput, options: StartOptions = {}
     cleanups.push(() => gateway.close());
     cleanups.push(() => amqp.close());
     const amqpListener = await startAmqp(amqp, config, log);
+    if (amqpListener) listening.amqp = amqpListener;
     const app = build({ services, https: { key: tls.key, cert: tls.cert } });
     // The service port carries MQTT over WebSockets: the same pre-authentication caps and TLS deadline apply.
     gateway.guardTlsListener(app.server as unknown as TlsServer);
@@ -244,12 +264,11 @@ export async function startHub(input: HubConfigInput, options: StartOptions = {}
         if (!p) throw new Error(`Unknown shared access policy ${policy}`);
         return `HostName=${host};SharedAccessKeyName=${p.name};SharedAccessKey=${p.primaryKey}`;
       },
-      eventHubs: { name: eventHubs.name, partitionCount: eventHubs.partitionCount, consumerGroups: [DEFAULT_CONSUMER_GROUP, ...config.eventHubs.consumerGroups] },
+      eventHubs: { name: eventHubs.name, partitionCount: eventHubs.partitionCount, consumerGroups },
       eventHubsConnectionString(policy = 'service') {
-        const p = auth.policy(policy);
-        if (!p) throw new Error(`Unknown shared access policy ${policy}`);
-        if (!p.rights.includes('ServiceConnect')) throw new Error(`Policy ${policy} lacks the ServiceConnect right the Event Hubs endpoint needs`);
-        return EventHubsEndpoint.connectionString({ host, amqpPort: amqpListener?.port, name: eventHubs.name, policy: p.name, key: p.primaryKey });
+        const cs = eventHubsConnectionString(policy);
+        if (cs === undefined) throw new Error(`No shared access policy ${policy} with the ServiceConnect right (the Event Hubs endpoint needs it)`);
+        return cs;
       },
       async close() {
         ready = false;

@@ -6,6 +6,7 @@ import type { AmqpNodeHook, PutTokenReply } from '../amqp/hook.js';
 import { Right, grants } from '../auth/policies.js';
 import type { ServiceAuth } from '../auth/service-auth.js';
 import type { Logger } from '../log.js';
+import type { HubMetrics } from '../metrics.js';
 import type { Store, TelemetryRecord } from '../storage/store.js';
 import type { Telemetry } from '../telemetry/telemetry.js';
 import type { SenderIdentity } from './events.js';
@@ -37,6 +38,7 @@ export interface EventHubsDeps {
   readonly auth: ServiceAuth;
   readonly telemetry: Telemetry;
   readonly log: Logger;
+  readonly metrics: HubMetrics;
   readonly hostNames: readonly string[];
   /** The Event Hub-compatible name (the connection string's `EntityPath`). */
   readonly name: string;
@@ -63,6 +65,8 @@ interface Reader {
   readonly group: string;
   readonly partition: number;
   readonly epoch: number | undefined;
+  /** Asked for the partition's last enqueued event on each delivery (`trackLastEnqueuedEventProperties`). */
+  readonly runtimeMetrics: boolean;
   /** The next sequence number to send; undefined until the start position is resolved. */
   next: number | undefined;
   busy: boolean;
@@ -75,8 +79,18 @@ const notFound = (description: string): AmqpError => ({ condition: 'amqp:not-fou
 const unauthorized = (description: string): AmqpError => ({ condition: 'amqp:unauthorized-access', description });
 
 /** The remote attach of a link as rhea keeps it. */
-function remoteAttach(link: Sender | Receiver): { source?: { filter?: unknown }; properties?: Record<string, unknown> } | undefined {
-  return (link as unknown as { remote: { attach?: { source?: { filter?: unknown }; properties?: Record<string, unknown> } } }).remote.attach;
+type RemoteAttach = { source?: { filter?: unknown }; properties?: Record<string, unknown>; desired_capabilities?: unknown };
+function remoteAttach(link: Sender | Receiver): RemoteAttach | undefined {
+  return (link as unknown as { remote: { attach?: RemoteAttach } }).remote.attach;
+}
+
+/** The capability a receiver desires to get the partition's last enqueued event with each delivery. */
+const RUNTIME_METRIC = 'com.microsoft:enable-receiver-runtime-metric';
+
+/** True when the attach desires `capability` (one symbol or an array of them). */
+function desires(link: Sender | Receiver, capability: string): boolean {
+  const c = remoteAttach(link)?.desired_capabilities;
+  return c === capability || (Array.isArray(c) && c.includes(capability));
 }
 
 /**
@@ -86,7 +100,10 @@ function remoteAttach(link: Sender | Receiver): { source?: { filter?: unknown };
  */
 function unspentCredit(r: { readonly link: Sender; queued: Delivery[] }): number {
   const written = (r.link as unknown as { session: { outgoing: { next_pending_delivery: number } } }).session.outgoing.next_pending_delivery;
-  r.queued = r.queued.filter((d) => (d as unknown as { id: number }).id >= written);
+  // Delivery ids grow in send order: the written ones are at the front.
+  let i = 0;
+  while (i < r.queued.length && (r.queued[i] as unknown as { id: number }).id < written) i++;
+  if (i > 0) r.queued.splice(0, i);
   return (r.link as unknown as { credit: number }).credit - r.queued.length;
 }
 
@@ -158,6 +175,24 @@ export class EventHubsEndpoint implements AmqpNodeHook {
     return (m[3] ?? '').toLowerCase();
   }
 
+  /** The partition a partition id names (`0`…`count-1`), if it is one. */
+  #partition(id: string): number | undefined {
+    const n = Number(id);
+    return /^\d{1,4}$/.test(id) && n < this.#d.partitionCount ? n : undefined;
+  }
+
+  /** Entries held for connections, links and tokens (0 once no client is connected): what must not leak. */
+  get size(): number {
+    let n = this.#readers.size + this.#mgmtRequests.size + this.#pendingReplies.size;
+    for (const g of this.#grants.values()) n += g.size;
+    for (const r of this.#mgmtReplies.values()) n += r.size;
+    return n;
+  }
+
+  #gauge(): void {
+    this.#d.metrics.eventHubsState.set(this.size);
+  }
+
   ownsAudience(audience: string): boolean {
     return this.#scopeOf(audience) !== undefined;
   }
@@ -183,6 +218,7 @@ export class EventHubsEndpoint implements AmqpNodeHook {
     const grant: Grant = { scope, expiresAtSeconds: se.value.se, timer: undefined, links: previous?.links ?? new Set() };
     grants.set(scope, grant);
     this.#armExpiry(conn, grant);
+    this.#gauge();
     return { status: 200, description: 'OK' };
   }
 
@@ -225,6 +261,7 @@ export class EventHubsEndpoint implements AmqpNodeHook {
         const grants = this.#grants.get(conn);
         if (grants?.get(grant.scope) !== grant) return;
         grants.delete(grant.scope);
+        this.#gauge();
         for (const link of grant.links) {
           // A link another live token covers stays.
           if (this.#grantFor(conn, this.#linkScope(link)) !== undefined) continue;
@@ -258,7 +295,7 @@ export class EventHubsEndpoint implements AmqpNodeHook {
     }
     const group = (m[2] ?? '').toLowerCase();
     const partitionText = m[3] ?? '';
-    const partition = Number(partitionText);
+    const partition = this.#partition(partitionText);
     const scope = `/consumergroups/${group}/partitions/${partitionText.toLowerCase()}`;
     const grant = this.#grantFor(conn, scope);
     if (!grant) {
@@ -269,7 +306,7 @@ export class EventHubsEndpoint implements AmqpNodeHook {
       sender.close(notFound(`No consumer group ${(m[2] ?? '').slice(0, 100)}`));
       return true;
     }
-    if (!/^\d{1,4}$/.test(partitionText) || partition >= this.#d.partitionCount) {
+    if (partition === undefined) {
       sender.close(notFound(`No partition ${partitionText.slice(0, 20)} (partitions 0-${this.#d.partitionCount - 1})`));
       return true;
     }
@@ -289,8 +326,10 @@ export class EventHubsEndpoint implements AmqpNodeHook {
     }
     grant.links.add(sender);
     authorized();
-    const reader: Reader = { conn, link: sender, group, partition, epoch, next: undefined, busy: false, again: false, queued: [] };
+    const runtimeMetrics = desires(sender, RUNTIME_METRIC);
+    const reader: Reader = { conn, link: sender, group, partition, epoch, runtimeMetrics, next: undefined, busy: false, again: false, queued: [] };
     this.#readers.set(sender, reader);
+    this.#gauge();
     this.#resolveStart(reader, position).then(
       (next) => {
         reader.next = next;
@@ -368,14 +407,35 @@ export class EventHubsEndpoint implements AmqpNodeHook {
     const limit = Math.min(MAX_BATCH, unspentCredit(r));
     if (limit <= 0) return false;
     const batch = await this.#d.store.readPartition({ partition: r.partition, fromSeq: from, limit });
+    const runtime = r.runtimeMetrics && batch.length > 0 ? await this.#runtimeInfo(r.partition) : undefined;
     for (const m of batch) {
       if (m.sequenceNumber === undefined) return false;
-      const identity = await this.#identity(m);
+      const identity = this.#cachedIdentity(m) ?? (await this.#identity(m));
       if (!this.#readers.has(r.link) || !r.link.sendable() || unspentCredit(r) <= 0) return false;
-      r.queued.push(r.link.send(eventMessage({ ...m, sequenceNumber: m.sequenceNumber }, identity)));
+      const event = eventMessage({ ...m, sequenceNumber: m.sequenceNumber }, identity ?? undefined);
+      r.queued.push(r.link.send(runtime ? { ...event, delivery_annotations: runtime } : event));
+      this.#d.metrics.eventHubsEvents.inc();
       r.next = m.sequenceNumber + 1;
     }
     return batch.length === limit && unspentCredit(r) > 0;
+  }
+
+  /** The partition's last enqueued event, as delivery annotations [Event Hubs receiver runtime metrics]. */
+  async #runtimeInfo(partition: number): Promise<Record<string, unknown>> {
+    const info = await this.#d.store.getPartition(partition);
+    const last = info?.lastSequenceNumber ?? -1;
+    return {
+      last_enqueued_sequence_number: rhea.types.wrap_long(last),
+      last_enqueued_offset: String(last),
+      last_enqueued_time_utc: new Date(info?.lastEnqueuedTime ?? 0),
+      runtime_info_retrieval_time_utc: new Date(),
+    };
+  }
+
+  /** The cached identity of `m`'s sender, `null` when known to be gone, undefined when it must be looked up. */
+  #cachedIdentity(m: TelemetryRecord): SenderIdentity | null | undefined {
+    const hit = this.#identities.get(`${m.deviceId}/${m.moduleId}`);
+    return hit && Date.now() - hit.at < IDENTITY_CACHE_MS ? (hit.identity ?? null) : undefined;
   }
 
   /** The sending identity's generation id and credential type (cached: IoT Hub stamps them at ingest). */
@@ -406,6 +466,7 @@ export class EventHubsEndpoint implements AmqpNodeHook {
       replies.add(link as Sender);
       this.#flushReplies(conn);
     }
+    this.#gauge();
     return true;
   }
 
@@ -484,8 +545,8 @@ export class EventHubsEndpoint implements AmqpNodeHook {
     }
     if (type === 'com.microsoft:partition') {
       const partitionText = text(props['partition']) ?? '';
-      const partition = Number(partitionText);
-      if (!/^\d{1,4}$/.test(partitionText) || partition >= this.#d.partitionCount) return { status: 404, description: `No partition ${partitionText.slice(0, 20)}` };
+      const partition = this.#partition(partitionText);
+      if (partition === undefined) return { status: 404, description: `No partition ${partitionText.slice(0, 20)}` };
       const info = await this.#d.store.getPartition(partition);
       const last = info?.lastSequenceNumber ?? -1;
       const begin = info?.beginSequenceNumber ?? -1;
@@ -521,6 +582,7 @@ export class EventHubsEndpoint implements AmqpNodeHook {
     const conn = link.connection;
     this.#mgmtReplies.get(conn)?.delete(link as Sender);
     for (const g of this.#grants.get(conn)?.values() ?? []) g.links.delete(link);
+    this.#gauge();
   }
 
   detached(link: Sender | Receiver): void {
@@ -536,6 +598,7 @@ export class EventHubsEndpoint implements AmqpNodeHook {
     this.#grants.delete(conn);
     this.#mgmtReplies.delete(conn);
     this.#pendingReplies.delete(conn);
+    this.#gauge();
   }
 
   /** Stops the live readers (the AMQP endpoint closes the connections). */

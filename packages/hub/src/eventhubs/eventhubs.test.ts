@@ -6,15 +6,16 @@ import { earliestEventPosition, latestEventPosition } from '@azure/event-hubs';
 import { Message } from 'azure-iot-device';
 import type { Client as DeviceClient, ModuleClient } from 'azure-iot-device';
 import type { Registry } from 'azure-iothub';
-import type { Connection } from 'rhea';
+import type { Connection, Receiver, Sender } from 'rhea';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSasToken, parseConnectionString } from '@kedge/protocol';
 import type { RunningHub } from '../hub.js';
 import { eventually } from '../test-support/eventually.js';
 import type { SeenEvent } from '../test-support/eventhubs.js';
-import { consumerFor, policyToken, putToken, rawConnect, rawReceiver, readWithPython, receive } from '../test-support/eventhubs.js';
+import { consumerFor, policyToken, putToken, rawConnect, rawReceiver, readWithPython, receive, receiveWhileSending } from '../test-support/eventhubs.js';
 import { startTestHub } from '../test-support/fixtures.js';
 import { maybeStartTestPostgres } from '../test-support/postgres.js';
+import { rawRest } from '../test-support/raw-clients.js';
 import { deviceClientFor, moduleClientFor, registryFor } from '../test-support/sdk.js';
 import { partitionOf } from './partitions.js';
 
@@ -167,7 +168,7 @@ function describeEventHubs(name: string, database: () => Promise<{ url: string |
       await expect(c.getPartitionProperties('7')).rejects.toThrow();
     });
 
-    it('resumes from an offset, a sequence number and an enqueued time', async (ctx) => {
+    it('resumes from an offset, a sequence number and an enqueued time; reports the partition\'s end when asked', async (ctx) => {
       if (skipped) return ctx.skip();
       const inP0 = byPartition(all, '0');
       const c = consumer();
@@ -175,6 +176,10 @@ function describeEventHubs(name: string, database: () => Promise<{ url: string |
       expect(afterOffset.map((s) => s.event.messageId)).toEqual(inP0.slice(2).map((s) => s.event.messageId));
       const fromSeq = await receive(c, inP0.length - 1, { sequenceNumber: 1, isInclusive: true }, '0');
       expect(fromSeq.map((s) => s.event.sequenceNumber)).toEqual(inP0.slice(1).map((s) => s.event.sequenceNumber));
+      // With trackLastEnqueuedEventProperties each batch says where the partition ends.
+      const tracked = await receive(c, 1, { sequenceNumber: 0, isInclusive: true }, '0', { trackLastEnqueued: true });
+      expect(tracked[0]?.lastEnqueued).toMatchObject({ sequenceNumber: inP0.length - 1, offset: String(inP0.length - 1) });
+      expect(tracked[0]?.lastEnqueued?.enqueuedOn?.getTime()).toBe(inP0[inP0.length - 1]?.event.enqueuedTimeUtc.getTime());
       const t = inP0[0]?.event.enqueuedTimeUtc ?? new Date();
       const later = inP0.filter((s) => s.event.enqueuedTimeUtc > t);
       const afterTime = await receive(c, later.length, { enqueuedOn: t }, '0');
@@ -189,21 +194,8 @@ function describeEventHubs(name: string, database: () => Promise<{ url: string |
       // 1. $Default waits at the end of the partition.
       const live = receive(consumer('$Default'), 1, latestEventPosition, p);
       const dev = await device(d);
-      // 2. Keep sending until the live reader has one: its attach may land after the first send.
-      let n = 0;
-      let stop = false;
-      const sending = eventually(
-        async () => {
-          if (stop) return true;
-          await send(dev, `{"live":${n++}}`);
-          return false;
-        },
-        { timeoutMs: 30_000, what: 'a live event' },
-      );
-      const got = await live.finally(() => {
-        stop = true;
-      });
-      await sending;
+      // 2. Send until the live reader has one (its attach may land after the first send).
+      const got = await receiveWhileSending(live, (n) => send(dev, `{"live":${n}}`), 'a live event');
       expect(got[0]?.event.body).toMatchObject({ live: expect.any(Number) as number });
       expect(got[0]?.event.sequenceNumber).toBeGreaterThanOrEqual(before);
       // 3. The analytics group, reading from the beginning, sees the old events and the new ones.
@@ -288,7 +280,7 @@ function describeEventHubs(name: string, database: () => Promise<{ url: string |
       const two = rawReceiver(conn, address, { epoch: 2, credit: 10 });
       await eventually(() => one.state().startsWith('closed'));
       expect(one.state()).toBe('closed:amqp:link:stolen');
-      expect(two.state()).toBe('open');
+      await eventually(() => two.state() === 'open');
       for (const opts of [{ epoch: 1 }, {}]) {
         const late = rawReceiver(conn, address, { ...opts, credit: 10 });
         await eventually(() => late.state().startsWith('closed'));
@@ -296,6 +288,33 @@ function describeEventHubs(name: string, database: () => Promise<{ url: string |
       }
       // The telemetry the readers saw is untouched by all of this.
       expect((await consumer().getPartitionProperties('0')).lastEnqueuedSequenceNumber).toBe(byPartition(all, '0').length - 1);
+    });
+
+    it('holds nothing for readers, management links and tokens once their connections have gone, however they went', async (ctx) => {
+      if (skipped) return ctx.skip();
+      const entries = async (): Promise<number> => Number(/^kedge_hub_eventhubs_entries (\d+)$/m.exec((await rawRest(hub, 'GET', '/metrics')).text)?.[1]);
+      // The earlier tests' connections (SDK consumers, raw) end first: nothing of theirs may stay behind either.
+      for (const c of consumers.splice(0)) await c.close();
+      for (const c of raw.splice(0)) c.close();
+      await eventually(async () => (await entries()) === 0, { what: 'no entries left by earlier tests' });
+      const service = { name: 'service', key: policyKey(hub, 'service') };
+      const conns: Connection[] = [];
+      for (let i = 0; i < 6; i++) {
+        const conn = await rawConnect(hub.host, hub.ca);
+        conns.push(conn);
+        expect(await putToken(conn, audience(), policyToken(audience(), service))).toBe(200);
+        const r = rawReceiver(conn, `${EVENT_HUBS.name}/ConsumerGroups/$Default/Partitions/${i % PARTITIONS}`, { credit: 5 });
+        const mgmt = rawReceiver(conn, '$management');
+        conn.open_sender({ target: { address: '$management' } });
+        await eventually(() => r.state() === 'open' && mgmt.state() === 'open');
+      }
+      expect(await entries()).toBeGreaterThanOrEqual(6 * 4);
+      // Half the connections end whole; the other half detach link by link first, then end.
+      for (const [i, conn] of conns.entries()) if (i % 2 === 0) conn.close();
+      for (const [i, conn] of conns.entries()) if (i % 2 === 1) conn.each_link((l: Sender | Receiver) => l.close());
+      await eventually(async () => (await entries()) === 6 / 2, { what: 'only the open connections\' tokens left' });
+      for (const [i, conn] of conns.entries()) if (i % 2 === 1) conn.close();
+      await eventually(async () => (await entries()) === 0, { what: 'every entry released' });
     });
 
     it('detaches a reader when its token expires', async (ctx) => {

@@ -9,8 +9,7 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startHub } from '../hub.js';
 import type { RunningHub } from '../hub.js';
-import { eventually } from '../test-support/eventually.js';
-import { consumerFor, receive } from '../test-support/eventhubs.js';
+import { consumerFor, receive, receiveWhileSending } from '../test-support/eventhubs.js';
 import { freeLoopbackAddress } from '../test-support/loopback.js';
 import type { TestPostgres } from '../test-support/postgres.js';
 import { maybeStartTestPostgres } from '../test-support/postgres.js';
@@ -110,20 +109,7 @@ describe('Event Hubs-compatible endpoint across replicas sharing PostgreSQL', ()
     const c = await deviceClientFor(`HostName=${hostA};DeviceId=${onA};SharedAccessKey=${key}`, a.ca);
     await c.open();
     closables.push(c);
-    let i = 0;
-    let stop = false;
-    const sending = eventually(
-      async () => {
-        if (stop) return true;
-        await c.sendEvent(new Message(JSON.stringify({ live: i++ })));
-        return false;
-      },
-      { timeoutMs: 30_000, what: 'an event through replica B' },
-    );
-    const got = await live.finally(() => {
-      stop = true;
-    });
-    await sending;
+    const got = await receiveWhileSending(live, (i) => c.sendEvent(new Message(JSON.stringify({ live: i }))), 'an event through replica B');
     expect(got[0]?.event.body).toMatchObject({ live: expect.any(Number) as number });
     expect(got[0]?.event.systemProperties?.['iothub-connection-device-id']).toBe(onA);
   });

@@ -7,12 +7,13 @@ import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EventHubConsumerClient } from '@azure/event-hubs';
-import type { EventPosition, ReceivedEventData } from '@azure/event-hubs';
+import type { EventPosition, LastEnqueuedEventProperties, PartitionContext, ReceivedEventData } from '@azure/event-hubs';
 import rhea from 'rhea';
 import type { AmqpError, Connection, EventContext, Receiver } from 'rhea';
 import WebSocket from 'ws';
 import { runPython } from '@kedge/testing';
 import { createServiceBusSasToken } from './eventhubs-sas.js';
+import { eventually } from './eventually.js';
 
 /** `@azure/event-hubs`' consumer over WebSockets (`wss://{host}:443/$servicebus/websocket`) trusting `ca`. */
 export function consumerFor(connectionString: string, ca: string, group = '$Default', opts: { endpoint?: string } = {}): EventHubConsumerClient {
@@ -32,20 +33,22 @@ export function consumerFor(connectionString: string, ca: string, group = '$Defa
 export interface SeenEvent {
   readonly partition: string;
   readonly event: ReceivedEventData;
+  /** With `trackLastEnqueued`: the partition's last enqueued event as the batch's context reported it. */
+  readonly lastEnqueued?: LastEnqueuedEventProperties;
 }
 
 /**
  * Subscribes `client` to one partition (or all) from `position` and resolves once `count` events arrived (all of
  * them, in arrival order); rejects on the SDK's first error.
  */
-export async function receive(client: EventHubConsumerClient, count: number, position: EventPosition, partition?: string): Promise<SeenEvent[]> {
+export async function receive(client: EventHubConsumerClient, count: number, position: EventPosition, partition?: string, opts: { trackLastEnqueued?: boolean } = {}): Promise<SeenEvent[]> {
   const seen: SeenEvent[] = [];
   let sub: { close(): Promise<void> } | undefined;
   try {
     return await new Promise<SeenEvent[]>((resolve, reject) => {
       const handlers = {
-        processEvents: (events: ReceivedEventData[], ctx: { partitionId: string }): Promise<void> => {
-          for (const event of events) seen.push({ partition: ctx.partitionId, event });
+        processEvents: (events: ReceivedEventData[], ctx: PartitionContext): Promise<void> => {
+          for (const event of events) seen.push({ partition: ctx.partitionId, event, ...(opts.trackLastEnqueued ? { lastEnqueued: { ...ctx.lastEnqueuedEventProperties } } : {}) });
           if (seen.length >= count) resolve(seen);
           return Promise.resolve();
         },
@@ -54,12 +57,34 @@ export async function receive(client: EventHubConsumerClient, count: number, pos
           return Promise.resolve();
         },
       };
-      const options = { startPosition: position, maxBatchSize: 50, maxWaitTimeInSeconds: 1 };
+      const options = { startPosition: position, maxBatchSize: 50, maxWaitTimeInSeconds: 1, trackLastEnqueuedEventProperties: opts.trackLastEnqueued === true };
       sub = partition === undefined ? client.subscribe(handlers, options) : client.subscribe(partition, handlers, options);
     });
   } finally {
     await sub?.close();
   }
+}
+
+/**
+ * Resolves what `live` (a receiver started at the end) gets while `send(i)` sends message i, 0, 1, 2, …, until it
+ * has one: the receiver's attach may land after the first sends, so sending goes on until it sees one.
+ */
+export async function receiveWhileSending(live: Promise<SeenEvent[]>, send: (i: number) => Promise<unknown>, what: string): Promise<SeenEvent[]> {
+  let i = 0;
+  let stop = false;
+  const sending = eventually(
+    async () => {
+      if (stop) return true;
+      await send(i++);
+      return false;
+    },
+    { timeoutMs: 30_000, what },
+  );
+  const got = await live.finally(() => {
+    stop = true;
+  });
+  await sending;
+  return got;
 }
 
 /** The Python consumer's result: the hub's and the partition's properties, and the events it read. */
