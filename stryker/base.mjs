@@ -21,6 +21,9 @@ export function strykerConfig(name) {
     coverageAnalysis: 'perTest',
     mutate: t.mutate,
     ignorePatterns: ['**/dist', 'bench', 'docs', 'testenv', 'reports', 'coverage', '.kedge', 'stryker/incremental'],
+    // A target may leave out static mutants (module-level code: per-test coverage sees no test for them, so each
+    // would run every test of the target, and any test change re-runs them all in incremental mode).
+    ignoreStatic: t.ignoreStatic ?? false,
     incremental: true,
     incrementalFile: `stryker/incremental/${name}.json`,
     concurrency: Number(process.env.KEDGE_MUTATION_CONCURRENCY ?? 2),
