@@ -28,6 +28,9 @@ export function strykerConfig(name) {
     incrementalFile: `stryker/incremental/${name}.json`,
     concurrency: Number(process.env.KEDGE_MUTATION_CONCURRENCY ?? 2),
     timeoutMS: 10_000,
+    // The instrumented initial run of a large target (routing: 566 tests, inputs of 100,000 tokens) takes over 4
+    // minutes on the shared machine; Stryker's default limit is 5.
+    dryRunTimeoutMinutes: 20,
     reporters: ['clear-text', 'json', 'html'],
     clearTextReporter: { allowColor: false, logTests: false, reportScoreTable: true, reportMutants: true },
     jsonReporter: { fileName: `reports/mutation/${name}.json` },
