@@ -61,7 +61,9 @@ describe('upstream link: the probe wakes a connection that is between two batche
     // 3. The next batch needs it again: it connects now, not after its backoff.
     sensor.acquire(Need.Telemetry);
     await sensor.waitConnected(8000);
-    expect(sensor.reconnect.lastOpen).toEqual({ cause: 'need', probeWasUp: true });
+    // Opened by this acquire, or by the probe's wake-up if that ran just after it (load decides): never by its timer.
+    expect(['need', 'wake']).toContain(sensor.reconnect.lastOpen?.cause);
+    expect(sensor.reconnect.lastOpen?.probeWasUp).toBe(true);
     expect(sensor.reconnect.lastOutage?.maxDelayMs).toBeGreaterThanOrEqual(10_000);
   }, 90_000);
 });
