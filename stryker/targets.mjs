@@ -15,6 +15,9 @@ export const targets = {
       '!packages/routing/src/engine/message-store.contract.ts',
       '!packages/routing/src/engine/test-support.ts',
     ],
+    // 1379 of its 5237 mutants are static (lookup tables, patterns and code the tests reach while files load): each
+    // would run all 566 tests (4 min instrumented on the shared machine), and every test change would re-run them all.
+    ignoreStatic: true,
     tests: ['packages/routing/src/**/*.test.ts'],
     break: 70,
   },
@@ -29,7 +32,7 @@ export const targets = {
     // reach status.ts too, but start processes, so every static mutant would rerun them for nothing they pin.
     // (One glob per entry: stryker/base.mjs passes them to vitest joined by commas.)
     tests: ['render', 'names', 'status', 'events', 'hostile-keys'].map((f) => `packages/agent/src/${f}*.test.ts`),
-    break: 55,
+    break: 94,
   },
   protocol: {
     mutate: ['packages/protocol/src/**/*.ts', '!packages/protocol/src/**/*.test.ts', '!packages/protocol/src/index.ts'],
@@ -56,6 +59,6 @@ export const targets = {
     // reach twins through whole-hub flows (hostile-keys.test.ts is a property test over a hub, every mutant would
     // rerun it), and several drive the Python SDKs, whose testenv/ scripts the Stryker sandbox does not copy.
     tests: ['packages/hub/src/twins/twins.test.ts', 'packages/hub/src/twins/routes.test.ts'],
-    break: 50,
+    break: 91,
   },
 };

@@ -59,6 +59,26 @@ describe('record encoding', () => {
     expect(Object.getPrototypeOf(back.message.systemProperties)).toBeNull();
   });
 
+  it("encodes a shared frozen bag and source once and reuses the text, a mutable bag's current contents every time", () => {
+    const shared = testMessage('a', { source: Object.freeze({ deviceId: 'd', moduleId: 'm', output: 'o' }) });
+    const frozen = { ...shared, properties: Object.freeze({ ...shared.properties }), systemProperties: Object.freeze({ ...shared.systemProperties }) };
+    const one = roundTrip(stored({ ...frozen, id: 'one' }));
+    const two = roundTrip(stored({ ...frozen, id: 'two' }));
+    expect(two.message.id).toBe('two');
+    expect({ ...two.message.properties }).toEqual({ ...one.message.properties });
+    expect(two.message.source).toEqual({ deviceId: 'd', moduleId: 'm', output: 'o' });
+    // A bag that is not frozen may change between messages: its text is not kept.
+    const props = Object.assign(Object.create(null) as Record<string, string>, { k: '1' });
+    const source = { deviceId: 'd', moduleId: 'm', output: 'first' };
+    const m = testMessage('b', { properties: props, source });
+    expect(roundTrip(stored(m)).message.properties['k']).toBe('1');
+    props['k'] = '2';
+    source.output = 'second';
+    const again = roundTrip(stored(m));
+    expect(again.message.properties['k']).toBe('2');
+    expect(again.message.source).toEqual({ deviceId: 'd', moduleId: 'm', output: 'second' });
+  });
+
   it('an infinite expiry, an empty body, empty bags and a leaf device source', () => {
     const m: EdgeMessage = { id: 'x', body: new Uint8Array(0), properties: {}, systemProperties: {}, source: { deviceId: 'leaf' }, enqueuedAt: 0 };
     const back = roundTrip(stored(m, 0n, Infinity));

@@ -178,7 +178,7 @@ describe('AMQP endpoint: device and module nodes, hostile input', () => {
   /** A connection holding the accepted token of `identity` (`device` or `device/module`), valid until `se`. */
   const as = (identity: string, se?: number): Promise<Connection> => identityConnection(hub, identity, keys.get(identity) ?? '', se);
   const telemetry = (body: string | Buffer): rhea.Message => ({ message_id: `t-${Math.random()}`, body: rhea.message.data_section(Buffer.isBuffer(body) ? body : Buffer.from(body)) as unknown });
-  const stored = async (deviceId: string): Promise<number> => (await api.readTelemetry({ deviceId })).messages.length;
+  const stored = async (deviceId: string): Promise<number> => (await api.readTelemetry({ deviceId, limit: 1000 })).messages.length;
 
   it("a module token opens only that module's nodes; a device token none of its modules'", async () => {
     const mod = await as('dev-a/mod-1');
@@ -300,6 +300,46 @@ describe('AMQP endpoint: device and module nodes, hostile input', () => {
       // The connection stays usable and a message within bounds goes through.
       expect(await sendOn(conn, '/devices/dev-b/messages/events', telemetry('small'))).toBe('accepted');
       expect(await stored('dev-b')).toBe(before + 1);
+    } finally {
+      conn.close();
+    }
+  });
+
+  it('gives a sending device 64 credits back as messages are settled, and detaches a link that sends past its credit', async () => {
+    const conn = await as('dev-c');
+    try {
+      const before = await stored('dev-c');
+      // An honest sender: the credit is the window, and comes back as the hub settles.
+      let most = 0;
+      const accepted = await new Promise<number>((resolve) => {
+        const s = conn.open_sender({ target: { address: '/devices/dev-c/messages/events' } });
+        let sent = 0;
+        let acked = 0;
+        s.on('sendable', () => {
+          most = Math.max(most, (s as unknown as { credit: number }).credit);
+          while (s.sendable() && sent < 200) {
+            sent++;
+            s.send(telemetry(`m${sent}`));
+          }
+        });
+        s.on('accepted', () => {
+          if (++acked === 200) resolve(acked);
+        });
+      });
+      expect(accepted).toBe(200);
+      expect(most).toBe(64);
+      expect(await stored('dev-c')).toBe(before + 200);
+      // A sender ignoring its credit (rhea's sender made to believe it has some): refused once past the window.
+      const closed = await new Promise<string>((resolve) => {
+        const s = conn.open_sender({ target: { address: '/devices/dev-c/messages/events' } });
+        s.on('sender_error', () => undefined);
+        s.once('sender_close', (ctx: EventContext) => resolve((ctx.sender?.error as AmqpError | undefined)?.condition ?? ''));
+        s.once('sendable', () => {
+          (s as unknown as { has_credit(): boolean }).has_credit = () => true;
+          for (let i = 0; i < 1000; i++) s.send(telemetry('x'));
+        });
+      });
+      expect(closed).toBe('amqp:link:transfer-limit-exceeded');
     } finally {
       conn.close();
     }

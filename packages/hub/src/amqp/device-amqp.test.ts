@@ -170,6 +170,28 @@ function describeAmqpDevices(name: string, database: () => Promise<{ url: string
 
     });
 
+    it('token renewal: the SDK puts a new token before se and its twin and method links stay', async (ctx) => {
+      if (skipped) return ctx.skip();
+      const client = DeviceClient.fromConnectionString(await connectionString(registry, hub, 'amqp-renew'), Amqp);
+      // Tokens valid for 6 s, renewed 3 s before they expire: several renewals while the test waits.
+      await client.setOptions({ ca: hub.ca, tokenRenewal: { tokenValidTimeInSeconds: 6, tokenRenewalMarginInSeconds: 3 } });
+      closables.push(client);
+      const trouble: string[] = [];
+      client.on('error', (e: Error) => trouble.push(`error: ${e.message}`));
+      client.on('disconnect', () => trouble.push('disconnect'));
+      client.onDeviceMethod('ping', answer(200, 'pong'));
+      await client.open();
+      const twin = await client.getTwin();
+      const seen = desiredPatches(twin);
+      const started = Date.now();
+      // Past the first token's se (and its successor's) before anything is asked again.
+      await eventually(() => Date.now() - started > 13_000 || undefined, { timeoutMs: 20_000, what: 'two token lifetimes' });
+      expect(await invoke(service, { deviceId: 'amqp-renew' }, 'ping', null)).toEqual({ status: 200, payload: { payload: 'pong', got: null } });
+      await registry.updateTwin('amqp-renew', { properties: { desired: { after: 'renewal' } } }, '*');
+      await eventually(() => seen.find((p) => p['after'] === 'renewal'), { what: 'the desired patch after renewals' });
+      expect(trouble).toEqual([]);
+    }, 40_000);
+
     it('twin rules as over MQTT: an oversize or malformed reported patch is refused and nothing changes', async (ctx) => {
       if (skipped) return ctx.skip();
       const client = await amqpDevice(await connectionString(registry, hub, 'amqp-rules'), hub.ca, 'Amqp');

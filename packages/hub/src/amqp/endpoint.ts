@@ -31,6 +31,7 @@ import { IdentityLinks } from './identity-links.js';
 import { addressPath, c2dFromAmqp, telemetryFromAmqp } from './messages.js';
 import type { IdentityNode } from './nodes.js';
 import { identityName, identityNode } from './nodes.js';
+import { creditOnSettlement } from './flow.js';
 import { boundTransfers } from './transfer-limit.js';
 
 /** The CBS node [AMQP CBS 1.0] and IoT Hub's service nodes. */
@@ -48,6 +49,8 @@ const MAX_LINKS = 32;
 /** Feedback records per batch message. */
 const FEEDBACK_BATCH = 64;
 const MAX_TIMER_MS = 2 ** 31 - 1;
+/** Unsettled messages a device or module may have on one of its sending links (credit given back on settlement). */
+const IDENTITY_CREDIT = 64;
 /** CBS replies held for a reply link without credit before the connection is dropped. */
 const MAX_PENDING_CBS_REPLIES = 16;
 
@@ -171,6 +174,8 @@ export class AmqpEndpoint implements MethodTransport {
   /** Deliveries of cloud-to-device messages awaiting the device's disposition. */
   readonly #c2dDeliveries = new WeakMap<Delivery, { readonly deviceId: string; readonly lockToken: string }>();
   readonly #feedbackPending = new WeakMap<Delivery, readonly number[]>();
+  /** Credit of the links devices and modules send on: given back as the hub settles their messages. */
+  readonly #credit = new WeakMap<Receiver, ReturnType<typeof creditOnSettlement>>();
   #feedbackBusy = false;
   #feedbackAgain = false;
   #feedbackTimer: NodeJS.Timeout | undefined;
@@ -391,7 +396,7 @@ export class AmqpEndpoint implements MethodTransport {
       link.close({ condition: 'amqp:not-found', description: 'Cloud-to-device messages are received, not sent, on this node' });
       return;
     }
-    this.#openIdentityLink(state, link, node, false);
+    if (this.#openIdentityLink(state, link, node, false)) this.#credit.set(link, creditOnSettlement(link, IDENTITY_CREDIT));
   }
 
   /**
@@ -604,12 +609,32 @@ export class AmqpEndpoint implements MethodTransport {
     const message = ctx.message;
     const path = addressPath((link as unknown as { remote: { attach?: { target?: { address?: unknown } } } }).remote.attach?.target?.address);
     const node = identityNode(path);
+    const credit = this.#credit.get(link);
+    if (credit && !credit.received()) {
+      // More messages than the credit given: rhea hands them over anyway; the link goes.
+      this.#forgetLink(state, link);
+      link.close({ condition: 'amqp:link:transfer-limit-exceeded', description: `At most ${IDENTITY_CREDIT} unsettled messages per link` });
+      return;
+    }
+    if (node?.kind === 'events') {
+      // Not chained: the telemetry queue takes each message in arrival order at once (its order is the stored
+      // order) and commits them in groups; each is accepted once committed.
+      this.#telemetry(state, link, node.identity, message, delivery)
+        .finally(() => credit?.settled())
+        .catch((err: unknown) => this.#d.log.warn({ err }, 'AMQP telemetry handling failed'));
+      return;
+    }
     const prev = state.chains.get(link) ?? Promise.resolve();
     const next = prev.then(async () => {
       if (path === CBS_NODE) await this.#putToken(state, message, delivery, ctx.connection);
       else if (path === C2D_SEND_NODE) await this.#c2dSend(state, link, message, delivery);
-      else if (node?.kind === 'events') await this.#telemetry(state, link, node.identity, message, delivery);
-      else if (node) IdentityLinks.settle(delivery, await this.#identity.onMessage(link, node, message));
+      else if (node) {
+        try {
+          IdentityLinks.settle(delivery, await this.#identity.onMessage(link, node, message));
+        } finally {
+          credit?.settled();
+        }
+      }
       else delivery.reject({ condition: 'amqp:not-allowed', description: 'No messages accepted on this link' });
     });
     state.chains.set(
@@ -760,6 +785,11 @@ export class AmqpEndpoint implements MethodTransport {
   #onBus(e: BusEvent): void {
     if (e.type === 'c2d-feedback') this.#pumpFeedback();
     else if (e.type === 'c2d') this.#pumpDevice(e.deviceId);
+    else if (e.type === 'resync') {
+      // Wake-ups may have been missed while the bus was down: every link looks again.
+      this.#pumpFeedback();
+      for (const deviceId of this.#deviceLinks.keys()) this.#pumpDevice(deviceId);
+    }
     else if (e.type === 'desired') this.#identity.onDesired(e, e.patch);
     else if (e.type === 'kick' && e.exceptReplica !== this.#d.replicaId) {
       // The identity connected to another replica: one connection per identity, as the MQTT endpoint keeps.

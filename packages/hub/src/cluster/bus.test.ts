@@ -54,6 +54,8 @@ describe('PgBus: the LISTEN connection is re-opened when the server drops it', (
         );
         expect(killed.rows.length).toBe(2);
         await eventually(() => a.reconnects === round && b.reconnects === round && a.listening, { what: `replica reconnected (round ${round})` });
+        // Each reconnect tells this replica's listeners to look again at what they may have missed.
+        expect(heard.filter((e) => e.type === 'resync')).toHaveLength(round);
         const deviceId = `after-drop-${round}`;
         // Published by B through its pool, heard by A on its new LISTEN connection.
         await b.publish({ type: 'c2d', deviceId });

@@ -26,7 +26,12 @@ export type BusEvent =
   /** Cloud-to-device feedback records may be waiting for the service's feedback receiver. */
   | { readonly type: 'c2d-feedback' }
   /** A device (`moduleId` `''`: with all its modules) or module identity was created, changed or deleted. */
-  | { readonly type: 'identity'; readonly deviceId: string; readonly moduleId: string };
+  | { readonly type: 'identity'; readonly deviceId: string; readonly moduleId: string }
+  /**
+   * Local only, never published: this replica's bus was disconnected and may have missed events; listeners look again
+   * at what they wait for (queued C2D messages, new telemetry).
+   */
+  | { readonly type: 'resync' };
 
 /** The replicas' event bus. A single process uses {@link LocalBus}; PostgreSQL deployments use {@link PgBus}. */
 export interface Bus {
@@ -137,6 +142,7 @@ export class PgBus implements Bus {
           if (this.#closed) return;
           this.#reconnects++;
           this.#log.warn({ attempt: attempt + 1 }, 'Bus listener connection restored');
+          this.#emitter.emit('event', { type: 'resync' } satisfies BusEvent);
         },
         (e: unknown) => {
           this.#log.warn({ err: e, attempt: attempt + 1 }, 'Bus listener reconnect failed');

@@ -488,6 +488,12 @@ export class DeviceGateway implements MethodTransport {
       this.#connections.get(keyOf(e))?.close();
     } else if (e.type === 'c2d') {
       this.#pumpC2d(e.deviceId);
+    } else if (e.type === 'resync') {
+      // C2D wake-ups may have been missed while the bus was down: every device subscribed here looks again.
+      for (const client of this.#connections.values()) {
+        const id = this.#sessions.get(client.id)?.grant.identity;
+        if (id && !id.moduleId) this.#pumpC2d(id.deviceId);
+      }
     } else if (e.type === 'identity') {
       this.#recheck(e.deviceId, e.moduleId).catch((err: unknown) => this.#d.log.warn({ err, deviceId: e.deviceId }, 'Failed to re-check MQTT sessions'));
     }

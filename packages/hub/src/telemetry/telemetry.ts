@@ -52,6 +52,7 @@ export class Telemetry {
     this.#opts = deps.options;
     this.#unsubscribe = this.#bus.subscribe((e) => {
       if (e.type === 'telemetry') this.#emitter.emit('appended', e.last);
+      else if (e.type === 'resync') this.#emitter.emit('appended', 0); // readers look again (they ignore the value)
     });
   }
 

@@ -173,6 +173,14 @@ describe('Twins', () => {
       await unchanged('d1', '', 1);
     });
 
+    it('says what is wrong with the body', async () => {
+      await expect(twins.patch('d1', '', 'x', undefined)).rejects.toThrow('Twin patch must be a JSON object');
+      await expect(twins.patch('d1', '', { properties: 5 }, undefined)).rejects.toThrow('properties must be an object');
+      await expect(twins.patch('d1', '', { properties: { reported: {} } }, undefined)).rejects.toThrow('Reported properties are read-only for the service');
+      await expect(twins.get('nope', '')).rejects.toThrow('Device nope not found');
+      await expect(twins.get('d1', 'nope')).rejects.toThrow('Module twin d1/nope not found');
+    });
+
     it('names the bad path in the refusal', async () => {
       await expect(twins.patch('d1', '', { tags: { a: { 'b.c': 1 } } }, undefined)).rejects.toThrow(/^tags\.a\.b\.c: /);
       await expect(twins.patch('d1', '', { properties: { desired: { 'b c': 1 } } }, undefined)).rejects.toThrow(/^properties\.desired\.b c: /);
@@ -238,6 +246,13 @@ describe('Twins', () => {
       expect(t2.tags).toEqual({ k: 1 });
     });
 
+    it('names the bad part: the body, tags or properties.desired', async () => {
+      await expect(twins.replace('d1', '', 'x', undefined)).rejects.toThrow('Twin must be a JSON object');
+      await expect(twins.replace('d1', '', { tags: { 'a.b': 1 } }, undefined)).rejects.toThrow(/^tags\.a\.b: /);
+      await expect(twins.replace('d1', '', { properties: { desired: { 'a.b': 1 } } }, undefined)).rejects.toThrow(/^properties\.desired\.a\.b: /);
+      await expect(twins.replace('d1', '', { tags: 5 }, undefined)).rejects.toThrow(/^tags: must be a JSON object/);
+    });
+
     it('refuses a body that is not an object, or bad keys, with CLOUD_ERR_BAD_REQUEST', async () => {
       for (const body of [null, [], 1, { tags: 'x' }, { tags: { 'a.b': 1 } }, { properties: { desired: { 'a$': 1 } } }])
         expect(await codeOf(twins.replace('d1', '', body, undefined)), JSON.stringify(body)).toBe('CLOUD_ERR_BAD_REQUEST');
@@ -283,6 +298,11 @@ describe('Twins', () => {
         { type: 'desired', deviceId: 'd1', moduleId: 'm1', patch: { a: [2], $version: 3 } },
       ]);
       expect(changes).toHaveLength(2);
+    });
+
+    it('stamps the new desired document as desired ($lastUpdatedVersion on every node)', async () => {
+      const t = await twins.replaceDesired('d1', 'm1', { a: 1, b: { c: 2 } });
+      expect(t.desired.$metadata).toMatchObject({ $lastUpdated: NOW.toISOString(), $lastUpdatedVersion: 2, a: { $lastUpdatedVersion: 2 }, b: { $lastUpdatedVersion: 2, c: { $lastUpdatedVersion: 2 } } });
     });
 
     it('refuses bad keys, naming the module (or the device)', async () => {
