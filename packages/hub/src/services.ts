@@ -3,7 +3,7 @@ import type { ServiceAuth } from './auth/service-auth.js';
 import type { CloudToDevice } from './c2d/c2d.js';
 import type { Bus } from './cluster/bus.js';
 import type { Deployments } from './deployments/deployments.js';
-import type { EventHubsDirectory } from './eventhubs/routes.js';
+import type { EventHubsDirectory } from './eventhubs/directory.js';
 import type { Logger } from './log.js';
 import type { HubMetrics } from './metrics.js';
 import type { Methods } from './methods/methods.js';

@@ -31,6 +31,8 @@ const MAX_PENDING_REPLIES = 16;
 const IDENTITY_CACHE_SIZE = 10_000;
 const IDENTITY_CACHE_MS = 30_000;
 const MAX_TIMER_MS = 2 ** 31 - 1;
+/** Audiences one connection may hold tokens for (a client needs one per partition at most, or one for the hub). */
+const MAX_TOKENS = 256;
 
 /** Dependencies of the Event Hubs-compatible endpoint. */
 export interface EventHubsDeps {
@@ -214,6 +216,8 @@ export class EventHubsEndpoint implements AmqpNodeHook {
     let grants = this.#grants.get(conn);
     if (!grants) this.#grants.set(conn, (grants = new Map<string, Grant>()));
     const previous = grants.get(scope);
+    // One token per audience; a connection naming ever more audiences is not a client, it is filling memory.
+    if (!previous && grants.size >= MAX_TOKENS) return { status: 403, description: `At most ${MAX_TOKENS} audiences per connection` };
     if (previous?.timer) clearTimeout(previous.timer);
     const grant: Grant = { scope, expiresAtSeconds: se.value.se, timer: undefined, links: previous?.links ?? new Set() };
     grants.set(scope, grant);
@@ -381,7 +385,7 @@ export class EventHubsEndpoint implements AmqpNodeHook {
 
   /** Sends stored events from `r.next` while the link has credit, in store batches of at most {@link MAX_BATCH}. */
   #pump(r: Reader): void {
-    if (r.next === undefined || this.#closed) return;
+    if (r.next === undefined || this.#closed || !this.#readers.has(r.link)) return;
     if (r.busy) {
       r.again = true;
       return;

@@ -12,7 +12,7 @@ import { createSasToken, parseConnectionString } from '@kedge/protocol';
 import type { RunningHub } from '../hub.js';
 import { eventually } from '../test-support/eventually.js';
 import type { SeenEvent } from '../test-support/eventhubs.js';
-import { consumerFor, policyToken, putToken, rawConnect, rawReceiver, readWithPython, receive, receiveWhileSending } from '../test-support/eventhubs.js';
+import { consumerFor, policyToken, putToken, rawConnect, rawReceiver, readWithPython, receive, receiveWhileSending, requestClient } from '../test-support/eventhubs.js';
 import { startTestHub } from '../test-support/fixtures.js';
 import { maybeStartTestPostgres } from '../test-support/postgres.js';
 import { rawRest } from '../test-support/raw-clients.js';
@@ -288,6 +288,29 @@ function describeEventHubs(name: string, database: () => Promise<{ url: string |
       }
       // The telemetry the readers saw is untouched by all of this.
       expect((await consumer().getPartitionProperties('0')).lastEnqueuedSequenceNumber).toBe(byPartition(all, '0').length - 1);
+    });
+
+    it('answers bad management requests with their status and caps the audiences one connection holds tokens for', async (ctx) => {
+      if (skipped) return ctx.skip();
+      const service = { name: 'service', key: policyKey(hub, 'service') };
+      const conn = await connectRaw();
+      const cbs = await requestClient(conn, '$cbs');
+      const put = async (aud: string): Promise<number> =>
+        (await cbs.request({ operation: 'put-token', type: 'servicebus.windows.net:sastoken', name: aud }, policyToken(aud, service))).status;
+      expect(await put(audience('/$management'))).toBe(200);
+      const mgmt = await requestClient(conn, '$management');
+      const read = { operation: 'READ', name: EVENT_HUBS.name, type: 'com.microsoft:eventhub' };
+      expect((await mgmt.request(read)).status).toBe(200);
+      expect((await mgmt.request({ ...read, security_token: policyToken(audience(), { name: 'service', key: 'bm90IHRoZSBrZXk=' }) })).status).toBe(401);
+      expect((await mgmt.request({ ...read, security_token: policyToken(audience(), service, -5) })).status).toBe(401);
+      expect((await mgmt.request({ ...read, name: 'otherhub' })).status).toBe(404);
+      expect((await mgmt.request({ ...read, operation: 'DELETE' })).status).toBe(400);
+      expect((await mgmt.request({ ...read, type: 'com.microsoft:consumergroup' })).status).toBe(400);
+      expect((await mgmt.request({ ...read, type: 'com.microsoft:partition', partition: '9' })).status).toBe(404);
+      // 256 audiences per connection (one is held already), then a refusal; a renewed one still goes through.
+      for (let i = 1; i < 256; i++) expect(await put(audience(`/ConsumerGroups/g${i}/Partitions/0`))).toBe(200);
+      expect(await put(audience('/ConsumerGroups/one-too-many/Partitions/0'))).toBe(403);
+      expect(await put(audience('/$management'))).toBe(200);
     });
 
     it('holds nothing for readers, management links and tokens once their connections have gone, however they went', async (ctx) => {

@@ -4,23 +4,6 @@ import { hubError } from '../errors.js';
 import { authorize, sendJson } from '../http.js';
 import type { HubServices } from '../services.js';
 
-/** What `GET /kedge/eventhubs` serves about the Event Hubs-compatible endpoint. */
-export interface EventHubsInfo {
-  readonly name: string;
-  /** `sb://{host}/` (with `:{port}` when AMQP is not on 5671). */
-  readonly endpoint: string;
-  readonly partitionCount: number;
-  readonly partitionIds: readonly string[];
-  readonly consumerGroups: readonly string[];
-}
-
-/** The endpoint's description and the connection strings of policies, for the route. */
-export interface EventHubsDirectory {
-  info(): EventHubsInfo | undefined;
-  /** The Event Hubs connection string of `policy` (a policy with ServiceConnect). */
-  connectionString(policy: string): string | undefined;
-}
-
 /**
  * `GET /kedge/eventhubs` (ServiceConnect): the Event Hubs-compatible endpoint — name, endpoint, partitions,
  * consumer groups — and the connection string of the policy that signed the request (IoT Hub's "built-in endpoints"

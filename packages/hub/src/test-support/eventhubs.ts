@@ -167,6 +167,33 @@ export function putToken(conn: Connection, audience: string, token: string): Pro
   });
 }
 
+/**
+ * A request/response client on one pair of links (`$cbs` put-token, `$management` READ): `request` resolves the
+ * reply's status code and body. Unlike {@link putToken}, it opens its links once.
+ */
+export async function requestClient(conn: Connection, node: '$cbs' | '$management'): Promise<{ request(props: Record<string, unknown>, body?: unknown): Promise<{ status: number; body: unknown }> }> {
+  const waiting = new Map<string, (r: { status: number; body: unknown }) => void>();
+  const replyTo = `${node}-replies-${Math.random().toString(36).slice(2)}`;
+  const receiver = conn.open_receiver({ source: { address: node }, target: { address: replyTo } });
+  receiver.on('message', (ctx: EventContext) => {
+    const id = String(ctx.message?.correlation_id);
+    const status = Number((ctx.message?.application_properties as Record<string, unknown> | undefined)?.['status-code']);
+    waiting.get(id)?.({ status, body: ctx.message?.body });
+    waiting.delete(id);
+  });
+  const sender = conn.open_sender({ target: { address: node } });
+  await new Promise<void>((resolve) => sender.once('sendable', () => resolve()));
+  let n = 0;
+  return {
+    request: (props, body) =>
+      new Promise((resolve) => {
+        const id = `r-${n++}`;
+        waiting.set(id, resolve);
+        sender.send({ to: node, reply_to: replyTo, message_id: id, application_properties: props, body: body ?? null });
+      }),
+  };
+}
+
 /** A Service Bus-signed token for `audience` with a policy's key. */
 export function policyToken(audience: string, policy: { name: string; key: string }, ttlSeconds = 3600): string {
   return createServiceBusSasToken({ audience, keyName: policy.name, key: policy.key, expirySeconds: Math.floor(Date.now() / 1000) + ttlSeconds });
