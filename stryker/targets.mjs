@@ -34,7 +34,7 @@ export const targets = {
   protocol: {
     mutate: ['packages/protocol/src/**/*.ts', '!packages/protocol/src/**/*.test.ts', '!packages/protocol/src/index.ts'],
     tests: ['packages/protocol/src/**/*.test.ts'],
-    break: 83,
+    break: 94,
   },
   'hub-auth': {
     mutate: ['packages/hub/src/auth/**/*.ts', '!packages/hub/src/auth/**/*.test.ts'],
