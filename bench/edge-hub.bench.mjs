@@ -19,6 +19,7 @@
 import { spawn, spawnSync, fork } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { cpus, loadavg, tmpdir, totalmem, userInfo } from 'node:os';
 import { join } from 'node:path';
@@ -37,7 +38,9 @@ const RATE = env('KEDGE_BENCH_RATE', 2000);
 const DRAIN = env('KEDGE_BENCH_DRAIN_MESSAGES', 20_000);
 const PROFILE = process.env.KEDGE_BENCH_PROFILE === '1';
 /** Which cases run (a comma list of routed, rate, upstream, outage, mosquitto); all by default. */
-const CASES = new Set((process.env.KEDGE_BENCH_CASES ?? 'routed,rate,upstream,outage,mosquitto').split(','));
+const CASES = new Set((process.env.KEDGE_BENCH_CASES ?? 'routed,rate,upstream,outage,restart,aedes,mosquitto').split(','));
+/** Node/V8 flags of the edge hub process (e.g. `--max-semi-space-size=1 --lite-mode`); none by default. */
+const EDGE_FLAGS = (process.env.KEDGE_BENCH_EDGE_FLAGS ?? '').split(' ').filter(Boolean);
 const EDGE = 'bench-edge';
 const SINK = 'sink';
 const pubs = Array.from({ length: PUBLISHERS }, (_, i) => `p${i}`);
@@ -48,7 +51,25 @@ if (process.argv[2] === '--serve') {
   const cfg = JSON.parse(process.argv[3]);
   const pino = (await import(join(root, 'node_modules/pino/pino.js'))).default;
   const logger = pino({ level: process.env.KEDGE_BENCH_LOG ?? 'warn' }, pino.destination(2));
-  if (cfg.kind === 'hub') {
+  if (cfg.kind === 'aedes') {
+    // The ceiling for a Node broker here: bare aedes (its in-memory persistence, no auth, no routing, no store),
+    // MQTT over TLS with the edge hub's certificate, the same generator.
+    const { Aedes } = await import(join(root, 'node_modules/aedes/aedes.js'));
+    const { createServer: createTlsServer } = await import('node:tls');
+    const broker = await Aedes.createBroker({ concurrency: 1000 });
+    const server = createTlsServer({ key: readFileSync(join(cfg.tlsDir, 'server.key')), cert: readFileSync(join(cfg.tlsDir, 'server.pem')) }, (socket) => {
+      socket.setNoDelay(true);
+      broker.handle(socket);
+    });
+    await new Promise((r) => server.listen(0, '127.0.0.1', r));
+    process.send({ ready: true, port: server.address().port });
+    process.on('message', (m) => {
+      if (m.cmd === 'status') {
+        const c = process.cpuUsage();
+        process.send({ status: { cpuMs: (c.user + c.system) / 1000, rss: process.memoryUsage().rss } });
+      } else if (m.cmd === 'exit') process.exit(0);
+    });
+  } else if (cfg.kind === 'hub') {
     const { startHub, HubClient } = await import(join(root, 'packages/hub/dist/index.js'));
     const config = {
       dataDir: cfg.dataDir,
@@ -280,6 +301,7 @@ async function drive({ publishers, sink, seconds = SECONDS, rate, count }) {
   }
   let sent = 0;
   let acked = 0;
+  const cpu0 = process.cpuUsage();
   const start = performance.now();
   const end = start + seconds * 1000;
   const inflight = new Set();
@@ -335,6 +357,7 @@ async function drive({ publishers, sink, seconds = SECONDS, rate, count }) {
   }
   ackLat.sort((a, b) => a - b);
   e2eLat.sort((a, b) => a - b);
+  const cpu = process.cpuUsage(cpu0);
   return {
     seconds: Number(secs.toFixed(2)),
     sent,
@@ -345,6 +368,10 @@ async function drive({ publishers, sink, seconds = SECONDS, rate, count }) {
     pubackP50Ms: round(percentile(ackLat, 50)),
     pubackP99Ms: round(percentile(ackLat, 99)),
     ...(sink ? { e2eP50Ms: round(percentile(e2eLat, 50)), e2eP99Ms: round(percentile(e2eLat, 99)) } : {}),
+    // The load generator shares the machine with the server under test: its own CPU per message, and its share of
+    // one core over the case (near 100 % it, not the server, sets the pace).
+    generatorCpuUsPerMsg: Math.round((cpu.user + cpu.system) / Math.max(1, acked)),
+    generatorCorePct: Math.round((100 * (cpu.user + cpu.system)) / ((performance.now() - start) * 1000)),
   };
 }
 const round = (n) => (Number.isFinite(n) ? Number(n.toFixed(2)) : null);
@@ -374,11 +401,38 @@ if (fetched.status !== 0 || !fetchedVars.BIN) {
 }
 
 const work = mkdtempSync(join(tmpdir(), 'kedge-bench-edge-hub-'));
+/**
+ * The disk under the store: fdatasync latency of 64 KiB appends inside a preallocated file (what a group commit
+ * does), 200 times. Its p99 is a floor for any p99 that waits for a durable PUBACK.
+ */
+async function diskProbe(dir) {
+  const fh = await open(join(dir, 'probe'), 'w');
+  try {
+    await fh.write(Buffer.alloc(16 * 2 ** 20), 0, 16 * 2 ** 20, 0);
+    await fh.sync();
+    const lat = [];
+    const b = Buffer.alloc(64 * 1024, 1);
+    for (let i = 0; i < 200; i++) {
+      await fh.write(b, 0, b.length, i * b.length);
+      const t = performance.now();
+      await fh.datasync();
+      lat.push(performance.now() - t);
+    }
+    lat.sort((x, y) => x - y);
+    return { p50Ms: round(percentile(lat, 50)), p99Ms: round(percentile(lat, 99)), maxMs: round(lat[lat.length - 1]) };
+  } finally {
+    await fh.close();
+    rmSync(join(dir, 'probe'), { force: true });
+  }
+}
+machine.fdatasync = await diskProbe(work);
+console.log(`disk: fdatasync of a 64 KiB append p50 ${machine.fdatasync.p50Ms} ms, p99 ${machine.fdatasync.p99Ms} ms, max ${machine.fdatasync.maxMs} ms`);
 const resultsDir = join(root, 'bench/results');
 mkdirSync(resultsDir, { recursive: true });
 const children = [];
 let mosquitto;
-const result = { bench: 'edge-hub', at: new Date().toISOString(), machine, load: { publishers: PUBLISHERS, window: WINDOW, payloadBytes: BODY_BYTES, qos: 1, seconds: SECONDS, openLoopRate: RATE, tls: true, fsync: 'group' } };
+let line;
+const result = { bench: 'edge-hub', at: new Date().toISOString(), machine, load: { publishers: PUBLISHERS, window: WINDOW, payloadBytes: BODY_BYTES, qos: 1, seconds: SECONDS, openLoopRate: RATE, tls: true, fsync: 'group', edgeHubFlags: EDGE_FLAGS } };
 try {
   const routes = {};
   for (const p of pubs) {
@@ -391,7 +445,7 @@ try {
   const edgeDir = join(work, 'edge');
   const edge = await serve(
     { kind: 'edge', dataDir: edgeDir, connectionString: hub.edgeHubConnectionString, hubCa: hub.ca, hubMqttPort, hubHttpsPort, routeCount: Object.keys(routes).length },
-    PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${resultsDir}`] : [],
+    [...EDGE_FLAGS, ...(PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${resultsDir}`] : [])],
   );
   children.push(edge);
   const status = async () => (await edge.ask({ cmd: 'status' }, 'status')).status;
@@ -415,9 +469,9 @@ try {
   // Warm-up (JIT, TLS sessions, store segments), not measured.
   await drive({ publishers: routed, sink, seconds: 1 });
 
-  console.log('\ncase                                   msg/s   PUBACK p50/p99 ms   end-to-end p50/p99 ms   server CPU µs/msg');
-  const line = (label, r) =>
-    console.log(`${label.padEnd(36)} ${String(r.msgPerSec).padStart(8)}   ${`${r.pubackP50Ms} / ${r.pubackP99Ms}`.padStart(17)}   ${(r.e2eP50Ms === undefined ? '-' : `${r.e2eP50Ms} / ${r.e2eP99Ms}`).padStart(17)}   ${String(r.edgeHubCpuUsPerMsg ?? r.mosquittoCpuUsPerMsg ?? '-').padStart(8)}`);
+  console.log('\ncase                                   msg/s   PUBACK p50/p99 ms   end-to-end p50/p99 ms   server CPU µs/msg   generator µs/msg (% of a core)');
+  line = (label, r) =>
+    console.log(`${label.padEnd(36)} ${String(r.msgPerSec).padStart(8)}   ${`${r.pubackP50Ms} / ${r.pubackP99Ms}`.padStart(17)}   ${(r.e2eP50Ms === undefined ? '-' : `${r.e2eP50Ms} / ${r.e2eP99Ms}`).padStart(17)}   ${String(r.edgeHubCpuUsPerMsg ?? r.serverCpuUsPerMsg ?? r.mosquittoCpuUsPerMsg ?? '-').padStart(17)}   ${`${r.generatorCpuUsPerMsg} (${r.generatorCorePct} %)`.padStart(14)}`);
   /** Runs a case, adding the edge hub's CPU time per acknowledged message (µs; the machine's load shows in it). */
   const measured = async (opts) => {
     const c0 = (await status()).cpuMs;
@@ -465,6 +519,42 @@ try {
   const after = (await edge.ask({ cmd: 'gc' }, 'status')).status;
   result.edgeHub.rssIdleAfterMiB = mb(after.rss);
   for (const c of [sink, ...clients]) c.close();
+  // Idle again after a restart on the same data: a device's usual start (its CA and server certificate exist; the
+  // first start generates them, and that heap growth stays in the first start's RSS).
+  if (CASES.has('restart')) {
+    await edge.exit();
+    children.splice(children.indexOf(edge), 1);
+    const again = await serve({ kind: 'edge', dataDir: edgeDir, connectionString: hub.edgeHubConnectionString, hubCa: hub.ca, hubMqttPort, hubHttpsPort, routeCount: Object.keys(routes).length }, EDGE_FLAGS);
+    children.push(again);
+    const relogin = (m) => ({ ...login(m), port: again.mqttPort });
+    const s2 = await RawClient.open({ ...relogin(SINK), clean: false });
+    await s2.subscribe(`devices/${EDGE}/modules/${SINK}/inputs/#`);
+    const c2 = await Promise.all(pubs.map((p) => RawClient.open(relogin(p))));
+    const st = (await again.ask({ cmd: 'gc' }, 'status')).status;
+    result.edgeHub.rssIdleRestartMiB = mb(st.rss);
+    result.edgeHub.heapIdleRestartMiB = mb(st.heapUsed);
+    for (const c of [s2, ...c2]) c.close();
+  }
+
+  // ---- bare aedes: the Node ceiling ----
+  if (CASES.has('aedes')) {
+    const peer = await serve({ kind: 'aedes', tlsDir: join(edgeDir, 'tls') }, EDGE_FLAGS);
+    children.push(peer);
+    const login = (id, clean = true) => ({ port: peer.port, ca: edge.ca, clientId: id, clean });
+    const aSink = await RawClient.open(login('sink', false));
+    await aSink.subscribe('bench/#');
+    const aClients = await Promise.all(pubs.map((p) => RawClient.open(login(p))));
+    const aPubs = pubs.map((p, i) => [aClients[i], `bench/${p}`]);
+    await drive({ publishers: aPubs, sink: aSink, seconds: 1 });
+    const cpuMs = async () => (await peer.ask({ cmd: 'status' }, 'status')).status.cpuMs;
+    const c0 = await cpuMs();
+    const r = await drive({ publishers: aPubs, sink: aSink });
+    r.serverCpuUsPerMsg = Math.round(((await cpuMs()) - c0) * 1000 / Math.max(1, r.acked));
+    r.rssMiB = mb((await peer.ask({ cmd: 'status' }, 'status')).status.rss);
+    result.aedes = { what: 'bare aedes 1.2 (in-memory persistence, no auth, routing or store), same TLS and generator', pubsub: r };
+    line('d. bare aedes pub/sub (ceiling)', r);
+    for (const c of [aSink, ...aClients]) c.close();
+  }
 
   // ---- Mosquitto ----
   if (CASES.has('mosquitto')) {
@@ -522,6 +612,7 @@ try {
   const e = result.edgeHub;
   const ratio = e.routed && result.mosquitto ? e.routed.msgPerSec / result.mosquitto.pubsub.msgPerSec : undefined;
   if (ratio !== undefined) result.ratioRoutedToMosquitto = Number(ratio.toFixed(2));
+  if (result.aedes && result.mosquitto) result.ratioAedesToMosquitto = Number((result.aedes.pubsub.msgPerSec / result.mosquitto.pubsub.msgPerSec).toFixed(2));
   machine.loadavgAfter = loadavg().map((x) => Number(x.toFixed(2)));
   machine.calibrationUsAfter = calibrate();
   const targets = {
@@ -533,7 +624,8 @@ try {
   };
   result.targets = Object.fromEntries(Object.entries(targets).filter(([, [v]]) => v !== undefined).map(([k, [value, target, ok]]) => [k, { value, target, met: ok(value) }]));
   if (ratio !== undefined) console.log(`\nedge hub / Mosquitto (routed vs pub/sub msg/s): ${result.ratioRoutedToMosquitto}`);
-  console.log(`edge hub RSS idle: ${e.rssIdleStartMiB} MiB at start, ${e.rssIdleAfterMiB} MiB after the run${result.mosquitto ? `; Mosquitto RSS ${result.mosquitto.rssMiB} MiB` : ''}`);
+  if (result.ratioAedesToMosquitto !== undefined) console.log(`bare aedes / Mosquitto (pub/sub, no store): ${result.ratioAedesToMosquitto}`);
+  console.log(`edge hub RSS idle: ${e.rssIdleStartMiB} MiB at (first) start, ${e.rssIdleAfterMiB} MiB after the run${e.rssIdleRestartMiB === undefined ? '' : `, ${e.rssIdleRestartMiB} MiB after a restart`}${result.mosquitto ? `; Mosquitto RSS ${result.mosquitto.rssMiB} MiB` : ''}`);
   if (e.upstream) console.log(`$upstream delivered to the hub during b: ${e.upstream.deliveredToHubPerSec} msg/s`);
   console.log('\ntarget                    value      target    met');
   for (const [k, t] of Object.entries(result.targets)) console.log(`${k.padEnd(24)} ${String(t.value).padStart(8)}   ${t.target.padEnd(9)} ${t.met ? 'yes' : 'NO'}`);

@@ -1,5 +1,6 @@
-// Hub benchmark: concurrent MQTT/TLS device connections held, QoS 1 1 KB telemetry ingested per second, and twin
-// reported-property updates per second, on SQLite and on PostgreSQL. The hub runs in a child process (its own
+// Hub benchmark: concurrent MQTT/TLS device connections held, QoS 1 1 KB telemetry ingested per second, twin
+// reported-property updates per second and, beside ingest, the ingested telemetry read back through the Event
+// Hubs-compatible endpoint (AMQP/TLS, one receiver per partition), on SQLite and on PostgreSQL. The hub runs in a child process (its own
 // event loop and file-descriptor table); the load generator speaks raw MQTT (mqtt-packet over TLS) from this one.
 // Ratios compare against peers measured the same way: a bare aedes broker over TLS with no auth and no
 // persistence (connections, ingest), and raw better-sqlite3 / pg writes (storage).
@@ -14,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { connect as tlsConnect, createServer as createTlsServer } from 'node:tls';
+import { clearTimeout, setTimeout } from 'node:timers';
 import { fileURLToPath } from 'node:url';
 import mqttPacket from 'mqtt-packet';
 
@@ -33,7 +35,7 @@ if (process.argv[2] === '--serve') {
     const { startHub } = await import(join(hubDist, 'index.js'));
     const hub = await startHub(cfg.config);
     const cs = hub.connectionString();
-    process.send({ ready: true, urls: hub.urls, ca: hub.ca, cs });
+    process.send({ ready: true, urls: hub.urls, ca: hub.ca, cs, eventHubs: { ...hub.eventHubs, cs: hub.eventHubsConnectionString() } });
     process.on('message', async (m) => {
       if (m === 'stop') {
         await hub.close();
@@ -172,6 +174,48 @@ async function ingest(target, clients, login) {
   return { rate: acked / secs, acked };
 }
 
+/**
+ * Reads `expected` stored events back through the Event Hubs-compatible endpoint from the beginning, one rhea
+ * receiver per partition with a credit window of 1,000 (what `EventHubConsumerClient` prefetches is 300).
+ */
+async function eventHubsRead(hub, expected) {
+  const { default: rhea } = await import('rhea');
+  const fields = Object.fromEntries(hub.eventHubs.cs.split(';').map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+  const audience = `sb://${hub.host}/${hub.eventHubs.name}`;
+  const sr = encode(audience);
+  const se = Math.floor(Date.now() / 1000) + 3600;
+  // Service Bus SAS: the HMAC key is the key's text, not its base64 bytes.
+  const sig = createHmac('sha256', Buffer.from(fields.SharedAccessKey, 'utf8')).update(`${sr}\n${se}`).digest('base64');
+  const token = `SharedAccessSignature sr=${sr}&sig=${encodeURIComponent(sig)}&se=${se}&skn=${fields.SharedAccessKeyName}`;
+  const conn = rhea.create_container().connect({ host: hub.host, port: Number(new URL(hub.urls.amqp).port), transport: 'tls', ca: hub.ca, hostname: hub.host, reconnect: false });
+  await new Promise((resolve, reject) => { conn.once('connection_open', resolve); conn.once('disconnected', (c) => reject(c.error ?? new Error('disconnected'))); });
+  await new Promise((resolve, reject) => {
+    const replies = conn.open_receiver({ source: { address: '$cbs' } });
+    replies.on('message', (c) => (Number(c.message.application_properties['status-code']) === 200 ? resolve() : reject(new Error('put-token refused'))));
+    replies.once('receiver_open', () => {
+      const s = conn.open_sender({ target: { address: '$cbs' } });
+      s.once('sendable', () => s.send({ to: '$cbs', reply_to: 'cbs', message_id: 'pt', application_properties: { operation: 'put-token', type: 'servicebus.windows.net:sastoken', name: audience }, body: token }));
+    });
+  });
+  let got = 0;
+  const t0 = performance.now();
+  await new Promise((resolve) => {
+    const deadline = setTimeout(resolve, 120_000);
+    for (let p = 0; p < hub.eventHubs.partitionCount; p++) {
+      const r = conn.open_receiver({ source: { address: `${hub.eventHubs.name}/ConsumerGroups/$Default/Partitions/${p}`, filter: { 'apache.org:selector-filter:string': rhea.types.wrap_described("amqp.annotation.x-opt-offset > '-1'", 0x468c00000004) } }, credit_window: 1000 });
+      r.on('message', () => {
+        if (++got >= expected) {
+          clearTimeout(deadline);
+          resolve();
+        }
+      });
+    }
+  });
+  const secs = (performance.now() - t0) / 1000;
+  conn.close();
+  return { rate: got / secs, read: got };
+}
+
 async function twinUpdates(hub, clients) {
   const target = { host: hub.host, port: hub.mqttPort, ca: hub.ca };
   const conns = await Promise.all(Array.from({ length: clients }, (_, i) => RawClient.open({ ...target, ...deviceLogin(hub, `dev-${i}`) })));
@@ -277,7 +321,7 @@ async function runEngine(name, db, peer) {
   const host = '127.0.0.1';
   const hub = await serve({
     kind: 'hub',
-    config: { dataDir, hostName: host, service: { host, port: 0 }, mqtt: { host, port: 0 }, logLevel: 'warn', ...(db ? { db } : {}), deployments: { resyncSeconds: 3600 } },
+    config: { dataDir, hostName: host, service: { host, port: 0 }, mqtt: { host, port: 0 }, amqp: { host, port: 0 }, logLevel: 'warn', ...(db ? { db } : {}), deployments: { resyncSeconds: 3600 } },
   });
   hub.host = host;
   hub.mqttPort = Number(new URL(hub.urls.mqtt).port);
@@ -287,11 +331,12 @@ async function runEngine(name, db, peer) {
     const conn = await holdConnections(target, CONNECTIONS, (i) => deviceLogin(hub, `dev-${i}`));
     conn.close();
     const ing = await ingest({ ...target, topic: (i) => `devices/dev-${i}/messages/events/k=v` }, LOAD_CLIENTS, (i) => deviceLogin(hub, `dev-${i}`));
+    const eh = await eventHubsRead(hub, ing.acked);
     const tw = await twinUpdates(hub, LOAD_CLIENTS);
     const storage = await peer();
-    results.push({ name, conn, ing, tw, storage });
+    results.push({ name, conn, ing, eh, tw, storage });
     console.log(`${name}: held ${fmt(conn.held)}/${fmt(CONNECTIONS)} connections (${conn.failed} failed) in ${conn.secs.toFixed(1)} s; ` +
-      `ingest ${fmt(ing.rate)} msg/s QoS1 1 KB; twin updates ${fmt(tw.rate)}/s`);
+      `ingest ${fmt(ing.rate)} msg/s QoS1 1 KB; Event Hubs read ${fmt(eh.rate)} events/s (${fmt(eh.read)}/${fmt(ing.acked)}); twin updates ${fmt(tw.rate)}/s`);
     console.log(`  storage peer (${name} raw): ${fmt(storage.insertRate)} inserts/s, ${fmt(storage.twinRate)} JSON read-modify-writes/s -> ` +
       `hub ingest at ${(ing.rate / storage.insertRate * 100).toFixed(1)}% of raw inserts, twins at ${(tw.rate / storage.twinRate * 100).toFixed(1)}% of raw RMW`);
   } finally {
@@ -331,9 +376,9 @@ if (postgresAvailable()) {
 }
 
 const peer = results.find((r) => r.name === 'peer');
-console.log('\n| engine | connections held | connect time (s) | ingest msg/s (QoS1, 1 KB) | vs bare aedes | twin updates/s |');
-console.log('|---|---|---|---|---|---|');
+console.log('\n| engine | connections held | connect time (s) | ingest msg/s (QoS1, 1 KB) | vs bare aedes | Event Hubs read events/s | twin updates/s |');
+console.log('|---|---|---|---|---|---|---|');
 for (const r of results) {
-  console.log(`| ${r.name} | ${fmt(r.conn.held)} | ${r.conn.secs.toFixed(1)} | ${fmt(r.ing.rate)} | ${peer ? `${(r.ing.rate / peer.ing.rate * 100).toFixed(0)}%` : '-'} | ${r.tw ? fmt(r.tw.rate) : '-'} |`);
+  console.log(`| ${r.name} | ${fmt(r.conn.held)} | ${r.conn.secs.toFixed(1)} | ${fmt(r.ing.rate)} | ${peer ? `${(r.ing.rate / peer.ing.rate * 100).toFixed(0)}%` : '-'} | ${r.eh ? fmt(r.eh.rate) : '-'} | ${r.tw ? fmt(r.tw.rate) : '-'} |`);
 }
 console.log(`targets: 10,000 connections, 20,000 msg/s, 2,000 twin updates/s (connections=${CONNECTIONS}, load clients=${LOAD_CLIENTS}, window=${WINDOW}, ${SECONDS} s per phase)`);

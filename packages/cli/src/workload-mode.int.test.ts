@@ -1,7 +1,6 @@
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -12,7 +11,7 @@ import { agentRbac, requestServerCertificate, startAgent, workloadIdentityFromEn
 import { startEdgeHub, type RunningEdgeHub } from '@kedge/edge-hub';
 import { HubClient, startHub, type RunningHub } from '@kedge/hub';
 import { ClusterConfig, createKubeClient, type KubeClient, type KubernetesObject } from '@kedge/kube';
-import { createTestNamespace, eventually, kubeConfigForTests, kubeconfigPathForTests, runPython, type TestNamespace } from '@kedge/testing';
+import { createTestNamespace, eventually, freeLoopbackAddress, kubeConfigForTests, kubeconfigPathForTests, runPython, type TestNamespace } from '@kedge/testing';
 
 // Workload mode end to end: the agent renders a module's Deployment on the real control plane; the test takes
 // exactly the env that Deployment's container carries (secretKeyRefs resolved from the real apiserver, as the
@@ -44,24 +43,9 @@ const tmp = (prefix: string): string => {
   return d;
 };
 
-function canBind(host: string, port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.once('error', () => resolve(false));
-    s.listen({ host, port, exclusive: true }, () => s.close(() => resolve(true)));
-  });
-}
-
 /** A loopback address of 127.0.49.x–127.0.50.x with every port of `ports` free (the SDKs dial fixed ports). */
-async function freeLoopback(ports: readonly number[], avoid: readonly string[] = []): Promise<string> {
-  const start = Math.floor(Math.random() * 500);
-  for (let i = 0; i < 500; i++) {
-    const n = (start + i) % 500;
-    const host = `127.0.${49 + Math.floor(n / 250)}.${(n % 250) + 2}`;
-    if (avoid.includes(host)) continue;
-    if ((await Promise.all(ports.map((p) => canBind(host, p)))).every(Boolean)) return host;
-  }
-  throw new Error('no free loopback address');
+function freeLoopback(ports: readonly number[], avoid: readonly string[] = []): Promise<string> {
+  return freeLoopbackAddress(ports, { firstOctet: 49, blocks: 2, avoid });
 }
 
 type EnvVar = { name: string; value?: string; valueFrom?: { secretKeyRef?: { name: string; key: string } } };

@@ -42,12 +42,16 @@ describe('edge hub broker', () => {
   const received: Array<{ id: Identity; m: InboundTelemetry }> = [];
   const sessions: string[] = [];
   let holdTelemetry: Promise<void> = Promise.resolve();
+  /** Bodies the handler was given (before it is done), and per-body holds. */
+  const entered: string[] = [];
+  const holdFor = new Map<string, Promise<void>>();
   const clients: MqttClient[] = [];
   let current = scope;
 
   const handler: BrokerHandler = {
     async telemetry(id, m) {
-      await holdTelemetry;
+      entered.push(m.body.toString());
+      await (holdFor.get(m.body.toString()) ?? holdTelemetry);
       received.push({ id, m });
     },
     twinGet: () => Promise.resolve({ status: 200, body: JSON.stringify({ desired: { $version: 3, a: 1 }, reported: { $version: 1 } }) }),
@@ -133,6 +137,38 @@ describe('edge hub broker', () => {
     expect(Object.getPrototypeOf(got?.m.properties)).toBeNull();
     expect(got?.m.properties['__proto__']).toBe('x');
     expect(got?.m.properties['temp']).toBe('21');
+  });
+
+  it('reads on while earlier messages wait for the store, and acknowledges in arrival order once each is stored', async () => {
+    const a = await client(EDGE, 'modA');
+    const gates = new Map<string, () => void>();
+    for (const k of ['first', 'second']) holdFor.set(k, new Promise<void>((r) => gates.set(k, r)));
+    const acks: string[] = [];
+    const topic = `devices/${EDGE}/modules/modA/messages/events/`;
+    const p1 = a.publishAsync(topic, 'first', { qos: 1 }).then(() => acks.push('first'));
+    await eventually(() => entered.includes('first'));
+    // aedes alone would not read the next PUBLISH of this connection before the first one is acknowledged.
+    const p2 = a.publishAsync(topic, 'second', { qos: 1 }).then(() => acks.push('second'));
+    await eventually(() => entered.includes('second'));
+    // The second is stored first: its PUBACK waits for the first's [MQTT-4.6.0-2].
+    gates.get('second')?.();
+    await eventually(() => received.some((r) => r.m.body.toString() === 'second'));
+    expect(acks).toEqual([]);
+    gates.get('first')?.();
+    await Promise.all([p1, p2]);
+    expect(acks).toEqual(['first', 'second']);
+  });
+
+  it("gives each message its own bag's properties when a connection alternates bags, as frozen objects", async () => {
+    const a = await client(EDGE, 'modA');
+    const base = `devices/${EDGE}/modules/modA/messages/events/`;
+    const bags = ['%24.on=o1&k=1', '%24.on=o1&k=1', '%24.on=o2&k=2', '%24.on=o1&k=1'];
+    const from = received.length;
+    for (const [i, b] of bags.entries()) await a.publishAsync(`${base}${b}`, `bag${i}`, { qos: 1 });
+    const got = received.slice(from).filter((r) => r.m.body.toString().startsWith('bag'));
+    expect(got.map((r) => [r.m.systemProperties['outputName'], r.m.properties['k']])).toEqual([['o1', '1'], ['o1', '1'], ['o2', '2'], ['o1', '1']]);
+    expect(got.every((r) => Object.isFrozen(r.m.properties) && Object.isFrozen(r.m.systemProperties))).toBe(true);
+    expect(got.every((r) => r.m.systemProperties['connectionModuleId'] === 'modA')).toBe(true);
   });
 
   it('takes a leaf device telemetry and answers twin requests on the requesting connection', async () => {
@@ -242,6 +278,32 @@ describe('edge hub broker', () => {
     const got2 = new Promise<string>((resolve) => again.once('message', (t) => resolve(t)));
     await broker.deliver(target, `devices/${EDGE}/modules/modB/inputs/in2/`, Buffer.from('y'));
     expect(await got2).toBe(`devices/${EDGE}/modules/modB/inputs/in2/`);
+  });
+
+  it('delivers a batch in order in one go and reports how many were acknowledged before the module went away', async () => {
+    const target = { deviceId: EDGE, moduleId: 'modB' };
+    const b = await client(EDGE, 'modB', { clean: true, clientId: `${EDGE}/modB` });
+    await b.subscribeAsync(`devices/${EDGE}/modules/modB/inputs/#`, { qos: 1 });
+    await eventually(() => broker.hasFeature(target, 'inputs'));
+    const topic = (i: number): string => `devices/${EDGE}/modules/modB/inputs/in/seq=${i}`;
+    const got: string[] = [];
+    // MQTT.js acknowledges a message when its handler calls back: the fourth one is never acknowledged.
+    const handle = b.handleMessage.bind(b);
+    b.handleMessage = (packet, callback) => {
+      if (packet.cmd === 'publish') got.push(String(packet.payload));
+      if (packet.cmd === 'publish' && String(packet.payload) === 'm4') return;
+      handle(packet, callback);
+    };
+    const ok = await broker.deliverBatch(target, [1, 2].map((i) => ({ topic: topic(i), body: Buffer.from(`m${i}`) })));
+    expect(ok).toEqual({ acknowledged: 2 });
+    const partial = broker.deliverBatch(target, [3, 4].map((i) => ({ topic: topic(i), body: Buffer.from(`m${i}`) })));
+    await eventually(() => got.includes('m4'));
+    b.end(true);
+    const r = await partial;
+    expect(r.acknowledged).toBe(1);
+    expect(r.error).toBeInstanceOf(NotConnectedError);
+    expect(got.slice(0, 4)).toEqual(['m1', 'm2', 'm3', 'm4']);
+    await expect(broker.deliverBatch(target, [{ topic: topic(5), body: Buffer.from('m5') }])).resolves.toMatchObject({ acknowledged: 0 });
   });
 
   it('ends a session when its token expires and when the identity leaves the scope', async () => {

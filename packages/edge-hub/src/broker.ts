@@ -107,17 +107,98 @@ interface Connection {
   expiry: NodeJS.Timeout | undefined;
 }
 
-interface PendingAck {
-  readonly client: Client;
-  resolve(): void;
-  reject(e: Error): void;
+interface ParsedBag {
+  readonly text: string;
+  readonly properties: Readonly<Record<string, string>>;
+  readonly systemProperties: Readonly<Record<string, string>>;
 }
+
+/** A telemetry PUBLISH waiting for its PUBACK (`messageId` -1: QoS 0, nothing to acknowledge). */
+interface UnackedPublish {
+  readonly messageId: number;
+  readonly bytes: number;
+  stored: boolean;
+}
+
+interface UnackedPublishes {
+  queue: UnackedPublish[];
+  head: number;
+  bytes: number;
+  /** A message of this connection could not be stored: nothing after it is acknowledged. */
+  failed: boolean;
+}
+
+/**
+ * How much telemetry a connection may have waiting for the store before the broker stops reading from it (aedes then
+ * reads again once the message over the bound is stored).
+ */
+const MAX_UNACKED = 1024;
+const MAX_UNACKED_BYTES = 4 * 1024 * 1024;
+
+/** How a {@link EdgeBroker.deliverBatch} ended: the first `acknowledged` messages were; `error` why the next was not. */
+export interface DeliveryOutcome {
+  readonly acknowledged: number;
+  readonly error?: unknown;
+}
+
+interface OutgoingBatch {
+  readonly ids: number[];
+  readonly acked: Uint8Array;
+  /** Messages acknowledged from the start of the batch without a gap. */
+  prefix: number;
+  settled: boolean;
+  resolve(): void;
+  fail(e: unknown): void;
+}
+
+interface OutgoingDeliveries {
+  /** The next packet identifier to try (1–65535). */
+  next: number;
+  readonly inflight: Map<number, { readonly batch: OutgoingBatch; readonly index: number }>;
+}
+
+/** The next packet identifier not in flight on this connection [MQTT-2.3.1-2]. */
+function nextPacketId(out: OutgoingDeliveries): number {
+  for (let tries = 0; tries < 65535; tries++) {
+    const n = out.next;
+    out.next = n === 65535 ? 1 : n + 1;
+    if (!out.inflight.has(n)) return n;
+  }
+  throw new Error('no free MQTT packet identifier on this connection');
+}
+
+/** An MQTT 3.1.1 PUBLISH, QoS 1, not retained, not a duplicate [MQTT-3.3]. Topics over 65,535 bytes throw RangeError. */
+export function encodePublishQos1(topic: string, packetId: number, body: Uint8Array): Buffer {
+  const topicBytes = Buffer.byteLength(topic, 'utf8');
+  if (topicBytes > 0xffff) throw new RangeError(`an MQTT topic is at most 65535 bytes, this one has ${topicBytes}`);
+  const remaining = 2 + topicBytes + 2 + body.byteLength;
+  let lengthBytes = 1;
+  for (let r = remaining; r > 127; r = Math.floor(r / 128)) lengthBytes++;
+  const buf = Buffer.allocUnsafe(1 + lengthBytes + remaining);
+  buf[0] = 0x32;
+  let o = 1;
+  let r = remaining;
+  do {
+    let byte = r % 128;
+    r = Math.floor(r / 128);
+    if (r > 0) byte |= 0x80;
+    buf[o++] = byte;
+  } while (r > 0);
+  buf.writeUInt16BE(topicBytes, o);
+  o += 2;
+  o += buf.write(topic, o, topicBytes, 'utf8');
+  buf.writeUInt16BE(packetId, o);
+  o += 2;
+  buf.set(body, o);
+  return buf;
+}
+
 
 // aedes-persistence is CommonJS (`module.exports = factory`) typed as an ES module: at run time the default import
 // is the factory itself.
 const memoryPersistence = memoryPersistenceModule as unknown as () => AedesMemoryPersistence;
 
-/** The broker id aedes stamps on packets we send ourselves; `brokerCounter` is ours, so PUBACKs can be matched. */
+/** The broker id on the QoS 0 packets the broker sends through aedes (replies, patches, method requests); aedes dedupes by `brokerCounter`. */
 const OWN_BROKER_ID = 'kedge-edge-hub-out';
 
 /**
@@ -143,7 +224,12 @@ export class EdgeBroker {
   readonly #auth = new WeakMap<Client, { id: Identity; token: SasToken }>();
   readonly #connections = new Map<string, Connection>();
   readonly #sessions = new Map<string, Session>();
-  readonly #pending = new Map<number, PendingAck>();
+  /** Per connection: module input deliveries waiting for their PUBACK. */
+  readonly #out = new WeakMap<Client, OutgoingDeliveries>();
+  /** Per connection: the property bag of its last telemetry message. */
+  readonly #lastBag = new WeakMap<Client, ParsedBag>();
+  /** Per connection: telemetry received and not yet acknowledged, in arrival order. */
+  readonly #acks = new WeakMap<Client, UnackedPublishes>();
   #counter = 0;
   #broker: Aedes | undefined;
   #tls: TlsServer | undefined;
@@ -319,11 +405,13 @@ export class EdgeBroker {
     const a = this.#auth.get(client);
     if (!a) return;
     const key = identityKey(a.id.deviceId, a.id.moduleId);
-    for (const [n, p] of this.#pending) {
-      if (p.client === client) {
-        this.#pending.delete(n);
-        p.reject(new NotConnectedError(key));
-      }
+    const out = this.#out.get(client);
+    if (out !== undefined) {
+      this.#out.delete(client);
+      const batches = new Set<OutgoingBatch>();
+      for (const d of out.inflight.values()) batches.add(d.batch);
+      out.inflight.clear();
+      for (const b of batches) b.fail(new NotConnectedError(key));
     }
     const conn = this.#connections.get(key);
     if (conn?.client !== client) return;
@@ -365,6 +453,11 @@ export class EdgeBroker {
       this.#d.log.info({ clientId: client.id.slice(0, 256), topic: sub.topic.slice(0, 200) }, 'Refused subscription');
       return null;
     }
+    // aedes handles a SUBSCRIBE that arrived while the CONNECT was being accepted (or right after the CONNACK) before
+    // it reports the client ready, and #onReady starts a clean session afresh: a subscription recorded before that
+    // would be erased, the client holding its SUBACK and never getting a message. It takes effect once ready. (Not
+    // for persistent sessions: #onReady keeps theirs, and aedes restores their subscriptions before it is ready.)
+    if (client.clean && !(await whenReady(client))) return null;
     const session = this.#sessions.get(client.id) ?? { features: new Set<Feature>() };
     this.#sessions.set(client.id, session);
     session.features.add(feature);
@@ -391,22 +484,13 @@ export class EdgeBroker {
           done(new Error('message too large'));
           return;
         }
-        const bag = splitBag(inbound.bag, SYSTEM_PROPERTY_NAMES);
+        const bag = this.#bag(client, inbound.bag, id);
         if (!bag) {
           done(new Error('malformed property bag'));
           return;
         }
         const receivedAt = (this.#o.now ?? Date.now)();
-        const sys = bag.systemProperties;
-        // The sender's identity comes from its authenticated connection, never from the bag.
-        sys['connectionDeviceId'] = id.deviceId;
-        if (id.moduleId) sys['connectionModuleId'] = id.moduleId;
-        else delete sys['outputName'];
-        // aedes writes the PUBACK only after this callback: the message is durable before it is acknowledged.
-        this.#d.handler.telemetry(id, { body: payload, properties: bag.properties, systemProperties: sys, receivedAt }).then(
-          () => done(null),
-          (e: unknown) => done(e instanceof Error ? e : new Error(String(e))),
-        );
+        this.#telemetry(client, packet, id, { body: payload, properties: bag.properties, systemProperties: bag.systemProperties, receivedAt }, done);
         return;
       }
       case 'twin-get':
@@ -422,6 +506,103 @@ export class EdgeBroker {
         this.#d.handler.methodResponse(id, inbound.rid, inbound.status, payload);
         return;
     }
+  }
+
+  /**
+   * The properties of a telemetry property bag, with the sender's identity from its connection (never from the bag),
+   * frozen. A connection's messages usually carry the same bag (output, content type): the last one parsed is
+   * reused when the text is the same, so those messages share one pair of immutable objects.
+   */
+  #bag(client: Client, text: string, id: Identity): ParsedBag | undefined {
+    const last = this.#lastBag.get(client);
+    if (last !== undefined && last.text === text) return last;
+    const bag = splitBag(text, SYSTEM_PROPERTY_NAMES);
+    if (!bag) return undefined;
+    const sys = bag.systemProperties;
+    sys['connectionDeviceId'] = id.deviceId;
+    if (id.moduleId) sys['connectionModuleId'] = id.moduleId;
+    else delete sys['outputName'];
+    const parsed: ParsedBag = { text, properties: Object.freeze(bag.properties), systemProperties: Object.freeze(sys) };
+    this.#lastBag.set(client, parsed);
+    return parsed;
+  }
+
+  /**
+   * Hands a telemetry message to the handler and acknowledges it once it is stored. The broker writes the PUBACK
+   * itself rather than through aedes, so a connection's next packets are read while earlier ones wait for their
+   * group commit (aedes would hold the next read until every packet of the read batch is acknowledged, so a batch
+   * waits for its fsync before the next one can join one):
+   * - PUBACKs go out in the order the PUBLISHes arrived [MQTT-4.6.0-2], each only after its message is durable;
+   *   those ready together are one write (one TLS record).
+   * - Bounded: past {@link MAX_UNACKED} messages or {@link MAX_UNACKED_BYTES} bytes waiting on a connection, aedes'
+   *   read waits for this message (its `done`), as before.
+   * - A message that cannot be stored is never acknowledged: the connection is closed (MQTT 3.1.1 has no negative
+   *   PUBACK), and so are the PUBACKs of messages after it (the client resends them: at least once).
+   * aedes sees the PUBLISH as QoS 0 (so it writes no PUBACK of its own and keeps no offline queue for it); nothing is
+   * forwarded to other clients either way ({@link authorizeForward}).
+   */
+  #telemetry(client: Client, packet: PublishPacket, id: Identity, message: InboundTelemetry, done: (err?: Error | null) => void): void {
+    const acks = this.#unacked(client);
+    const slot: UnackedPublish = { messageId: packet.qos === 1 ? (packet.messageId ?? 0) : -1, bytes: message.body.length, stored: false };
+    packet.qos = 0;
+    acks.queue.push(slot);
+    acks.bytes += slot.bytes;
+    const hold = acks.queue.length - acks.head > MAX_UNACKED || acks.bytes > MAX_UNACKED_BYTES;
+    if (!hold) done(null);
+    this.#d.handler.telemetry(id, message).then(
+      () => {
+        slot.stored = true;
+        this.#flushAcks(client, acks);
+        if (hold) done(null);
+      },
+      (e: unknown) => {
+        const err = e instanceof Error ? e : new Error(String(e));
+        acks.failed = true;
+        // Not acknowledged: the connection ends (aedes does it for a `done` error).
+        if (hold) done(err);
+        else {
+          this.#d.log.debug({ clientId: client.id, err: err.message }, 'Closing a connection whose message could not be stored');
+          client.close();
+        }
+      },
+    );
+  }
+
+  #unacked(client: Client): UnackedPublishes {
+    let acks = this.#acks.get(client);
+    if (acks === undefined) this.#acks.set(client, (acks = { queue: [], head: 0, bytes: 0, failed: false }));
+    return acks;
+  }
+
+  /** Writes the PUBACKs of the stored messages at the head of the connection's queue, in order, in one write. */
+  #flushAcks(client: Client, acks: UnackedPublishes): void {
+    let n = 0;
+    let i = acks.head;
+    for (; i < acks.queue.length && (acks.queue[i] as UnackedPublish).stored; i++) {
+      const slot = acks.queue[i] as UnackedPublish;
+      acks.bytes -= slot.bytes;
+      if (slot.messageId >= 0) n++;
+    }
+    if (i === acks.head) return;
+    const ready = acks.queue.slice(acks.head, i);
+    if (i === acks.queue.length) {
+      acks.queue = [];
+      acks.head = 0;
+    } else if (i > 1024) {
+      acks.queue = acks.queue.slice(i);
+      acks.head = 0;
+    } else acks.head = i;
+    if (n === 0 || acks.failed || client.closed || client.conn.destroyed) return;
+    const buf = Buffer.allocUnsafe(4 * n);
+    let o = 0;
+    for (const slot of ready) {
+      if (slot.messageId < 0) continue;
+      buf[o] = 0x40; // PUBACK, remaining length 2, packet identifier [MQTT-3.4]
+      buf[o + 1] = 2;
+      buf.writeUInt16BE(slot.messageId, o + 2);
+      o += 4;
+    }
+    client.conn.write(buf);
   }
 
   #reply(client: Client, rid: string, reply: Promise<TwinReply>): void {
@@ -455,55 +636,74 @@ export class EdgeBroker {
    * Publishes a module input message with QoS 1; resolves on the module's PUBACK.
    * @throws NotConnectedError when the module is not connected and subscribed, or disconnects before acknowledging.
    */
-  deliver(id: Identity, topic: string, body: Uint8Array, signal?: AbortSignal): Promise<void> {
+  async deliver(id: Identity, topic: string, body: Uint8Array, signal?: AbortSignal): Promise<void> {
+    const r = await this.deliverBatch(id, [{ topic, body }], signal);
+    if (r.acknowledged < 1) throw r.error;
+  }
+
+  /**
+   * Publishes module input messages with QoS 1, in order, on the module's connection: all of them in one write (one
+   * TLS record per 16 KiB rather than one per message), each matched to its PUBACK by packet identifier. Resolves
+   * once every message is acknowledged, or at the first that cannot be (the connection ends, `signal` aborts) with
+   * how many were acknowledged before it: a client acknowledges in the order it received [MQTT-4.6.0-2], so those
+   * are a prefix. `error` is a {@link NotConnectedError} when the module is not connected and subscribed or
+   * disconnects, else the abort reason.
+   */
+  deliverBatch(id: Identity, messages: readonly { readonly topic: string; readonly body: Uint8Array }[], signal?: AbortSignal): Promise<DeliveryOutcome> {
     const client = this.#featureOf(id, F.Inputs);
-    if (!client) return Promise.reject(new NotConnectedError(identityKey(id.deviceId, id.moduleId)));
-    const n = ++this.#counter;
-    return new Promise<void>((resolve, reject) => {
-      const onAbort = (): void => {
-        this.#pending.delete(n);
-        reject(signal?.reason instanceof Error ? signal.reason : new Error('aborted'));
+    const key = identityKey(id.deviceId, id.moduleId);
+    if (!client || client.closed || client.conn.destroyed) return Promise.resolve({ acknowledged: 0, error: new NotConnectedError(key) });
+    if (messages.length === 0) return Promise.resolve({ acknowledged: 0 });
+    const out = this.#outgoing(client);
+    return new Promise<DeliveryOutcome>((resolve) => {
+      const batch: OutgoingBatch = { ids: new Array<number>(messages.length), acked: new Uint8Array(messages.length), prefix: 0, settled: false, resolve: () => undefined, fail: () => undefined };
+      const onAbort = (): void => batch.fail(signal?.reason instanceof Error ? signal.reason : new Error('aborted'));
+      const finish = (error?: unknown): void => {
+        if (batch.settled) return;
+        batch.settled = true;
+        signal?.removeEventListener('abort', onAbort);
+        for (const n of batch.ids) if (out.inflight.get(n)?.batch === batch) out.inflight.delete(n);
+        resolve(error === undefined ? { acknowledged: batch.prefix } : { acknowledged: batch.prefix, error });
       };
-      this.#pending.set(n, {
-        client,
-        resolve: () => {
-          signal?.removeEventListener('abort', onAbort);
-          resolve();
-        },
-        reject: (e) => {
-          signal?.removeEventListener('abort', onAbort);
-          reject(e);
-        },
-      });
+      batch.resolve = () => finish();
+      batch.fail = (e: unknown) => finish(e);
+      let bytes = 0;
+      const encoded: Buffer[] = [];
+      for (let i = 0; i < messages.length; i++) {
+        const m = messages[i] as { topic: string; body: Uint8Array };
+        const n = nextPacketId(out);
+        batch.ids[i] = n;
+        out.inflight.set(n, { batch, index: i });
+        const pkt = encodePublishQos1(m.topic, n, m.body);
+        encoded.push(pkt);
+        bytes += pkt.length;
+      }
+      if (signal?.aborted) {
+        onAbort();
+        return;
+      }
       signal?.addEventListener('abort', onAbort, { once: true });
-      const packet = { cmd: 'publish', topic, payload: Buffer.from(body.buffer, body.byteOffset, body.byteLength), qos: 1, retain: false, dup: false, brokerId: OWN_BROKER_ID, brokerCounter: n };
-      client.publish(packet as PublishPacket, (err) => {
-        if (!err) return;
-        const p = this.#pending.get(n);
-        this.#pending.delete(n);
-        p?.reject(err);
-      });
+      client.conn.write(encoded.length === 1 ? (encoded[0] as Buffer) : Buffer.concat(encoded, bytes));
     });
   }
 
+  #outgoing(client: Client): OutgoingDeliveries {
+    let out = this.#out.get(client);
+    if (out === undefined) this.#out.set(client, (out = { next: 1, inflight: new Map() }));
+    return out;
+  }
+
   #onAck(packet: unknown, client: Client): void {
-    // Persistent sessions: aedes hands back the packet we sent (sessionPersistence tracks it), matched exactly.
-    // Clean sessions keep no outgoing state in aedes, so the PUBACK is matched to the oldest delivery in flight on
-    // that connection: a client sends PUBACKs in the order it received the PUBLISHes [MQTT-4.6.0-2].
-    let counter = (packet as { brokerId?: string; brokerCounter?: number } | undefined)?.brokerCounter;
-    if (counter === undefined) {
-      for (const [n, p] of this.#pending) {
-        if (p.client === client) {
-          counter = n;
-          break;
-        }
-      }
-    }
-    if (counter === undefined) return;
-    const p = this.#pending.get(counter);
-    if (!p || p.client !== client) return;
-    this.#pending.delete(counter);
-    p.resolve();
+    // Every QoS 1 PUBLISH to a client is a module input delivery ({@link deliverBatch}): matched by packet identifier.
+    const messageId = (packet as { messageId?: number } | undefined)?.messageId;
+    const out = this.#out.get(client);
+    const d = messageId === undefined ? undefined : out?.inflight.get(messageId);
+    if (d === undefined || out === undefined || messageId === undefined) return;
+    out.inflight.delete(messageId);
+    const b = d.batch;
+    b.acked[d.index] = 1;
+    while (b.prefix < b.acked.length && b.acked[b.prefix] === 1) b.prefix++;
+    if (b.prefix === b.acked.length) b.resolve();
   }
 
   /** Sends a desired-properties patch (the hub's body, `$version` inside) if `id` subscribed to them. */
@@ -541,6 +741,23 @@ export class EdgeBroker {
   }
 }
 
+/** Resolves true once aedes reported `client` ready (after the broker's `clientReady` listeners), false if it closed first. */
+function whenReady(client: Client): Promise<boolean> {
+  if (client.connected || client.closed) return Promise.resolve(client.connected && !client.closed);
+  return new Promise((resolve) => {
+    const ready = (): void => {
+      client.conn.removeListener('close', gone);
+      resolve(!client.closed);
+    };
+    const gone = (): void => {
+      client.removeListener('connected', ready);
+      resolve(false);
+    };
+    client.once('connected', ready);
+    client.conn.once('close', gone);
+  });
+}
+
 function listenOn(server: TlsServer | HttpsServer, at: { host: string; port: number }): Promise<number> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
@@ -555,34 +772,21 @@ function listenOn(server: TlsServer | HttpsServer, at: { host: string; port: num
 /**
  * aedes session persistence for the edge hub: aedes' in-memory persistence (subscriptions of persistent sessions),
  * with its outgoing queue replaced. The router's durable store is the queue: aedes keeps nothing for offline
- * clients and does not resend in-flight packets on reconnect (the router retries what was not acknowledged). Only
- * in-flight QoS 1 packets of live connections are tracked, so a PUBACK is matched to the packet it acknowledges.
+ * clients and does not resend in-flight packets on reconnect (the router retries what was not acknowledged). The
+ * broker writes every QoS 1 PUBLISH to a client itself ({@link EdgeBroker.deliverBatch}) and matches PUBACKs by
+ * packet identifier, so aedes tracks no outgoing packet: an acknowledgement is handed back as its identifier.
  */
 export function sessionPersistence(): AedesMemoryPersistence {
   const base = memoryPersistence();
-  const inflight = new Map<string, Map<number, unknown>>();
   type Pkt = { messageId?: number };
   const overrides = {
     outgoingEnqueue: (): Promise<void> => Promise.resolve(),
     outgoingEnqueueCombi: (): Promise<void> => Promise.resolve(),
-    outgoingUpdate: (client: { id: string }, packet: Pkt): Promise<void> => {
-      let m = inflight.get(client.id);
-      if (!m) inflight.set(client.id, (m = new Map<number, unknown>()));
-      if (packet.messageId !== undefined) m.set(packet.messageId, packet);
-      return Promise.resolve();
-    },
-    outgoingClearMessageId: (client: { id: string }, packet: Pkt): Promise<unknown> => {
-      const m = inflight.get(client.id);
-      const p = packet.messageId === undefined ? undefined : m?.get(packet.messageId);
-      if (packet.messageId !== undefined) m?.delete(packet.messageId);
-      return Promise.resolve(p);
-    },
-    // Called when a session (re)connects: what was in flight on the old connection is forgotten here and retried
-    // by the router, which saw those deliveries fail.
-    outgoingStream: (client: { id: string }): Readable => {
-      inflight.delete(client.id);
-      return Readable.from([]);
-    },
+    outgoingUpdate: (): Promise<void> => Promise.resolve(),
+    outgoingClearMessageId: (_client: { id: string }, packet: Pkt): Promise<unknown> => Promise.resolve({ messageId: packet.messageId }),
+    // Called when a session (re)connects: nothing of the old connection is resent here; the router retries what
+    // was in flight, as those deliveries failed.
+    outgoingStream: (): Readable => Readable.from([]),
   };
   return Object.assign(base, overrides);
 }

@@ -27,7 +27,7 @@ import { EdgeHubReporter } from './reported.js';
 import { TwinCache, parseSafe } from './twins.js';
 import type { SafeObject } from './twins.js';
 import { Need, UpstreamLink } from './upstream.js';
-import type { UpstreamConnection } from './upstream.js';
+import type { ReconnectStatus, UpstreamConnection } from './upstream.js';
 
 /** A running edge hub. */
 export interface RunningEdgeHub {
@@ -43,6 +43,8 @@ export interface RunningEdgeHub {
   readonly metrics: EdgeHubMetrics;
   /** The router (routes, endpoint states, queue lengths). */
   readonly router: Router;
+  /** The upstream connections' reconnect backoff, the edge hub's own (the probe) first. */
+  readonly upstream: { status(): ReconnectStatus[] };
   /** Graceful stop: no new connections, in-flight acknowledgements finish, the store is flushed and closed. */
   close(): Promise<void>;
 }
@@ -100,7 +102,30 @@ const defaultStore = (dir: string, options: EdgeHubConfig['store'], log: Logger)
  */
 const ID_PREFIX = randomBytes(6).toString('hex');
 let idCounter = 0;
-const messageId = (): string => `${Date.now().toString(36).padStart(9, '0')}-${ID_PREFIX}${(idCounter++ % 0x100000000).toString(16).padStart(8, '0')}`;
+/** The time part of the last id and the millisecond it is for (many messages share one). */
+let idTime = { ms: -1, text: '' };
+const messageId = (): string => {
+  const ms = Date.now();
+  if (ms !== idTime.ms) idTime = { ms, text: `${ms.toString(36).padStart(9, '0')}-${ID_PREFIX}` };
+  return `${idTime.text}${(idCounter++ % 0x100000000).toString(16).padStart(8, '0')}`;
+};
+
+/**
+ * The `source` of a sender's telemetry: one frozen object per identity and output, shared by its messages (it is
+ * the same for all of them; the store encodes it once per object).
+ */
+const sources = new Map<string, EdgeMessage['source']>();
+const sourceOf = (id: Identity, output: string | undefined): EdgeMessage['source'] => {
+  const key = `${id.deviceId}/${id.moduleId}/${output ?? ''}`;
+  let s = sources.get(key);
+  if (s === undefined) {
+    s = Object.freeze({ deviceId: id.deviceId, ...(id.moduleId ? { moduleId: id.moduleId } : {}), ...(output ? { output } : {}) });
+    // Bounded: identities and outputs are few; a flood of outputs only costs re-creating objects.
+    if (sources.size >= 4096) sources.clear();
+    sources.set(key, s);
+  }
+  return s;
+};
 
 const userPart = (doc: SafeObject): SafeObject => {
   const out = Object.create(null) as SafeObject;
@@ -266,7 +291,7 @@ export async function startEdgeHub(input: EdgeHubConfigInput, options: EdgeHubSt
         body: m.body,
         properties: m.properties,
         systemProperties: m.systemProperties,
-        source: { deviceId: id.deviceId, ...(id.moduleId ? { moduleId: id.moduleId } : {}), ...(output ? { output } : {}) },
+        source: sourceOf(id, output),
         enqueuedAt: m.receivedAt,
       };
       const from = identityKey(id.deviceId, id.moduleId);
@@ -467,6 +492,7 @@ export async function startEdgeHub(input: EdgeHubConfigInput, options: EdgeHubSt
       caFile: tls.caFile,
       metrics,
       router,
+      upstream: { status: () => link.status() },
       async close() {
         log.info({ deviceId: edge }, 'Stopping edge hub');
         reporter.close();

@@ -1,4 +1,3 @@
-import { setMaxListeners } from 'node:events';
 import type { BatchContext, Endpoint, EndpointHooks, InvalidMessage, SinkResult, StoredMessage } from '@kedge/routing';
 import { FailureKind } from '@kedge/routing';
 import type { Identity } from '@kedge/protocol';
@@ -15,11 +14,34 @@ import type { UpstreamLink } from './upstream.js';
  * (edgeHub's `ModuleEndpoint`: "if one message fails, all later ones are failed too").
  */
 function inOrder(batch: readonly StoredMessage[], firstFailure: number, kind: FailureKind, cause: unknown, invalid: InvalidMessage[] = []): SinkResult {
+  if (firstFailure >= batch.length && invalid.length === 0) return { succeeded: batch, failed: [], invalid };
   const bad = new Set(invalid.map((i) => i.message));
   const ok = batch.slice(0, firstFailure).filter((m) => !bad.has(m));
   const failed = batch.slice(firstFailure).filter((m) => !bad.has(m));
   return failed.length === 0 ? { succeeded: ok, failed: [], invalid } : { succeeded: ok, failed, invalid, failure: { kind, cause } };
 }
+
+/**
+ * Counts delivered messages: `edgehub_messages_sent_total` and `edgehub_message_send_duration_seconds` per message,
+ * `edgehub_message_process_duration_seconds` (the batch's duration, once per message) as one weighted observation per
+ * sender.
+ */
+function countDelivered(metrics: EdgeHubMetrics, delivered: readonly StoredMessage[], at: { to: string; toInput: string; priority: string; now: number; started: number }): void {
+  const { to, toInput, priority, now } = at;
+  const perSender = new Map<string, number>();
+  for (const m of delivered) {
+    const s = sender(m);
+    const from = identityKey(s.deviceId, s.moduleId);
+    const output = outputOf(m);
+    metrics.sent.inc({ from, to, from_route_output: output, to_route_input: toInput, priority });
+    metrics.sendDuration.observe({ from, to, from_route_output: output, to_route_input: toInput }, (now - m.message.enqueuedAt) / 1000);
+    perSender.set(from, (perSender.get(from) ?? 0) + 1);
+  }
+  for (const [from, n] of perSender) metrics.processDuration.observe({ from, to, priority }, (now - at.started) / 1000, n);
+}
+
+/** Below this many UTF-16 units a topic cannot exceed MQTT's 65,535 bytes (at most 3 bytes each). */
+const MAX_TOPIC_CHARS = Math.floor(0xffff / 3);
 
 /** The original sender of a stored message (its connection identity). */
 export const sender = (m: StoredMessage): Identity => ({
@@ -42,6 +64,7 @@ export class ModuleInputEndpoint implements Endpoint {
   readonly #input: string;
   readonly #broker: EdgeBroker;
   readonly #metrics: EdgeHubMetrics;
+  #last: { readonly properties: object; readonly systemProperties: object; readonly topic: string } | undefined;
 
   constructor(deps: { id: string; edgeDeviceId: string; module: string; input: string; broker: EdgeBroker; metrics: EdgeHubMetrics }) {
     this.id = deps.id;
@@ -49,6 +72,19 @@ export class ModuleInputEndpoint implements Endpoint {
     this.#input = deps.input;
     this.#broker = deps.broker;
     this.#metrics = deps.metrics;
+  }
+
+  /**
+   * The input topic of a message. Messages of one sender with the same property bag share their (frozen) property
+   * objects (the broker reuses them), so the last topic is reused when both objects are the same.
+   */
+  #topic(m: StoredMessage): string {
+    const { properties, systemProperties } = m.message;
+    const last = this.#last;
+    if (last !== undefined && last.properties === properties && last.systemProperties === systemProperties) return last.topic;
+    const topic = moduleInputTopic(this.#target.deviceId, this.#target.moduleId, this.#input, formatBag(properties, systemProperties, OUTBOUND_WIRE_NAMES));
+    this.#last = { properties, systemProperties, topic };
+    return topic;
   }
 
   /** The module this endpoint delivers to. */
@@ -61,27 +97,26 @@ export class ModuleInputEndpoint implements Endpoint {
     if (!this.#broker.hasFeature(this.#target, Feature.Inputs)) {
       return inOrder(batch, 0, FailureKind.NoConnection, new Error(`module ${this.#target.moduleId} is not connected`));
     }
-    // Pipelined: every message is in flight at once, in queue order on one connection (each listens on `signal`).
-    setMaxListeners(batch.length + 10, signal);
-    const outcomes = await Promise.allSettled(
-      batch.map((m) => {
-        const bag = formatBag(m.message.properties, m.message.systemProperties, OUTBOUND_WIRE_NAMES);
-        return this.#broker.deliver(this.#target, moduleInputTopic(this.#target.deviceId, this.#target.moduleId, this.#input, bag), m.message.body, signal);
-      }),
-    );
-    const first = outcomes.findIndex((o) => o.status === 'rejected');
+    // Pipelined: the whole batch in one write, in queue order on the module's connection.
+    const sendable: StoredMessage[] = [];
+    const items: { topic: string; body: Uint8Array }[] = [];
+    const invalid: InvalidMessage[] = [];
+    for (const m of batch) {
+      const topic = this.#topic(m);
+      // MQTT caps a topic at 65,535 bytes; the property bag makes the topic, so such a message can never be sent.
+      if (topic.length > MAX_TOPIC_CHARS && Buffer.byteLength(topic, 'utf8') > 0xffff) invalid.push({ message: m, reason: 'its properties make an input topic over 65535 bytes' });
+      else {
+        sendable.push(m);
+        items.push({ topic, body: m.message.body });
+      }
+    }
+    const { acknowledged, error } = await this.#broker.deliverBatch(this.#target, items, signal);
     const now = Date.now();
     const to = identityKey(this.#target.deviceId, this.#target.moduleId);
     const priority = String(context?.priority ?? '');
-    for (const m of first < 0 ? batch : batch.slice(0, first)) {
-      const from = identityKey(sender(m).deviceId, sender(m).moduleId);
-      this.#metrics.sent.inc({ from, to, from_route_output: outputOf(m), to_route_input: this.#input, priority });
-      this.#metrics.sendDuration.observe({ from, to, from_route_output: outputOf(m), to_route_input: this.#input }, (now - m.message.enqueuedAt) / 1000);
-      this.#metrics.processDuration.observe({ from, to, priority }, (now - started) / 1000);
-    }
-    if (first < 0) return { succeeded: batch, failed: [], invalid: [] };
-    const reason = (outcomes[first] as PromiseRejectedResult).reason as unknown;
-    return inOrder(batch, first, signal.aborted ? FailureKind.Timeout : FailureKind.NoConnection, reason);
+    countDelivered(this.#metrics, sendable.slice(0, acknowledged), { to, toInput: this.#input, priority, now, started });
+    const first = acknowledged === sendable.length ? batch.length : batch.indexOf(sendable[acknowledged] as StoredMessage);
+    return inOrder(batch, first, signal.aborted ? FailureKind.Timeout : FailureKind.NoConnection, error, invalid);
   }
 }
 
@@ -97,6 +132,7 @@ export class UpstreamEndpoint implements Endpoint {
   readonly #metrics: EdgeHubMetrics;
   readonly #waitMs: number;
   readonly #hooks: EndpointHooks;
+  #last: { readonly properties: object; readonly systemProperties: object; readonly id: Identity; readonly topic: string } | undefined;
 
   constructor(deps: { id: string; link: UpstreamLink; metrics: EdgeHubMetrics; waitMs: number; hooks: EndpointHooks }) {
     this.id = deps.id;
@@ -104,6 +140,16 @@ export class UpstreamEndpoint implements Endpoint {
     this.#metrics = deps.metrics;
     this.#waitMs = deps.waitMs;
     this.#hooks = deps.hooks;
+  }
+
+  /** The telemetry topic of a message on `id`'s connection; the last one is reused for the same (frozen, shared) bag. */
+  #topic(m: StoredMessage, id: Identity): string {
+    const { properties, systemProperties } = m.message;
+    const last = this.#last;
+    if (last !== undefined && last.properties === properties && last.systemProperties === systemProperties && last.id === id) return last.topic;
+    const topic = telemetryTopic(id, formatBag(properties, systemProperties, INBOUND_WIRE_NAMES));
+    this.#last = { properties, systemProperties, id, topic };
+    return topic;
   }
 
   /** Tells the executor the link is back (called by the edge hub when an upstream connection comes up). */
@@ -140,8 +186,7 @@ export class UpstreamEndpoint implements Endpoint {
             break;
           }
         }
-        const bag = formatBag(m.message.properties, m.message.systemProperties, INBOUND_WIRE_NAMES);
-        sends.push(conn.publish(telemetryTopic(conn.id, bag), m.message.body));
+        sends.push(conn.publish(this.#topic(m, conn.id), m.message.body));
       }
       const outcomes = await Promise.allSettled(sends);
       // `sends` holds the non-invalid messages before firstFailure, in order.
@@ -153,12 +198,7 @@ export class UpstreamEndpoint implements Endpoint {
       }
       const now = Date.now();
       const priority = String(context?.priority ?? '');
-      for (const m of sent.slice(0, bad < 0 ? sent.length : bad)) {
-        const from = identityKey(sender(m).deviceId, sender(m).moduleId);
-        this.#metrics.sent.inc({ from, to: 'upstream', from_route_output: outputOf(m), to_route_input: '', priority });
-        this.#metrics.sendDuration.observe({ from, to: 'upstream', from_route_output: outputOf(m), to_route_input: '' }, (now - m.message.enqueuedAt) / 1000);
-        this.#metrics.processDuration.observe({ from, to: 'upstream', priority }, (now - started) / 1000);
-      }
+      countDelivered(this.#metrics, sent.slice(0, bad < 0 ? sent.length : bad), { to: 'upstream', toInput: '', priority, now, started });
       return inOrder(batch, firstFailure, signal.aborted ? FailureKind.Timeout : FailureKind.NoConnection, cause, invalid);
     } finally {
       for (const c of used) c.release(Need.Telemetry);

@@ -20,7 +20,7 @@ export { startHttpsServer, parseMethodPath, parseMethodRequest, methodResultBody
 export type { HttpsServerOptions, HttpsServerDeps, RunningHttpsServer, MethodRequestBody } from './http.js';
 export { ModuleInputEndpoint, UpstreamEndpoint } from './endpoints.js';
 export { UpstreamLink, UpstreamConnection, Need } from './upstream.js';
-export type { UpstreamOptions, UpstreamEvents, HubTwinReply } from './upstream.js';
+export type { UpstreamOptions, UpstreamEvents, HubTwinReply, ReconnectStatus } from './upstream.js';
 export { TwinCache, mergeSafe, parseSafe, toSafe } from './twins.js';
 export type { SafeObject } from './twins.js';
 export { EdgeHubReporter, clientReportKey } from './reported.js';

@@ -1,7 +1,148 @@
 import { randomUUID } from 'node:crypto';
-import { Counter, Gauge, Registry, Summary } from 'prom-client';
+import { Counter, Gauge, Registry } from 'prom-client';
+import type { MetricValueWithName } from 'prom-client';
 
 const QUANTILES = [0.5, 0.9, 0.95, 0.99, 0.999, 0.9999];
+
+/** Relative accuracy of {@link WindowedSummary}'s quantiles (DDSketch's α): a reported quantile is within 1 % of a value observed at that rank. */
+const RELATIVE_ACCURACY = 0.01;
+const GAMMA = (1 + RELATIVE_ACCURACY) / (1 - RELATIVE_ACCURACY);
+const LN_GAMMA = Math.log(GAMMA);
+
+interface Slot {
+  /** Start of the slot's time span (ms). */
+  start: number;
+  /** Counts per logarithmic bucket: bucket `i` holds values in (γ^(i-1), γ^i]. */
+  readonly buckets: Map<number, number>;
+  /** Observations ≤ 0 (a duration under the clock's resolution). */
+  zeros: number;
+  count: number;
+}
+
+interface Series {
+  readonly labels: Record<string, string | number>;
+  readonly slots: Slot[];
+  sum: number;
+  count: number;
+}
+
+/**
+ * A Prometheus summary as prom-client's `Summary` exposes it (the quantiles over a sliding window of `maxAgeSeconds`
+ * that moves in `ageBuckets` steps, `_sum` and `_count` since start), made for the per-message path. prom-client pushes
+ * every observation into a t-digest per age bucket (five pushes per observation, the edge hub made three
+ * observations per message); here an observation is one increment of a logarithmic bucket in the current time slot
+ * (DDSketch: quantiles within {@link RELATIVE_ACCURACY} of a value of that rank), and the window's slots are merged
+ * when scraped. `observe(labels, value, count)` records `count` equal observations at once.
+ */
+export class WindowedSummary<L extends string> {
+  readonly name: string;
+  readonly help: string;
+  readonly type = 'summary';
+  readonly aggregator = 'sum';
+  readonly #labelNames: readonly L[];
+  readonly #percentiles: readonly number[];
+  readonly #slotMs: number;
+  readonly #slots: number;
+  readonly #now: () => number;
+  readonly #series = new Map<string, Series>();
+
+  constructor(o: { name: string; help: string; labelNames: readonly L[]; registers: Registry[]; percentiles?: readonly number[]; maxAgeSeconds?: number; ageBuckets?: number; now?: () => number }) {
+    this.name = o.name;
+    this.help = o.help;
+    this.#labelNames = o.labelNames;
+    this.#percentiles = o.percentiles ?? QUANTILES;
+    this.#slots = o.ageBuckets ?? 5;
+    this.#slotMs = ((o.maxAgeSeconds ?? 600) * 1000) / this.#slots;
+    this.#now = o.now ?? Date.now;
+    for (const r of o.registers) r.registerMetric(this as never);
+  }
+
+  /** Records `count` observations of `value`. */
+  observe(labels: Partial<Record<L, string | number>>, value: number, count = 1): void {
+    if (!Number.isFinite(value)) throw new TypeError(`Value is not a valid number: ${value}`);
+    let key = '';
+    for (const n of this.#labelNames) key += `${labels[n] ?? ''}\u0000`;
+    let series = this.#series.get(key);
+    if (series === undefined) {
+      const own: Record<string, string | number> = {};
+      for (const n of this.#labelNames) if (labels[n] !== undefined) own[n] = labels[n];
+      this.#series.set(key, (series = { labels: own, slots: [], sum: 0, count: 0 }));
+    }
+    series.sum += value * count;
+    series.count += count;
+    const slot = this.#slot(series);
+    slot.count += count;
+    if (value <= 0) slot.zeros += count;
+    else {
+      const i = Math.ceil(Math.log(value) / LN_GAMMA);
+      slot.buckets.set(i, (slot.buckets.get(i) ?? 0) + count);
+    }
+  }
+
+  /** Starts a timer; the returned function observes the seconds since. */
+  startTimer(labels: Partial<Record<L, string | number>>): () => number {
+    const start = process.hrtime.bigint();
+    return () => {
+      const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+      this.observe(labels, seconds);
+      return seconds;
+    };
+  }
+
+  #slot(series: Series): Slot {
+    const now = this.#now();
+    const last = series.slots[series.slots.length - 1];
+    if (last !== undefined && now < last.start + this.#slotMs) return last;
+    const start = now - (now % this.#slotMs);
+    const slot: Slot = { start, buckets: new Map(), zeros: 0, count: 0 };
+    series.slots.push(slot);
+    this.#expire(series, now);
+    return slot;
+  }
+
+  /** Drops the slots that are out of the window: the last `ageBuckets` slot spans are kept. */
+  #expire(series: Series, now: number): void {
+    const oldest = now - this.#slots * this.#slotMs;
+    while (series.slots.length > 0 && (series.slots[0] as Slot).start + this.#slotMs <= oldest) series.slots.shift();
+  }
+
+  /** The quantile `q` of the window (0 when it is empty, as prom-client). */
+  #quantile(series: Series, q: number): number {
+    let total = 0;
+    let zeros = 0;
+    const merged = new Map<number, number>();
+    for (const s of series.slots) {
+      total += s.count;
+      zeros += s.zeros;
+      for (const [i, c] of s.buckets) merged.set(i, (merged.get(i) ?? 0) + c);
+    }
+    if (total === 0) return 0;
+    const rank = q * (total - 1);
+    let seen = zeros;
+    if (rank < seen) return 0;
+    for (const i of [...merged.keys()].sort((a, b) => a - b)) {
+      seen += merged.get(i) as number;
+      if (rank < seen) return (2 * GAMMA ** i) / (GAMMA + 1);
+    }
+    return (2 * GAMMA ** Math.max(...merged.keys())) / (GAMMA + 1);
+  }
+
+  get(): Promise<{ name: string; help: string; type: 'summary'; values: MetricValueWithName<string>[]; aggregator: 'sum' }> {
+    const now = this.#now();
+    const values: MetricValueWithName<string>[] = [];
+    for (const series of this.#series.values()) {
+      this.#expire(series, now);
+      for (const q of this.#percentiles) values.push({ labels: { quantile: q, ...series.labels }, value: this.#quantile(series, q) });
+      values.push({ metricName: `${this.name}_sum`, labels: series.labels, value: series.sum });
+      values.push({ metricName: `${this.name}_count`, labels: series.labels, value: series.count });
+    }
+    return Promise.resolve({ name: this.name, help: this.help, type: 'summary', values, aggregator: 'sum' });
+  }
+
+  reset(): void {
+    this.#series.clear();
+  }
+}
 
 /**
  * The edge hub's Prometheus metrics, on IoT Edge's names and labels (iotedge-protocols.md §7, [IE doc/BuiltInMetrics.md]),
@@ -14,19 +155,19 @@ export class EdgeHubMetrics {
   readonly dropped: Counter<'reason' | 'from' | 'from_route_output'>;
   readonly unacked: Counter<'reason' | 'from' | 'from_route_output'>;
   readonly queueLength: Gauge<'endpoint' | 'priority'>;
-  readonly sendDuration: Summary<'from' | 'to' | 'from_route_output' | 'to_route_input'>;
-  readonly processDuration: Summary<'from' | 'to' | 'priority'>;
-  readonly messageSize: Summary<'id'>;
+  readonly sendDuration: WindowedSummary<'from' | 'to' | 'from_route_output' | 'to_route_input'>;
+  readonly processDuration: WindowedSummary<'from' | 'to' | 'priority'>;
+  readonly messageSize: WindowedSummary<'id'>;
   readonly connectedClients: Gauge;
   readonly connectSuccess: Counter<'id'>;
   readonly connectFailed: Counter<'id' | 'reason'>;
   readonly disconnects: Counter<'id'>;
   readonly getTwin: Counter<'source' | 'id'>;
-  readonly getTwinDuration: Summary<'source' | 'id'>;
+  readonly getTwinDuration: WindowedSummary<'source' | 'id'>;
   readonly reported: Counter<'target' | 'id'>;
-  readonly reportedDuration: Summary<'target' | 'id'>;
+  readonly reportedDuration: WindowedSummary<'target' | 'id'>;
   readonly methods: Counter<'from' | 'to'>;
-  readonly methodDuration: Summary<'from' | 'to'>;
+  readonly methodDuration: WindowedSummary<'from' | 'to'>;
   readonly offlineCount: Counter<'id'>;
   readonly retries: Counter<'id' | 'operation'>;
 
@@ -34,8 +175,8 @@ export class EdgeHubMetrics {
     this.registry.setDefaultLabels({ iothub: labels.iothub, edge_device: labels.edgeDevice, instance_number: randomUUID() });
     const registers = [this.registry];
     // IoT Edge's summaries: quantiles over a 10-minute window.
-    const summary = <L extends string>(name: string, help: string, labelNames: L[]): Summary<L> =>
-      new Summary({ name, help, labelNames, percentiles: QUANTILES, maxAgeSeconds: 600, ageBuckets: 5, registers });
+    const summary = <L extends string>(name: string, help: string, labelNames: L[]): WindowedSummary<L> =>
+      new WindowedSummary({ name, help, labelNames, percentiles: QUANTILES, maxAgeSeconds: 600, ageBuckets: 5, registers });
     this.received = new Counter({ name: 'edgehub_messages_received_total', help: 'Messages received from clients', labelNames: ['route_output', 'id'], registers });
     this.sent = new Counter({
       name: 'edgehub_messages_sent_total',
@@ -46,17 +187,9 @@ export class EdgeHubMetrics {
     this.dropped = new Counter({ name: 'edgehub_messages_dropped_total', help: 'Messages dropped, by reason', labelNames: ['reason', 'from', 'from_route_output'], registers });
     this.unacked = new Counter({ name: 'edgehub_messages_unack_total', help: 'Messages refused to their sender, by reason', labelNames: ['reason', 'from', 'from_route_output'], registers });
     this.queueLength = new Gauge({ name: 'edgehub_queue_length', help: 'Messages waiting in an endpoint queue', labelNames: ['endpoint', 'priority'], registers });
-    this.sendDuration = new Summary({
-      name: 'edgehub_message_send_duration_seconds',
-      help: 'Time from receipt to delivery acknowledgement',
-      labelNames: ['from', 'to', 'from_route_output', 'to_route_input'],
-      percentiles: QUANTILES,
-      maxAgeSeconds: 600,
-      ageBuckets: 5,
-      registers,
-    });
+    this.sendDuration = summary('edgehub_message_send_duration_seconds', 'Time from receipt to delivery acknowledgement', ['from', 'to', 'from_route_output', 'to_route_input']);
     this.processDuration = summary('edgehub_message_process_duration_seconds', 'Time an endpoint took to deliver a batch, per message delivered', ['from', 'to', 'priority']);
-    this.messageSize = new Summary({ name: 'edgehub_message_size_bytes', help: 'Size of received messages', labelNames: ['id'], percentiles: QUANTILES, maxAgeSeconds: 600, ageBuckets: 5, registers });
+    this.messageSize = summary('edgehub_message_size_bytes', 'Size of received messages', ['id']);
     this.connectedClients = new Gauge({ name: 'edgehub_connected_clients', help: 'Connected clients', registers });
     this.connectSuccess = new Counter({ name: 'edgehub_client_connect_success_total', help: 'Accepted client connections', labelNames: ['id'], registers });
     this.connectFailed = new Counter({ name: 'edgehub_client_connect_failed_total', help: 'Refused client connections', labelNames: ['id', 'reason'], registers });

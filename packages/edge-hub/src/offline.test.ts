@@ -8,13 +8,16 @@ import { eventually } from '@kedge/testing';
 import { EdgeHubProcess, RawPublisher, SdkPublisher, checkArrivals, connectModule, metricSum } from './test-support/offline.js';
 import type { ArrivalCheck, ModuleTarget } from './test-support/offline.js';
 import { freeLoopbackAddress, manifest, provisionEdge, startTestHub } from './test-support/hub.js';
+import { parseEdgeHubConfig } from './config.js';
+import type { EdgeHubConfigInput } from './config.js';
 import type { TestEdge, TestHub } from './test-support/hub.js';
 
-// The issue's offline test: messages acknowledged through a hub outage and a kill -9 of the edge hub. At the issue's
-// 100,000 (`KEDGE_OFFLINE_MESSAGES=100000`) the module sink received nothing in 2 of 4 runs while $upstream got every
-// message: an open defect of issue 11, not yet understood; the default, 50,000, has passed in every run so far.
-// The SDK publisher sends a tenth.
-const TOTAL = Number(process.env['KEDGE_OFFLINE_MESSAGES'] ?? 50_000);
+// The issue's offline test: 100,000 messages acknowledged through a hub outage and a kill -9 of the edge hub
+// (`KEDGE_OFFLINE_MESSAGES` for another number); the SDK publisher sends a tenth. At 100,000 the module sink once
+// received nothing in 2 of 4 loaded runs while $upstream got every message: its SUBSCRIBE, handled before aedes
+// reported the connection ready, was erased by the clean-session reset (fixed in the broker; broker-session.test.ts).
+// Resume is checked on the edge hub's own reconnect backoff, not on the machine's speed (bench/edge-hub measures it).
+const TOTAL = Number(process.env['KEDGE_OFFLINE_MESSAGES'] ?? 100_000);
 const SHORT_TTL = 1000;
 const EDGE = 'edge-offline';
 const RAW = ['sensorA', 'sensorB'];
@@ -35,6 +38,7 @@ describe('edge hub offline: a hub outage and a kill -9 with every acknowledgemen
   let edgeHost = '';
   let child: EdgeHubProcess;
   let dataDir = '';
+  let config: EdgeHubConfigInput;
 
   beforeAll(async () => {
     // The child runs the compiled edge hub: build it (a no-op when up to date).
@@ -47,7 +51,7 @@ describe('edge hub offline: a hub outage and a kill -9 with every acknowledgemen
     await t.client.applyContent(EDGE, content);
     edgeHost = await freeLoopbackAddress([8883]);
     dataDir = mkdtempSync(join(tmpdir(), 'kedge-edge-offline-'));
-    child = new EdgeHubProcess({
+    config = {
       connectionString: edge.edgeHubConnectionString,
       hub: { ca: t.hub.ca },
       hostName: edgeHost,
@@ -56,7 +60,8 @@ describe('edge hub offline: a hub outage and a kill -9 with every acknowledgemen
       websocket: null,
       metrics: { host: '127.0.0.1', port: 0 },
       executor: { batchSize: 500 },
-    });
+    };
+    child = new EdgeHubProcess(config);
     await child.start();
     // The routes (and the device scope) come from the hub the first time; both are cached for the offline start.
     await eventually(async () => (await child.status()).routes === Object.keys(routes).length, { timeoutMs: 30_000 });
@@ -168,6 +173,9 @@ describe('edge hub offline: a hub outage and a kill -9 with every acknowledgemen
     const status = await child.status();
     const expired = metricSum(metrics, 'edgehub_messages_dropped_total', { reason: 'ttl_expiry' });
     const upQueue = status.status.endpoints.find((e) => e.id === '$upstream');
+    const sinkEndpoint = status.status.endpoints.find((e) => e.id !== '$upstream');
+    const [probe, ...others] = status.upstream;
+    const opens = others.filter((c) => c.connected).map((c) => `${c.id.split('/').pop() ?? ''}:${c.lastOpen?.cause ?? '-'}${c.lastOpen?.probeWasUp ? '+probe up' : ''}`);
     console.log(
       [
         `offline test: ${TOTAL} messages (${rawTotal} × ${RAW.length} raw MQTT, ${sdkTotal} Node SDK), edge hub kill -9ed at ${Math.round(TOTAL / 2)} acks`,
@@ -176,6 +184,8 @@ describe('edge hub offline: a hub outage and a kill -9 with every acknowledgemen
         `  ${phases.join('; ')}`,
         `  publisher connects: ${raw.map((p) => p.connects).join(', ')}; sends ${[...logs.values()].map((l) => l.sends).join(', ')}; SDK send failures retried: ${sdk.failures}`,
         ...checks.map(([k, c]) => `  ${k}: acked ${c.acked}, arrived ${c.arrived}, missing ${c.missing.length}, duplicates ${c.duplicates}, corrupt ${c.corrupt}, out of order ${c.outOfOrder}`),
+        `  sink endpoint: ${sinkEndpoint?.state}, ${sinkEndpoint?.queues[0]?.delivered} delivered, ${sinkEndpoint?.queues[0]?.length} queued; ` +
+          `probe outage: ${probe?.lastOutage?.attempts} reconnect attempts, longest planned wait ${Math.round(probe?.lastOutage?.maxDelayMs ?? NaN)} ms; others opened by ${opens.join(', ')}`,
         `  short TTL: ${short.acked} acked, ${shortArrived} arrived, ${expired} counted expired (ttl_expiry)`,
       ].join('\n'),
     );
@@ -189,7 +199,14 @@ describe('edge hub offline: a hub outage and a kill -9 with every acknowledgemen
     // Every short-TTL message stored ends as an expiry: none lost silently.
     expect(expired).toBeGreaterThanOrEqual(short.acked);
     expect(upQueue?.queues.reduce((n, q) => n + q.dropped.expired, 0)).toBe(expired);
-    // Loose: the benchmark measures resume precisely; this catches a backoff that waits seconds.
-    expect(resumeMs).toBeLessThan(3000);
+    // Resume: the edge hub's own connection (the probe) retried at least every reconnectMaxMs (500 ms, jittered)
+    // while the hub was down, so it reconnects within that of the hub listening; no other connection waited out its
+    // own backoff (15-30 s) once the probe was up. The wall-clock bound is only a backstop: on a loaded machine TLS
+    // and the first batch take seconds (bench/edge-hub measures resume, < 1 s).
+    expect(probe?.id).toBe(`${EDGE}/$edgeHub`);
+    expect(probe?.lastOutage?.attempts).toBeGreaterThan(0);
+    expect(probe?.lastOutage?.maxDelayMs).toBeLessThanOrEqual(parseEdgeHubConfig(config).upstream.reconnectMaxMs);
+    expect(opens.filter((o) => o.endsWith('timer+probe up')), 'waited out a backoff with the probe up').toEqual([]);
+    expect(resumeMs).toBeLessThan(15_000);
   }, 900_000);
 });

@@ -18,7 +18,10 @@ const ROUNDS = OUTAGES_MS.length;
 
 // Time from the hub listening again to the first stored message arriving in it, over several outages of different
 // lengths (so the reconnect backoff is caught at different points). The target is < 1 s (Microsoft's edgeHub takes
-// 3–53 s); the assertion is loose because the machine is shared, the printed numbers are the measurement.
+// 3–53 s; bench/edge-hub measures it). What is asserted is what makes it hold whatever the machine's load: in every
+// outage the edge hub's own connection planned no wait longer than upstream.reconnectMaxMs (500 ms, jittered) between
+// its attempts, and no other connection waited out its own backoff (up to 30 s) once that one was up: the probe
+// wakes them. The wall-clock bound is only a backstop.
 describe('edge hub resumes draining quickly when the hub comes back', () => {
   let t: TestHub;
   let edge: TestEdge;
@@ -47,6 +50,8 @@ describe('edge hub resumes draining quickly when the hub comes back', () => {
     const sensor = await connectModule(target);
     let next = (await t.client.readTelemetry({ deviceId: EDGE, from: 0, limit: 1000 })).next;
     const resumes: number[] = [];
+    const probe: Array<{ attempts: number; maxDelayMs: number }> = [];
+    const opens: string[] = [];
     for (let round = 0; round < ROUNDS; round++) {
       const stopped = Date.now();
       await t.stop();
@@ -61,10 +66,23 @@ describe('edge hub resumes draining quickly when the hub comes back', () => {
       const arrived = await eventually(async () => (await t.client.readTelemetry({ deviceId: EDGE, from: next, limit: 10 })).messages[0] ?? false, { timeoutMs: 30_000, intervalMs: 20 });
       next = arrived.offset + 1;
       resumes.push(Date.parse(arrived.enqueuedTime) - listening);
+      const [self, ...others] = edgeHub.upstream.status();
+      probe.push(self?.lastOutage ?? { attempts: 0, maxDelayMs: NaN });
+      for (const c of others) if (c.connected) opens.push(`${c.id}:${c.lastOpen?.cause ?? '-'}${c.lastOpen?.probeWasUp ? '+probe up' : ''}`);
     }
     sensor.end(true);
     const sorted = [...resumes].sort((a, b) => a - b);
-    console.log(`resume after the hub listens again (ms), ${ROUNDS} outages: ${resumes.join(', ')}; median ${sorted[Math.floor(ROUNDS / 2)]}, max ${sorted[ROUNDS - 1]}`);
-    expect(Math.max(...resumes)).toBeLessThan(3000);
+    console.log(
+      `resume after the hub listens again (ms), ${ROUNDS} outages: ${resumes.join(', ')}; median ${sorted[Math.floor(ROUNDS / 2)]}, max ${sorted[ROUNDS - 1]}; ` +
+        `probe attempts ${probe.map((p) => p.attempts).join(', ')}, longest planned wait ${probe.map((p) => Math.round(p.maxDelayMs)).join(', ')} ms; others opened by ${opens.join(', ')}`,
+    );
+    expect(edgeHub.upstream.status()[0]?.id).toBe(`${EDGE}/$edgeHub`);
+    for (const p of probe) {
+      expect(p.attempts).toBeGreaterThan(0);
+      expect(p.maxDelayMs).toBeLessThanOrEqual(500);
+    }
+    expect(opens.filter((o) => o.endsWith('timer+probe up')), 'waited out a backoff with the probe up').toEqual([]);
+    expect(opens.some((o) => o.endsWith(':wake+probe up')), 'the sensor connection woken by the probe').toBe(true);
+    expect(Math.max(...resumes)).toBeLessThan(15_000);
   }, 240_000);
 });

@@ -72,6 +72,23 @@ export function reconnectDelay(attempt: number, minMs: number, maxMs: number, ra
   return cap / 2 + random() * (cap / 2);
 }
 
+/** The reconnect backoff of one upstream connection, as planned by {@link reconnectDelay} (status, tests). */
+export interface ReconnectStatus {
+  /** `deviceId` or `deviceId/moduleId`. */
+  readonly id: string;
+  readonly connected: boolean;
+  /** Failed attempts since it was last connected, and the longest wait planned between them (ms). */
+  readonly outage: { readonly attempts: number; readonly maxDelayMs: number };
+  /** The last outage that ended in a connection; absent before the first. */
+  readonly lastOutage?: { readonly attempts: number; readonly maxDelayMs: number };
+  /**
+   * What opened the attempt that connected last: a need (`acquire`), the end of its backoff (`timer`), or the probe
+   * connecting (`wake`); `probeWasUp` when the edge hub's own connection was up as it started. A connection that
+   * waited out its backoff while the probe was up (`timer` and `probeWasUp`) missed the wake-up.
+   */
+  readonly lastOpen?: { readonly cause: 'need' | 'timer' | 'wake'; readonly probeWasUp: boolean };
+}
+
 interface PendingRequest {
   resolve(r: HubTwinReply): void;
   reject(e: Error): void;
@@ -99,6 +116,11 @@ export class UpstreamConnection {
   #connected = false;
   #closed = false;
   #attempt = 0;
+  #outage = { attempts: 0, maxDelayMs: 0 };
+  #lastOutage: { attempts: number; maxDelayMs: number } | undefined;
+  #opening: NonNullable<ReconnectStatus['lastOpen']> | undefined;
+  #lastOpen: NonNullable<ReconnectStatus['lastOpen']> | undefined;
+  readonly #probeUp: () => boolean;
   #retry: NodeJS.Timeout | undefined;
   #idle: NodeJS.Timeout | undefined;
   #rid = 0;
@@ -106,8 +128,17 @@ export class UpstreamConnection {
   readonly #waiters = new Set<() => void>();
   #subscriptions = { desired: false, methods: false };
 
-  /** `onUp` is told when the connection is up and subscribed, before `events.online`. */
-  constructor(id: Identity, options: UpstreamOptions, events: UpstreamEvents, log: Logger, metrics: EdgeHubMetrics, onUp: (c: UpstreamConnection) => void = () => undefined) {
+  /** `onUp` is told when the connection is up and subscribed, before `events.online`; `probeUp` tells whether the edge hub's own connection is (status only). */
+  constructor(
+    id: Identity,
+    options: UpstreamOptions,
+    events: UpstreamEvents,
+    log: Logger,
+    metrics: EdgeHubMetrics,
+    onUp: (c: UpstreamConnection) => void = () => undefined,
+    probeUp: () => boolean = () => false,
+  ) {
+    this.#probeUp = probeUp;
     this.id = id;
     this.#o = options;
     this.#events = events;
@@ -118,6 +149,17 @@ export class UpstreamConnection {
 
   get connected(): boolean {
     return this.#connected;
+  }
+
+  /** Its reconnect backoff: the current outage's and the last one's. */
+  get reconnect(): ReconnectStatus {
+    return {
+      id: identityKey(this.id.deviceId, this.id.moduleId),
+      connected: this.#connected,
+      outage: { ...this.#outage },
+      ...(this.#lastOutage ? { lastOutage: { ...this.#lastOutage } } : {}),
+      ...(this.#lastOpen ? { lastOpen: { ...this.#lastOpen } } : {}),
+    };
   }
 
   /** True for the edge hub's own connection (no auth-chain). */
@@ -131,18 +173,19 @@ export class UpstreamConnection {
     this.#needs.add(need);
     if (this.#idle) clearTimeout(this.#idle);
     this.#idle = undefined;
-    if (!this.#client && !this.#retry) this.#open();
+    if (!this.#client && !this.#retry) this.#open('need');
   }
 
   /**
-   * Ends the wait of a reconnect backoff and tries at once (nothing when connected, connecting or not needed): the
-   * hub answered another connection, so this one is likely to succeed too.
+   * Ends the wait of a reconnect backoff and tries at once (nothing when connected or connecting): the hub answered
+   * another connection, so this one is likely to succeed too. Not needed right now (its last batch released it), it
+   * only forgets the backoff, so the next {@link acquire} connects at once instead of waiting it out (up to 30 s).
    */
   retryNow(): void {
-    if (!this.#retry || this.#closed || this.#needs.size === 0) return;
+    if (!this.#retry || this.#closed) return;
     clearTimeout(this.#retry);
     this.#retry = undefined;
-    this.#open();
+    if (this.#needs.size > 0) this.#open('wake');
   }
 
   /** Drops `need`; the connection closes after `idleMs` once nothing needs it. */
@@ -200,7 +243,8 @@ export class UpstreamConnection {
     });
   }
 
-  #open(): void {
+  #open(cause: 'need' | 'timer' | 'wake'): void {
+    this.#opening = { cause, probeWasUp: !this.isSelf && this.#probeUp() };
     const o = this.#o;
     const options: IClientOptions = {
       protocol: 'mqtts',
@@ -226,6 +270,9 @@ export class UpstreamConnection {
     client.on('connect', () => {
       this.#connected = true;
       this.#attempt = 0;
+      if (this.#outage.attempts > 0) this.#lastOutage = this.#outage;
+      this.#lastOpen = this.#opening;
+      this.#outage = { attempts: 0, maxDelayMs: 0 };
       const subs = ['$iothub/twin/res/#'];
       if (this.#subscriptions.desired) subs.push('$iothub/twin/PATCH/properties/desired/#');
       if (this.#subscriptions.methods) subs.push('$iothub/methods/POST/#');
@@ -263,9 +310,10 @@ export class UpstreamConnection {
       }
       if (this.#closed || this.#needs.size === 0) return;
       const delay = reconnectDelay(this.#attempt++, o.reconnectMinMs, this.isSelf ? o.reconnectMaxMs : Math.max(o.reconnectMaxMs, o.childReconnectMaxMs));
+      this.#outage = { attempts: this.#outage.attempts + 1, maxDelayMs: Math.max(this.#outage.maxDelayMs, delay) };
       this.#retry = setTimeout(() => {
         this.#retry = undefined;
-        if (!this.#closed && this.#needs.size > 0) this.#open();
+        if (!this.#closed && this.#needs.size > 0) this.#open('timer');
       }, delay);
       this.#retry.unref();
     });
@@ -402,7 +450,7 @@ export class UpstreamLink {
     let c = this.#conns.get(key);
     if (!c) {
       if (this.#closed) throw new EdgeHubError(EdgeErrorCode.Closed, 'edge hub is closing');
-      c = new UpstreamConnection(id, this.#o, this.#events, this.#log, this.#metrics, (up) => this.#up(up));
+      c = new UpstreamConnection(id, this.#o, this.#events, this.#log, this.#metrics, (up) => this.#up(up), () => this.#conns.get(identityKey(this.#o.edgeDeviceId, EDGE_HUB_MODULE))?.connected ?? false);
       this.#conns.set(key, c);
     }
     return c;
@@ -416,6 +464,12 @@ export class UpstreamLink {
   /** The edge hub's own connection (`{edge}/$edgeHub`). */
   self(): UpstreamConnection {
     return this.connection({ deviceId: this.#o.edgeDeviceId, moduleId: EDGE_HUB_MODULE });
+  }
+
+  /** The reconnect backoff of every connection, the edge hub's own first. */
+  status(): ReconnectStatus[] {
+    const self = this.self();
+    return [self, ...[...this.#conns.values()].filter((c) => c !== self)].map((c) => c.reconnect);
   }
 
   /** True when the edge hub's own connection is up (the hub is reachable). */

@@ -33,6 +33,19 @@ function pairs(bag: Readonly<Record<string, string>>): string[] {
   return out;
 }
 
+/**
+ * The JSON of `make()` for `o`, kept for frozen objects (immutable, so the text stays right): a sender's messages share
+ * their frozen property bags and source.
+ */
+const jsonCache = new WeakMap<object, string>();
+function frozenJson(o: object, make: () => unknown): string {
+  const cached = jsonCache.get(o);
+  if (cached !== undefined) return cached;
+  const text = JSON.stringify(make());
+  if (Object.isFrozen(o)) jsonCache.set(o, text);
+  return text;
+}
+
 function bag(p: unknown): Record<string, string> {
   const out = Object.create(null) as Record<string, string>;
   if (!Array.isArray(p)) return out;
@@ -47,8 +60,9 @@ function bag(p: unknown): Record<string, string> {
 /** Encodes one record. */
 export function encodeRecord(queueId: number, stored: StoredMessage): Buffer {
   const m = stored.message;
-  // The meta text is written straight into the record (no intermediate buffer: this runs for every message).
-  const metaText = JSON.stringify({ i: m.id, p: pairs(m.properties), s: pairs(m.systemProperties), src: m.source });
+  // The meta text is written straight into the record (no intermediate buffer: this runs for every message). It is
+  // the JSON of `{ i, p, s, src }`, built from parts: a frozen property bag is shared by many messages of a sender.
+  const metaText = `{"i":${JSON.stringify(m.id)},"p":${frozenJson(m.properties, () => pairs(m.properties))},"s":${frozenJson(m.systemProperties, () => pairs(m.systemProperties))},"src":${frozenJson(m.source, () => m.source)}}`;
   const metaLength = Buffer.byteLength(metaText, 'utf8');
   const n = FIXED + metaLength + m.body.byteLength;
   const buf = Buffer.allocUnsafe(RECORD_HEADER + n);

@@ -3,6 +3,7 @@ import { AmqpEndpoint } from './amqp/endpoint.js';
 import { c2dRoutes } from './c2d/routes.js';
 import type { FastifyError, FastifyInstance } from 'fastify';
 import { deploymentRoutes } from './deployments/routes.js';
+import { eventHubsRoutes } from './eventhubs/routes.js';
 import type { HubError} from './errors.js';
 import { errorBody, hubError, isHubError } from './errors.js';
 import { methodRoutes } from './methods/routes.js';
@@ -132,11 +133,15 @@ export function build(opts: BuildOptions): FastifyInstance {
   deploymentRoutes(app, s);
   telemetryRoutes(app, s);
   c2dRoutes(app, s);
+  eventHubsRoutes(app, s);
 
   const { gateway, amqp } = s;
   if (gateway || amqp) {
     app.server.on('upgrade', (req, socket, head) => {
-      if ((req.url ?? '').split('?')[0] !== '/$iothub/websocket') socket.destroy();
+      const path = (req.url ?? '').split('?')[0];
+      // Event Hubs clients (`EventHubConsumerClient` over WebSockets) dial `/$servicebus/websocket`: AMQP only.
+      if (path === '/$servicebus/websocket' && amqp && AmqpEndpoint.wantsAmqp(req)) amqp.handleUpgrade(req, socket, head);
+      else if (path !== '/$iothub/websocket') socket.destroy();
       // One path, two protocols: the WebSocket subprotocol (`AMQPWSB10` or `mqtt`) chooses.
       else if (amqp && AmqpEndpoint.wantsAmqp(req)) amqp.handleUpgrade(req, socket, head);
       else if (gateway) gateway.handleUpgrade(req, socket, head);

@@ -160,6 +160,11 @@ export class HubClient {
     return this.#call('GET', '/statistics/service') as Promise<{ connectedDeviceCount: number }>;
   }
 
+  /** The Event Hubs-compatible endpoint (`GET /kedge/eventhubs`), with this policy's Event Hubs connection string. */
+  eventHubs(): Promise<{ name: string; endpoint: string; partitionCount: number; partitionIds: string[]; consumerGroups: string[]; connectionString?: string }> {
+    return this.#call('GET', '/kedge/eventhubs') as Promise<{ name: string; endpoint: string; partitionCount: number; partitionIds: string[]; consumerGroups: string[]; connectionString?: string }>;
+  }
+
   listDevices(): Promise<Json[]> {
     return this.#call('GET', '/devices') as Promise<Json[]>;
   }

@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { z } from 'zod';
 import { C2dConfigSchema } from './c2d/c2d.js';
+import { EventHubsConfigSchema } from './eventhubs/config.js';
 import { DeviceLimitsSchema } from './mqtt/admission.js';
 
 const listener = (port: number): z.ZodDefault<z.ZodObject<{ host: z.ZodDefault<z.ZodString>; port: z.ZodDefault<z.ZodNumber> }>> =>
@@ -47,6 +48,8 @@ export const HubConfigSchema = z.object({
       purgeIntervalSeconds: z.number().positive().default(60),
     })
     .default({ retentionHours: 24 * 7, maxMessages: 1_000_000, maxMessageBytes: 256 * 1024, batchMaxMessages: 1000, batchMaxDelayMs: 2, purgeIntervalSeconds: 60 }),
+  /** The Event Hubs-compatible endpoint (on the AMQP listener): name, partitions, consumer groups. */
+  eventHubs: EventHubsConfigSchema,
   /** Device endpoint limits before authentication (see docs/hub.md "Security model"). */
   deviceLimits: DeviceLimitsSchema,
   deployments: z.object({ resyncSeconds: z.number().positive().default(60) }).default({ resyncSeconds: 60 }),

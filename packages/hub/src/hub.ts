@@ -12,6 +12,8 @@ import { announcingIdentityChanges } from './cluster/identity-events.js';
 import type { HubConfig, HubConfigInput } from './config.js';
 import { databaseUrl, parseHubConfig } from './config.js';
 import { Deployments } from './deployments/deployments.js';
+import { eventHubName } from './eventhubs/config.js';
+import { DEFAULT_CONSUMER_GROUP, EventHubsEndpoint } from './eventhubs/endpoint.js';
 import type { Logger } from './log.js';
 import { createLogger } from './log.js';
 import { HubMetrics } from './metrics.js';
@@ -24,6 +26,7 @@ import type { KyselyStore } from './storage/kysely-store.js';
 import { openPostgresStore } from './storage/postgres.js';
 import { ensurePrivateDir } from './storage/files.js';
 import { openSqliteStore } from './storage/sqlite.js';
+import type { Store } from './storage/store.js';
 import { Telemetry } from './telemetry/telemetry.js';
 import type { Server as TlsServer } from 'node:tls';
 import type { TlsMaterial } from './tls/certs.js';
@@ -43,6 +46,13 @@ export interface RunningHub {
   readonly replicaId: string;
   /** `HostName=…;SharedAccessKeyName=<policy>;SharedAccessKey=…` for a shared access policy (default `iothubowner`). */
   connectionString(policy?: string): string;
+  /** The Event Hubs-compatible endpoint: its name (`EntityPath`), partitions and consumer groups. */
+  readonly eventHubs: { readonly name: string; readonly partitionCount: number; readonly consumerGroups: readonly string[] };
+  /**
+   * `Endpoint=sb://{host}/;SharedAccessKeyName=<policy>;SharedAccessKey=…;EntityPath={name}` for a policy with
+   * ServiceConnect (default `service`), what `EventHubConsumerClient` takes.
+   */
+  eventHubsConnectionString(policy?: string): string;
   /** Graceful stop: refuse new work, finish and commit in-flight messages, close connections and the database. */
   close(): Promise<void>;
 }
@@ -87,6 +97,16 @@ async function startAmqp(amqp: AmqpEndpoint, config: HubConfig, log: Logger): Pr
   }
 }
 
+/** Creates the Event Hubs partitions on first start; the stored count wins over a changed config (warned). */
+async function startEventHubs(store: Store, config: HubConfig, log: Logger): Promise<{ name: string; partitionCount: number; createdAt: number }> {
+  const partitionCount = await store.initPartitions(config.eventHubs.partitionCount, Date.now());
+  if (partitionCount !== config.eventHubs.partitionCount) {
+    log.warn({ configured: config.eventHubs.partitionCount, stored: partitionCount }, 'Event Hubs partition count is fixed once created: using the stored one');
+  }
+  const info = await store.getPartition(0);
+  return { name: eventHubName(config.eventHubs.name, config.hostName), partitionCount, createdAt: info?.createdAt ?? Date.now() };
+}
+
 const urlHost = (h: string): string => (h.includes(':') ? `[${h}]` : h);
 
 /**
@@ -114,7 +134,8 @@ export async function startHub(input: HubConfigInput, options: StartOptions = {}
     await auth.load();
     const twins = new Twins({ store, bus });
     const methods = new Methods({ store, bus, replicaId, log: log.child({ component: 'methods' }), metrics });
-    const telemetry = new Telemetry({ store, bus, log: log.child({ component: 'telemetry' }), metrics, options: config.telemetry });
+    const eventHubs = await startEventHubs(store, config, log);
+    const telemetry = new Telemetry({ store, bus, log: log.child({ component: 'telemetry' }), metrics, options: config.telemetry, partitionCount: eventHubs.partitionCount });
     const deployments = new Deployments({ store, twins, bus, log: log.child({ component: 'deployments' }), metrics, resyncSeconds: config.deployments.resyncSeconds });
     const c2d = new CloudToDevice({ store, bus, log: log.child({ component: 'c2d' }), metrics, config: config.c2d });
     // One admission for every device endpoint: the caps on unauthenticated connections are the replica's.
@@ -135,11 +156,26 @@ export async function startHub(input: HubConfigInput, options: StartOptions = {}
       admission,
       c2d,
     });
-    methods.bindTransport(gateway);
+    const eventHubsEndpoint = new EventHubsEndpoint({
+      store,
+      auth,
+      telemetry,
+      log: log.child({ component: 'eventhubs' }),
+      metrics,
+      hostNames,
+      name: eventHubs.name,
+      partitionCount: eventHubs.partitionCount,
+      consumerGroups: config.eventHubs.consumerGroups,
+      createdAt: eventHubs.createdAt,
+    });
+    cleanups.push(() => Promise.resolve(eventHubsEndpoint.close()));
     const amqp = new AmqpEndpoint({
       store,
       auth,
       c2d,
+      twins,
+      methods,
+      replicaId,
       telemetry,
       maxMessageBytes: config.telemetry.maxMessageBytes,
       bus,
@@ -150,8 +186,19 @@ export async function startHub(input: HubConfigInput, options: StartOptions = {}
       limits: config.deviceLimits,
       admission,
       maxFrameBytes: config.telemetry.maxMessageBytes + PACKET_OVERHEAD_BYTES,
+      hook: eventHubsEndpoint,
     });
+    // A method call reaches the identity over whichever transport holds it here: MQTT first, then AMQP.
+    methods.bindTransport({ sendMethodRequest: (...call) => gateway.sendMethodRequest(...call) || amqp.sendMethodRequest(...call) });
     let ready = true;
+    // Assigned once the AMQP/TLS listener is up (undefined: AMQP over WebSockets only); read per request.
+    const listening: { amqp?: { port: number } } = {};
+    const eventHubsConnectionString = (policy: string): string | undefined => {
+      const p = auth.policy(policy);
+      if (!p?.rights.includes('ServiceConnect')) return undefined;
+      return EventHubsEndpoint.connectionString({ host: config.hostName, amqpPort: listening.amqp?.port, name: eventHubs.name, policy: p.name, key: p.primaryKey });
+    };
+    const consumerGroups = [DEFAULT_CONSUMER_GROUP, ...config.eventHubs.consumerGroups];
     const services: HubServices = {
       store,
       auth,
@@ -166,6 +213,16 @@ export async function startHub(input: HubConfigInput, options: StartOptions = {}
       gateway,
       c2d,
       amqp,
+      eventHubs: {
+        info: () => ({
+          name: eventHubs.name,
+          endpoint: `sb://${urlHost(config.hostName)}${listening.amqp === undefined || listening.amqp.port === 5671 ? '' : `:${listening.amqp.port}`}/`,
+          partitionCount: eventHubs.partitionCount,
+          partitionIds: Array.from({ length: eventHubs.partitionCount }, (_, i) => String(i)),
+          consumerGroups,
+        }),
+        connectionString: eventHubsConnectionString,
+      },
       isReady: () => ready,
     };
     await store.clearReplicaPresence(replicaId);
@@ -173,6 +230,7 @@ export async function startHub(input: HubConfigInput, options: StartOptions = {}
     cleanups.push(() => gateway.close());
     cleanups.push(() => amqp.close());
     const amqpListener = await startAmqp(amqp, config, log);
+    if (amqpListener) listening.amqp = amqpListener;
     const app = build({ services, https: { key: tls.key, cert: tls.cert } });
     // The service port carries MQTT over WebSockets: the same pre-authentication caps and TLS deadline apply.
     gateway.guardTlsListener(app.server as unknown as TlsServer);
@@ -206,6 +264,12 @@ export async function startHub(input: HubConfigInput, options: StartOptions = {}
         if (!p) throw new Error(`Unknown shared access policy ${policy}`);
         return `HostName=${host};SharedAccessKeyName=${p.name};SharedAccessKey=${p.primaryKey}`;
       },
+      eventHubs: { name: eventHubs.name, partitionCount: eventHubs.partitionCount, consumerGroups },
+      eventHubsConnectionString(policy = 'service') {
+        const cs = eventHubsConnectionString(policy);
+        if (cs === undefined) throw new Error(`No shared access policy ${policy} with the ServiceConnect right (the Event Hubs endpoint needs it)`);
+        return cs;
+      },
       async close() {
         ready = false;
         log.info({ replicaId }, 'Stopping hub');
@@ -213,6 +277,7 @@ export async function startHub(input: HubConfigInput, options: StartOptions = {}
         //    and the HTTP listener drains its requests.
         methods.close();
         c2d.close();
+        eventHubsEndpoint.close();
         await Promise.allSettled([gateway.close(), amqp.close(), app.close(), ops?.close()]);
         // 2. Commit every message that was accepted, then stop the background loops and the database.
         await telemetry.close();

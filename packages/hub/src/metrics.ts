@@ -29,6 +29,9 @@ export class HubMetrics {
     registers: [this.registry],
   });
   readonly amqpConnections = new Gauge({ name: 'kedge_hub_amqp_connections', help: 'Open AMQP connections on this replica', registers: [this.registry] });
+  readonly eventHubsState = new Gauge({ name: 'kedge_hub_eventhubs_entries', help: 'Entries the Event Hubs-compatible endpoint holds for readers, management links and tokens on this replica (0 when no client is connected)', registers: [this.registry] });
+  readonly eventHubsEvents = new Counter({ name: 'kedge_hub_eventhubs_events_sent_total', help: 'Events sent to Event Hubs-compatible readers', registers: [this.registry] });
+  readonly amqpIdentityState = new Gauge({ name: 'kedge_hub_amqp_identity_entries', help: 'Entries the AMQP endpoint holds for device and module links on this replica (0 when none is attached)', registers: [this.registry] });
   readonly twinUpdates = new Counter({
     name: 'kedge_hub_twin_updates_total',
     help: 'Twin writes by side',

@@ -3,6 +3,7 @@ import type { ServiceAuth } from './auth/service-auth.js';
 import type { CloudToDevice } from './c2d/c2d.js';
 import type { Bus } from './cluster/bus.js';
 import type { Deployments } from './deployments/deployments.js';
+import type { EventHubsDirectory } from './eventhubs/directory.js';
 import type { Logger } from './log.js';
 import type { HubMetrics } from './metrics.js';
 import type { Methods } from './methods/methods.js';
@@ -29,6 +30,8 @@ export interface HubServices {
   readonly amqp?: AmqpEndpoint;
   /** Present when the MQTT endpoint runs in this process (WebSocket upgrades are handed to it). */
   readonly gateway?: DeviceGateway;
+  /** The Event Hubs-compatible endpoint's description (`GET /kedge/eventhubs`), where it runs. */
+  readonly eventHubs?: EventHubsDirectory;
   /** False once shutdown has begun (readiness turns 503). */
   readonly isReady: () => boolean;
 }

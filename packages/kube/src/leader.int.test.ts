@@ -105,8 +105,10 @@ describe('LeaderElector on the real control plane', () => {
     const timeline = await watchHolder(lease, (h) => h === standbyId, DURATION_MS * 3);
     const takeover = (timeline.at(-1)?.at ?? 0) - killedAt;
     // The standby must have seen the last renew at most one retry period before the kill; it waits the lease
-    // duration from then, and its next attempt comes at most one (jittered) retry period later.
-    expect(takeover).toBeLessThanOrEqual(DURATION_MS + RETRY_MS * 1.2 + 500);
+    // duration from then, and its next attempt comes at most one (jittered) retry period later. The slack (1.5 s)
+    // is for a loaded machine (4.15 s was seen at load 11 against 3.98 s with 0.5 s); a standby that waited a second
+    // lease duration (6 s and more) still fails.
+    expect(takeover).toBeLessThanOrEqual(DURATION_MS + RETRY_MS * 1.2 + 1500);
     // Never before the lease could have expired: the dead leader's last renew was at most RETRY_MS before the kill.
     expect(takeover).toBeGreaterThanOrEqual(DURATION_MS - RETRY_MS - 100);
     await eventually(() => expect(standby.lines).toContain('LEADING'));

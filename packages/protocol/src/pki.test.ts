@@ -3,8 +3,10 @@ import { describe, expect, it } from 'vitest';
 import { certificateCovers, issueCa, issueServerCertificate } from './pki.js';
 
 describe('pki', () => {
-  const root = issueCa('Kedge test CA', { years: 10 });
+  // Issued in each test, not at load time, so that mutation testing's per-test coverage sees who reaches it.
+  const newRoot = () => issueCa('Kedge test CA', { years: 10 });
   it('issues a self-signed CA and a server certificate it verifies, covering DNS and IP names', () => {
+    const root = newRoot();
     const ca = new X509Certificate(root.cert);
     expect(ca.ca).toBe(true);
     expect(ca.verify(ca.publicKey)).toBe(true);
@@ -19,10 +21,12 @@ describe('pki', () => {
     expect(certificateCovers(server.cert, ['other.local'])).toBe(false);
   });
   it('treats a certificate close to expiry as not covering its names', () => {
+    const root = newRoot();
     const server = issueServerCertificate(root, ['a.local'], { years: 1 });
     expect(certificateCovers(server.cert, ['a.local'], { now: Date.now() + 360 * 24 * 3600 * 1000 })).toBe(false);
   });
   it('issues an intermediate (per-device) CA under a parent that chains to it', () => {
+    const root = newRoot();
     const device = issueCa('device-1 CA', { years: 5, parent: root });
     const x = new X509Certificate(device.cert);
     expect(x.ca).toBe(true);

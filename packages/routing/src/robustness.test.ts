@@ -71,7 +71,8 @@ describe('no input makes the compilers throw', () => {
   });
 });
 
-describe('deep and long inputs', () => {
+// Inputs of 100,000 tokens: a generous timeout, for a loaded machine and for mutation testing's instrumented code.
+describe('deep and long inputs', { timeout: 180_000 }, () => {
   const msg: RouteMessage = { source: { deviceId: 'd' } };
   const n = 100_000;
 

@@ -22,4 +22,6 @@ export { watchWithRelist } from './watch.js';
 export type { RelistingWatch, RelistingWatchOptions, WatchEventType } from './watch.js';
 export { applyCrd, applyCrds } from './crds.js';
 export { pythonSdk, runPython } from './python.js';
+export { freeLoopbackAddress } from './loopback.js';
+export type { LoopbackRange } from './loopback.js';
 export type { PythonRun } from './python.js';

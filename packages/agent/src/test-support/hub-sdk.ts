@@ -1,25 +1,13 @@
-import { createServer } from 'node:net';
 import { Client as ServiceClient, Registry } from 'azure-iothub';
 import { SharedAccessSignature } from 'azure-iothub/dist/common-core/shared_access_signature.js';
 import { Http } from 'azure-iothub/dist/common-http/http.js';
 import { RestApiClient } from 'azure-iothub/dist/common-http/rest_api_client.js';
 import { parseConnectionString } from '@kedge/protocol';
+import { freeLoopbackAddress } from '@kedge/testing';
 
-/** azure-iothub always calls port 443 of HostName: each hub gets a loopback address of its own (free on 443 and 8883). */
-export async function freeLoopback(): Promise<string> {
-  const canBind = (host: string, port: number) =>
-    new Promise<boolean>((resolve) => {
-      const s = createServer();
-      s.once('error', () => resolve(false));
-      s.listen({ host, port, exclusive: true }, () => s.close(() => resolve(true)));
-    });
-  const start = Math.floor(Math.random() * 500);
-  for (let i = 0; i < 500; i++) {
-    const n = (start + i) % 500;
-    const host = `127.0.${45 + Math.floor(n / 250)}.${(n % 250) + 2}`;
-    if ((await canBind(host, 443)) && (await canBind(host, 8883))) return host;
-  }
-  throw new Error('no free loopback address');
+/** azure-iothub always calls port 443 of HostName: each hub gets a loopback address of its own (127.0.51.x–52.x). */
+export function freeLoopback(): Promise<string> {
+  return freeLoopbackAddress([443, 8883], { firstOctet: 51, blocks: 2 });
 }
 
 /** azure-iothub's HTTP transport, made to trust the test hub's CA on every request. */

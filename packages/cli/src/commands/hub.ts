@@ -1,10 +1,21 @@
 import type { Command } from 'commander';
 import { registerServe } from './hub/serve.js';
-import { registerDeploy, registerDeployments, registerDevices, registerInvoke, registerModules, registerMonitor, registerQuery, registerStatistics, registerTwin } from './hub/service.js';
+import {
+  registerDeploy,
+  registerDeployments,
+  registerDevices,
+  registerEventHubs,
+  registerInvoke,
+  registerModules,
+  registerMonitor,
+  registerQuery,
+  registerStatistics,
+  registerTwin,
+} from './hub/service.js';
 
 /**
  * Registers the hub command family: `kedge hub` (run it) and the service-API commands `devices`, `modules`,
- * `twin`, `deploy`, `deployments`, `invoke`, `monitor`, `query`, `statistics` (each takes `--hub <connection string>` or reads
+ * `twin`, `deploy`, `deployments`, `invoke`, `monitor`, `query`, `statistics`, `eventhubs` (each takes `--hub <connection string>` or reads
  * `KEDGE_HUB_CONNECTION_STRING` when it runs, and `--ca` / `KEDGE_HUB_CA`).
  */
 export function registerHubCommands(program: Command): void {
@@ -18,4 +29,5 @@ export function registerHubCommands(program: Command): void {
   registerMonitor(program);
   registerQuery(program);
   registerStatistics(program);
+  registerEventHubs(program);
 }

@@ -4,38 +4,23 @@
  */
 import { mkdtempSync } from 'node:fs';
 import { request } from 'node:https';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { HubClient, startHub } from '@kedge/hub';
 import type { RunningHub } from '@kedge/hub';
 import { createSasToken, parseConnectionString } from '@kedge/protocol';
+import { freeLoopbackAddress as free } from '@kedge/testing';
 
 export const testLog = (): pino.Logger => pino({ level: process.env['KEDGE_TEST_LOG'] ?? 'silent' });
-
-function canBind(host: string, port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.once('error', () => resolve(false));
-    s.listen({ host, port, exclusive: true }, () => s.close(() => resolve(true)));
-  });
-}
 
 /**
  * A loopback address (127.0.45.x–127.0.48.x) where every port in `ports` is free: the hub needs 443 (azure-iothub
  * always dials it) and 8883, and the Python SDK always dials 8883 of `GatewayHostName`, so each hub and each edge
  * hub under test gets an address of its own.
  */
-export async function freeLoopbackAddress(ports: readonly number[]): Promise<string> {
-  const start = Math.floor(Math.random() * 1000);
-  for (let i = 0; i < 1000; i++) {
-    const n = (start + i) % 1000;
-    const host = `127.0.${45 + Math.floor(n / 250)}.${(n % 250) + 2}`;
-    const free = await Promise.all(ports.map((p) => canBind(host, p)));
-    if (free.every(Boolean)) return host;
-  }
-  throw new Error('No free loopback address');
+export function freeLoopbackAddress(ports: readonly number[]): Promise<string> {
+  return free(ports, { firstOctet: 45 });
 }
 
 /** A hub for a test, with a service client. */

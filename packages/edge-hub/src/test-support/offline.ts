@@ -14,6 +14,7 @@ import { Message, ModuleClient } from 'azure-iot-device';
 import { Mqtt } from 'azure-iot-device-mqtt';
 import { createSasToken } from '@kedge/protocol';
 import type { EdgeHubConfigInput } from '../config.js';
+import type { ReconnectStatus } from '../upstream.js';
 
 const CHILD = fileURLToPath(new URL('../../dist/test-support/edge-hub-child.js', import.meta.url));
 
@@ -48,7 +49,7 @@ export class EdgeHubProcess {
     });
   }
 
-  /** The child's route count and `router.status()`. */
+  /** The child's route count, `router.status()` and upstream reconnect backoff. */
   status(): Promise<ChildStatus> {
     const c = this.#child;
     if (!c) return Promise.reject(new Error('edge hub child is not running'));
@@ -89,6 +90,7 @@ export class EdgeHubProcess {
 
 export interface ChildStatus {
   readonly routes: number;
+  readonly upstream: readonly ReconnectStatus[];
   readonly status: {
     readonly endpoints: ReadonlyArray<{ id: string; state: string; queues: ReadonlyArray<{ queue: string; length: number; delivered: number; dropped: { expired: number; evicted: number; invalid: number } }> }>;
     readonly store: { bytes: number; rejected: number };

@@ -8,6 +8,7 @@ import rhea from 'rhea';
 import type { AmqpError, Connection, Delivery, EventContext, Receiver, Sender } from 'rhea';
 import { createWebSocketStream, WebSocketServer } from 'ws';
 import { DEVICE_API_VERSION, parseSasToken } from '@kedge/protocol';
+import type { Identity } from '@kedge/protocol';
 import { Right } from '../auth/policies.js';
 import type { ServiceAuth } from '../auth/service-auth.js';
 import type { CloudToDevice } from '../c2d/c2d.js';
@@ -16,14 +17,22 @@ import type { Bus, BusEvent } from '../cluster/bus.js';
 import { isHubError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { HubMetrics } from '../metrics.js';
+import type { Methods, MethodTransport } from '../methods/methods.js';
 import type { Admission, DeviceLimits, Ticket } from '../mqtt/admission.js';
 import type { ConnectGrant } from '../mqtt/credentials.js';
 import { checkConnect, dependsOn, sameGeneration } from '../mqtt/credentials.js';
 import type { Store } from '../storage/store.js';
 import type { Telemetry } from '../telemetry/telemetry.js';
 import type { TlsMaterial } from '../tls/certs.js';
-import { AmqpFrameGuard } from './frame-guard.js';
+import type { Twins } from '../twins/twins.js';
+import { AmqpFrameGuard, AmqpFrameRefusedError } from './frame-guard.js';
+import type { AmqpNodeHook } from './hook.js';
+import { IdentityLinks } from './identity-links.js';
 import { addressPath, c2dFromAmqp, telemetryFromAmqp } from './messages.js';
+import type { IdentityNode } from './nodes.js';
+import { identityName, identityNode } from './nodes.js';
+import { creditOnSettlement } from './flow.js';
+import { boundTransfers } from './transfer-limit.js';
 
 /** The CBS node [AMQP CBS 1.0] and IoT Hub's service nodes. */
 export const CBS_NODE = '$cbs';
@@ -40,6 +49,8 @@ const MAX_LINKS = 32;
 /** Feedback records per batch message. */
 const FEEDBACK_BATCH = 64;
 const MAX_TIMER_MS = 2 ** 31 - 1;
+/** Unsettled messages a device or module may have on one of its sending links (credit given back on settlement). */
+const IDENTITY_CREDIT = 64;
 /** CBS replies held for a reply link without credit before the connection is dropped. */
 const MAX_PENDING_CBS_REPLIES = 16;
 
@@ -57,6 +68,7 @@ interface TokenGrant {
 
 /** Per-connection state. */
 interface ConnState {
+  readonly connection: Connection;
   readonly guard: AmqpFrameGuard;
   readonly ticket: Ticket;
   readonly grants: Map<string, TokenGrant>;
@@ -73,6 +85,8 @@ interface DeviceLink {
   readonly sender: Sender;
   inFlight: { readonly lockToken: string; readonly timer: NodeJS.Timeout } | undefined;
   locking: boolean;
+  /** The queue changed while a lock query ran (which may have read it before): look again after it. */
+  again: boolean;
 }
 
 /** Dependencies of the AMQP endpoint. */
@@ -80,6 +94,12 @@ export interface AmqpDeps {
   readonly store: Store;
   readonly auth: ServiceAuth;
   readonly c2d: CloudToDevice;
+  /** Twin requests of devices and modules (`/devices/{id}[/modules/{mid}]/twin`) are served by the hub's twins. */
+  readonly twins: Twins;
+  /** Direct methods reach AMQP identities through the hub's methods service (`bindTransport`). */
+  readonly methods: Methods;
+  /** This replica (presence of AMQP identities, for direct methods). */
+  readonly replicaId: string;
   /** Device telemetry over AMQP (`/devices/{id}/messages/events`) is stored here, as MQTT telemetry is. */
   readonly telemetry: Telemetry;
   /** Largest telemetry body. */
@@ -95,6 +115,8 @@ export interface AmqpDeps {
   /** `max-frame-size` announced in `open` and enforced once a token is accepted. */
   readonly maxFrameBytes: number;
   readonly nowSeconds?: () => number;
+  /** A service on the same listener (the Event Hubs-compatible endpoint): its audiences, addresses and links. */
+  readonly hook?: AmqpNodeHook;
 }
 
 /**
@@ -108,17 +130,6 @@ function mirrorTermini(link: Sender | Receiver): { source: unknown; target: unkn
   link.set_source({ address: typeof source === 'string' ? source : '' });
   link.set_target({ address: typeof target === 'string' ? target : '' });
   return { source, target };
-}
-
-/** The device id of a telemetry node path `/devices/{id}/messages/events`, if it is one. */
-function eventsOf(path: string): string | undefined {
-  const m = /^\/devices\/([^/]+)\/messages\/events\/?$/.exec(path);
-  if (!m) return undefined;
-  try {
-    return decodeURIComponent(m[1] ?? '');
-  } catch {
-    return undefined;
-  }
 }
 
 const unauthorized = (description: string): AmqpError => ({ condition: 'amqp:unauthorized-access', description });
@@ -151,8 +162,9 @@ function conditionOf(e: unknown): AmqpError {
  * rests on the token of its audience: it is detached when that token reaches `se`, and tokens of identities are
  * re-checked when the identity changes (deleted, disabled, re-keyed).
  */
-export class AmqpEndpoint {
+export class AmqpEndpoint implements MethodTransport {
   readonly #d: AmqpDeps;
+  readonly #identity: IdentityLinks;
   readonly #container = rhea.create_container({ id: 'kedge-hub' });
   readonly #conns = new Map<Connection, ConnState>();
   readonly #wss: WebSocketServer;
@@ -162,15 +174,19 @@ export class AmqpEndpoint {
   /** Deliveries of cloud-to-device messages awaiting the device's disposition. */
   readonly #c2dDeliveries = new WeakMap<Delivery, { readonly deviceId: string; readonly lockToken: string }>();
   readonly #feedbackPending = new WeakMap<Delivery, readonly number[]>();
+  /** Credit of the links devices and modules send on: given back as the hub settles their messages. */
+  readonly #credit = new WeakMap<Receiver, ReturnType<typeof creditOnSettlement>>();
   #feedbackBusy = false;
   #feedbackAgain = false;
   #feedbackTimer: NodeJS.Timeout | undefined;
+  #recheckTimer: NodeJS.Timeout | undefined;
   #server: TlsServer | undefined;
   #unsubscribe: (() => void) | undefined;
   #closing = false;
 
   constructor(deps: AmqpDeps) {
     this.#d = deps;
+    this.#identity = new IdentityLinks({ twins: deps.twins, methods: deps.methods, store: deps.store, bus: deps.bus, log: deps.log, metrics: deps.metrics, replicaId: deps.replicaId });
     // rhea writes every pending frame in one WebSocket message: room for a few full frames.
     this.#wss = new WebSocketServer({
       noServer: true,
@@ -203,9 +219,11 @@ export class AmqpEndpoint {
     }
     c.on('sendable', (ctx: EventContext) => {
       if (ctx.sender && this.#feedbackLinks.has(ctx.sender)) this.#pumpFeedback();
+      if (ctx.sender) this.#identity.onSendable(ctx.sender);
       for (const [deviceId, dl] of this.#deviceLinks) if (dl.sender === ctx.sender) this.#pumpDevice(deviceId);
       const state = this.#conns.get(ctx.connection);
       if (state && ctx.sender === state.cbsReply) this.#flushCbs(state);
+      if (ctx.sender) this.#d.hook?.sendable(ctx.sender);
     });
     for (const ev of ['sender_close', 'receiver_close']) c.on(ev, (ctx: EventContext) => this.#onLinkClosed(ctx));
     c.on('connection_open', () => undefined);
@@ -248,6 +266,11 @@ export class AmqpEndpoint {
     });
     this.#feedbackTimer = setInterval(() => this.#pumpFeedback(), this.#d.c2d.config.sweepIntervalSeconds * 1000);
     this.#feedbackTimer.unref();
+    // The backstop for a lost identity announcement, as for MQTT sessions: every identity token is re-checked.
+    this.#recheckTimer = setInterval(() => {
+      this.#recheck(() => true).catch((err: unknown) => this.#d.log.warn({ err }, 'Failed to re-check AMQP tokens'));
+    }, this.#d.limits.recheckSeconds * 1000);
+    this.#recheckTimer.unref();
     const addr = server.address();
     return { port: typeof addr === 'object' && addr ? addr.port : listen.port };
   }
@@ -289,14 +312,30 @@ export class AmqpEndpoint {
       // Settlement is the hub's decision (a message is accepted only once it is stored).
       autoaccept: false,
       credit_window: 16,
+      // Announced in every attach of a link the peer sends on [AMQP 1.0 2.7.3]; enforced by boundTransfers.
+      receiver_options: { max_message_size: this.#d.maxFrameBytes },
     };
     const conn = this.#container.create_connection(options);
-    const state: ConnState = { guard, ticket, grants: new Map(), cbsReply: undefined, cbsPending: [], links: 0, chains: new WeakMap() };
+    const state: ConnState = { connection: conn, guard, ticket, grants: new Map(), cbsReply: undefined, cbsPending: [], links: 0, chains: new WeakMap() };
+    // A message is bounded as its frames are: by the frame guard's limit in force (8 KiB before a token is accepted).
+    boundTransfers(
+      conn,
+      () => guard.frameLimit,
+      (link, bytes) => this.#refuseOversize(state, link, bytes),
+      () => guard.destroy(new AmqpFrameRefusedError('a transfer frame over the message limit')),
+    );
     this.#conns.set(conn, state);
     this.#d.metrics.amqpConnections.set(this.#conns.size);
     guard.once('close', () => this.#onDisconnected(conn));
     // `accept` is rhea's server-side entry for a socket it did not create (container.listen uses it).
     (conn as unknown as { accept(socket: Duplex): void }).accept(guard);
+  }
+
+  /** Detaches a link whose message outgrew the limit; nothing of the message reached the hub. */
+  #refuseOversize(state: ConnState, link: Receiver, bytes: number): void {
+    this.#d.log.info({ bytes, limit: state.guard.frameLimit }, 'Refused an oversize AMQP message');
+    this.#forgetLink(state, link);
+    link.close({ condition: 'amqp:link:message-size-exceeded', description: `A message is at most ${state.guard.frameLimit} bytes` });
   }
 
   #onDisconnected(conn: Connection): void {
@@ -307,13 +346,11 @@ export class AmqpEndpoint {
     state.ticket.release();
     for (const g of state.grants.values()) {
       if (g.timer) clearTimeout(g.timer);
-      for (const l of g.links) {
-        if (this.#feedbackLinks.delete(l as Sender)) this.#feedbackBusy = false;
-        for (const [deviceId, dl] of [...this.#deviceLinks]) if (dl.sender === l) this.#closeDeviceLink(deviceId, dl.sender);
-      }
+      for (const l of [...g.links]) this.#forgetLink(state, l);
     }
     state.grants.clear();
     state.guard.destroy();
+    this.#d.hook?.disconnected(conn);
   }
 
   #linkAdmitted(state: ConnState, link: Sender | Receiver): boolean {
@@ -344,27 +381,51 @@ export class AmqpEndpoint {
       this.#authorized(state, g, link);
       return;
     }
-    const eventsDevice = eventsOf(path);
-    if (eventsDevice !== undefined) {
-      const g = this.#identityGrant(state, eventsDevice);
-      if (!g) {
-        link.close(unauthorized('Sending telemetry needs the device token (put-token on $cbs first)'));
-        return;
-      }
-      this.#authorized(state, g, link);
+    const node = identityNode(path);
+    if (node) {
+      this.#identityReceiver(state, link, node);
       return;
     }
+    if (this.#d.hook?.attach(ctx.connection, link, path, () => state.ticket.release())) return;
     link.close({ condition: 'amqp:not-found', description: `No node ${path.slice(0, 200)}` });
   }
 
-  async #telemetry(state: ConnState, link: Receiver, deviceId: string, message: rhea.Message, delivery: Delivery): Promise<void> {
-    const g = this.#identityGrant(state, deviceId);
+  /** A device or module attached a link to send on one of its nodes: telemetry, twin requests, method responses. */
+  #identityReceiver(state: ConnState, link: Receiver, node: IdentityNode): void {
+    if (node.kind === 'devicebound') {
+      link.close({ condition: 'amqp:not-found', description: 'Cloud-to-device messages are received, not sent, on this node' });
+      return;
+    }
+    if (this.#openIdentityLink(state, link, node, false)) this.#credit.set(link, creditOnSettlement(link, IDENTITY_CREDIT));
+  }
+
+  /**
+   * Authorizes a link on an identity node: only the CBS grant of exactly that identity opens it (a device token
+   * opens none of its modules' nodes, a module token nothing but its own module's).
+   */
+  #openIdentityLink(state: ConnState, link: Sender | Receiver, node: IdentityNode, hubSends: boolean): TokenGrant | undefined {
+    const g = this.#identityGrant(state, node.identity);
+    if (!g) {
+      link.close(unauthorized(`This node needs the token of ${identityName(node.identity).slice(0, 300)} (put-token on $cbs first)`));
+      return undefined;
+    }
+    const refused = this.#identity.attached(state.connection, link, node, hubSends);
+    if (refused !== undefined) {
+      link.close({ condition: 'amqp:resource-limit-exceeded', description: refused });
+      return undefined;
+    }
+    this.#authorized(state, g, link);
+    return g;
+  }
+
+  async #telemetry(state: ConnState, link: Receiver, id: Identity, message: rhea.Message, delivery: Delivery): Promise<void> {
+    const g = this.#identityGrant(state, id);
     if (!g?.links.has(link)) {
       delivery.reject(unauthorized('The token of this link expired'));
       return;
     }
     try {
-      const t = telemetryFromAmqp(message, deviceId, this.#d.maxMessageBytes);
+      const t = telemetryFromAmqp(message, id.deviceId, this.#d.maxMessageBytes, id.moduleId);
       await this.#d.telemetry.ingest(t);
       delivery.accept();
     } catch (e) {
@@ -394,48 +455,65 @@ export class AmqpEndpoint {
       this.#pumpFeedback();
       return;
     }
-    const device = /^\/devices\/([^/]+)\/messages\/devicebound\/?$/.exec(path);
-    if (device) {
-      let deviceId = '';
-      try {
-        deviceId = decodeURIComponent(device[1] ?? '');
-      } catch {
-        // Stays '': matches no grant.
-      }
-      const g = this.#identityGrant(state, deviceId);
-      if (!g) {
-        link.close(unauthorized('Receiving cloud-to-device messages needs the device token (put-token on $cbs first)'));
-        return;
-      }
-      this.#authorized(state, g, link);
-      this.#closeDeviceLink(deviceId);
-      this.#deviceLinks.set(deviceId, { sender: link, inFlight: undefined, locking: false });
-      this.#pumpDevice(deviceId);
+    const node = identityNode(path);
+    if (node) {
+      this.#identitySender(state, link, node);
       return;
     }
+    if (this.#d.hook?.attach(ctx.connection, link, path, () => state.ticket.release())) return;
     link.close({ condition: 'amqp:not-found', description: `No node ${path.slice(0, 200)}` });
   }
 
-  /** The live grant of device `deviceId` itself (not one of its modules) on this connection. */
-  #identityGrant(state: ConnState, deviceId: string): TokenGrant | undefined {
+  /**
+   * A device or module attached a link to receive from one of its nodes: cloud-to-device messages (devices), twin
+   * replies and desired patches, method requests, module input messages (`…/modules/{m}/messages/events`, which the
+   * cloud hub never sends: IoT Hub routes nothing to module inputs, an edge hub does).
+   */
+  #identitySender(state: ConnState, link: Sender, node: IdentityNode): void {
+    if (node.kind === 'events' && node.identity.moduleId === '') {
+      link.close({ condition: 'amqp:not-found', description: 'Telemetry is sent, not received, on this node' });
+      return;
+    }
+    if (!this.#openIdentityLink(state, link, node, true) || node.kind !== 'devicebound') return;
+    const deviceId = node.identity.deviceId;
+    this.#closeDeviceLink(deviceId);
+    this.#deviceLinks.set(deviceId, { sender: link, inFlight: undefined, locking: false, again: false });
+    this.#pumpDevice(deviceId);
+  }
+
+  /** The live grant of exactly identity `want` (a device's does not cover its modules, nor a module's its device). */
+  #identityGrant(state: ConnState, want: Identity): TokenGrant | undefined {
     for (const g of state.grants.values()) {
       if (g.principal.kind !== 'identity' || g.expiresAtSeconds <= this.#now()) continue;
       const id = g.principal.grant.identity;
-      if (deviceId !== '' && id.deviceId === deviceId && id.moduleId === '' && g.principal.grant.via === undefined) return g;
+      if (want.deviceId !== '' && id.deviceId === want.deviceId && id.moduleId === want.moduleId && g.principal.grant.via === undefined) return g;
     }
     return undefined;
+  }
+
+  /** {@link MethodTransport}: a method request to an identity whose method link is on this replica. */
+  sendMethodRequest(deviceId: string, moduleId: string, methodName: string, rid: string, payload: Buffer): boolean {
+    return this.#identity.sendMethodRequest(deviceId, moduleId, methodName, rid, payload);
   }
 
   /** Delivers the next cloud-to-device message on the device's link, if it has credit and holds none. */
   #pumpDevice(deviceId: string): void {
     const dl = this.#deviceLinks.get(deviceId);
-    if (!dl || dl.inFlight || dl.locking || !dl.sender.sendable() || this.#closing) return;
+    if (!dl || dl.inFlight || !dl.sender.sendable() || this.#closing) return;
+    if (dl.locking) {
+      dl.again = true;
+      return;
+    }
     dl.locking = true;
+    dl.again = false;
     const c2d = this.#d.c2d;
     c2d.lock(deviceId).then(
       (m) => {
         dl.locking = false;
-        if (!m) return;
+        if (!m) {
+          if (dl.again) this.#pumpDevice(deviceId);
+          return;
+        }
         if (this.#deviceLinks.get(deviceId) !== dl || !dl.sender.is_open()) {
           void c2d.settle(deviceId, m.lockToken, 'abandon').catch(() => undefined);
           return;
@@ -507,10 +585,19 @@ export class AmqpEndpoint {
     const state = this.#conns.get(ctx.connection);
     const link = ctx.sender ?? ctx.receiver;
     if (!state || !link) return;
+    this.#d.hook?.detached(link);
+    this.#forgetLink(state, link);
+  }
+
+  /**
+   * Forgets everything resting on `link`, which is closing or closed: its place in the grants, the feedback and
+   * cloud-to-device pumps (a message in flight on it goes back to the queue) and the identity links.
+   */
+  #forgetLink(state: ConnState, link: Sender | Receiver): void {
     for (const g of state.grants.values()) g.links.delete(link);
-    if (ctx.sender && this.#feedbackLinks.delete(ctx.sender)) this.#feedbackBusy = false;
-    const sender = ctx.sender;
-    if (sender) for (const [deviceId, dl] of [...this.#deviceLinks]) if (dl.sender === sender) this.#closeDeviceLink(deviceId, sender);
+    this.#identity.forget(link);
+    if (this.#feedbackLinks.delete(link as Sender)) this.#feedbackBusy = false;
+    for (const [deviceId, dl] of [...this.#deviceLinks]) if (dl.sender === link) this.#closeDeviceLink(deviceId, dl.sender);
   }
 
   #onMessage(ctx: EventContext): void {
@@ -518,13 +605,36 @@ export class AmqpEndpoint {
     const state = this.#conns.get(ctx.connection);
     const delivery = ctx.delivery;
     if (!link || !state || !delivery || !ctx.message) return;
+    if (this.#d.hook?.message(ctx)) return;
     const message = ctx.message;
     const path = addressPath((link as unknown as { remote: { attach?: { target?: { address?: unknown } } } }).remote.attach?.target?.address);
+    const node = identityNode(path);
+    const credit = this.#credit.get(link);
+    if (credit && !credit.received()) {
+      // More messages than the credit given: rhea hands them over anyway; the link goes.
+      this.#forgetLink(state, link);
+      link.close({ condition: 'amqp:link:transfer-limit-exceeded', description: `At most ${IDENTITY_CREDIT} unsettled messages per link` });
+      return;
+    }
+    if (node?.kind === 'events') {
+      // Not chained: the telemetry queue takes each message in arrival order at once (its order is the stored
+      // order) and commits them in groups; each is accepted once committed.
+      this.#telemetry(state, link, node.identity, message, delivery)
+        .finally(() => credit?.settled())
+        .catch((err: unknown) => this.#d.log.warn({ err }, 'AMQP telemetry handling failed'));
+      return;
+    }
     const prev = state.chains.get(link) ?? Promise.resolve();
     const next = prev.then(async () => {
-      if (path === CBS_NODE) await this.#putToken(state, message, delivery);
+      if (path === CBS_NODE) await this.#putToken(state, message, delivery, ctx.connection);
       else if (path === C2D_SEND_NODE) await this.#c2dSend(state, link, message, delivery);
-      else if (eventsOf(path) !== undefined) await this.#telemetry(state, link, eventsOf(path) ?? '', message, delivery);
+      else if (node) {
+        try {
+          IdentityLinks.settle(delivery, await this.#identity.onMessage(link, node, message));
+        } finally {
+          credit?.settled();
+        }
+      }
       else delivery.reject({ condition: 'amqp:not-allowed', description: 'No messages accepted on this link' });
     });
     state.chains.set(
@@ -550,7 +660,7 @@ export class AmqpEndpoint {
   }
 
   /** CBS put-token [AMQP CBS 1.0 §4]: verifies the token for its audience and replies with a status code. */
-  async #putToken(state: ConnState, m: rhea.Message, delivery: Delivery): Promise<void> {
+  async #putToken(state: ConnState, m: rhea.Message, delivery: Delivery, conn: Connection): Promise<void> {
     if (state.cbsPending.length >= MAX_PENDING_CBS_REPLIES) {
       // put-tokens keep coming while the reply link gives no credit: not a client, a flood.
       delivery.reject({ condition: 'amqp:resource-limit-exceeded', description: 'Too many put-token requests without reply credit' });
@@ -583,6 +693,12 @@ export class AmqpEndpoint {
       decoded = name.includes('%') ? decodeURIComponent(name) : name;
     } catch {
       return reply(400, 'Malformed audience');
+    }
+    const hook = this.#d.hook;
+    if (hook?.ownsAudience(decoded)) {
+      const r = await hook.putToken(conn, decoded, token);
+      if (r.status === 200) state.guard.authenticated();
+      return reply(r.status, r.description);
     }
     const audience = decoded.replace(/^(amqps?|https?|wss?):\/\//i, '').replace(/\/+$/, '');
     const parsed = parseSasToken(token);
@@ -659,9 +775,8 @@ export class AmqpEndpoint {
     state.grants.delete(grant.audience);
     if (grant.timer) clearTimeout(grant.timer);
     this.#d.log.info({ audience: grant.audience, reason }, 'Detached AMQP links');
-    for (const link of grant.links) {
-      if (this.#feedbackLinks.delete(link as Sender)) this.#feedbackBusy = false;
-      for (const [deviceId, dl] of [...this.#deviceLinks]) if (dl.sender === link) this.#closeDeviceLink(deviceId, dl.sender);
+    for (const link of [...grant.links]) {
+      this.#forgetLink(state, link);
       link.close(unauthorized(reason));
     }
     grant.links.clear();
@@ -670,16 +785,30 @@ export class AmqpEndpoint {
   #onBus(e: BusEvent): void {
     if (e.type === 'c2d-feedback') this.#pumpFeedback();
     else if (e.type === 'c2d') this.#pumpDevice(e.deviceId);
+    else if (e.type === 'resync') {
+      // Wake-ups may have been missed while the bus was down: every link looks again.
+      this.#pumpFeedback();
+      for (const deviceId of this.#deviceLinks.keys()) this.#pumpDevice(deviceId);
+    }
+    else if (e.type === 'desired') this.#identity.onDesired(e, e.patch);
+    else if (e.type === 'kick' && e.exceptReplica !== this.#d.replicaId) {
+      // The identity connected to another replica: one connection per identity, as the MQTT endpoint keeps.
+      for (const link of this.#identity.linksOf(e)) {
+        const state = this.#conns.get(link.connection);
+        if (state) this.#forgetLink(state, link);
+        link.close({ condition: 'amqp:link:stolen', description: `${identityName(e).slice(0, 300)} connected elsewhere` });
+      }
+    }
     else if (e.type === 'identity') {
-      this.#recheck(e.deviceId, e.moduleId).catch((err: unknown) => this.#d.log.warn({ err }, 'Failed to re-check AMQP tokens'));
+      this.#recheck((g) => dependsOn(g, e.deviceId, e.moduleId)).catch((err: unknown) => this.#d.log.warn({ err }, 'Failed to re-check AMQP tokens'));
     }
   }
 
-  /** Re-checks identity tokens resting on `deviceId[/moduleId]`, as the MQTT endpoint does for its sessions. */
-  async #recheck(deviceId: string, moduleId: string): Promise<void> {
-    for (const state of this.#conns.values()) {
+  /** Re-checks the identity tokens whose grants `affected` selects, as the MQTT endpoint does for its sessions. */
+  async #recheck(affected: (grant: ConnectGrant) => boolean): Promise<void> {
+    for (const state of [...this.#conns.values()]) {
       for (const g of [...state.grants.values()]) {
-        if (g.principal.kind !== 'identity' || !dependsOn(g.principal.grant, deviceId, moduleId)) continue;
+        if (g.principal.kind !== 'identity' || !affected(g.principal.grant) || state.grants.get(g.audience) !== g) continue;
         const id = g.principal.grant.identity;
         const clientId = id.moduleId ? `${id.deviceId}/${id.moduleId}` : id.deviceId;
         const r = await checkConnect(this.#d.store, this.#d.hostNames, { clientId, username: `x/${clientId}/?api-version=${DEVICE_API_VERSION}`, password: g.principal.token }, this.#now());
@@ -749,6 +878,7 @@ export class AmqpEndpoint {
     this.#closing = true;
     this.#unsubscribe?.();
     if (this.#feedbackTimer) clearInterval(this.#feedbackTimer);
+    if (this.#recheckTimer) clearInterval(this.#recheckTimer);
     const server = this.#server;
     const closed = server ? new Promise<void>((resolve) => server.close(() => resolve())) : Promise.resolve();
     for (const [conn, state] of [...this.#conns]) {

@@ -41,6 +41,11 @@ export class AmqpFrameGuard extends StreamGuard {
     this.#limits = limits;
   }
 
+  /** The frame limit in force now (before or after authentication); the hub bounds whole messages by it too. */
+  get frameLimit(): number {
+    return this.isAuthenticated ? this.#limits.maxFrameBytes : this.#limits.maxFrameBytesBeforeAuth;
+  }
+
   protected override refusal(reason: string): Error {
     return new AmqpFrameRefusedError(reason);
   }
@@ -67,7 +72,7 @@ export class AmqpFrameGuard extends StreamGuard {
         if ((id !== 0 && id !== 3) || this.#head[5] !== 1 || this.#head[6] !== 0 || this.#head[7] !== 0) return 'unsupported protocol header';
         continue;
       }
-      const limit = this.isAuthenticated ? this.#limits.maxFrameBytes : this.#limits.maxFrameBytesBeforeAuth;
+      const limit = this.frameLimit;
       if (size < MIN_FRAME) return `malformed frame size ${size}`;
       if (size > limit) return `a frame of ${size} bytes exceeds the limit of ${limit}${this.isAuthenticated ? '' : ' before authentication'}`;
       // doff counts 4-byte words of the frame header; at least 2 [AMQP 1.0 2.3.1].

@@ -21,7 +21,7 @@ export function addressPath(address: unknown): string {
 }
 
 /** A message id, correlation id or user id as IoT Hub carries it: a string (uuids and binary ids in canonical form). */
-function idText(v: unknown, what: string): string | undefined {
+export function idText(v: unknown, what: string): string | undefined {
   if (v === undefined || v === null) return undefined;
   let s: string;
   if (typeof v === 'string') s = v;
@@ -106,10 +106,10 @@ export function c2dFromAmqp(m: Message): C2dSend {
 }
 
 /**
- * Reads a device's telemetry message (sent to `/devices/{id}/messages/events`) into a stored record, stamped with
- * the authenticated device. Application properties as on MQTT (strings; numbers and booleans as text), bounded.
+ * Reads a device's or module's telemetry message (sent to `/devices/{id}[/modules/{mid}]/messages/events`) into a
+ * stored record, stamped with the authenticated identity. Application properties as on MQTT (strings; numbers and booleans as text), bounded.
  */
-export function telemetryFromAmqp(m: Message, deviceId: string, maxBodyBytes: number): NewTelemetry {
+export function telemetryFromAmqp(m: Message, deviceId: string, maxBodyBytes: number, moduleId = ''): NewTelemetry {
   const body = bodyBytes(m.body);
   if (body.length > maxBodyBytes) throw hubError('CLOUD_ERR_PAYLOAD_TOO_LARGE', `Message body over ${maxBodyBytes} bytes`);
   const properties = Object.create(null) as Record<string, string>;
@@ -134,6 +134,7 @@ export function telemetryFromAmqp(m: Message, deviceId: string, maxBodyBytes: nu
   if (typeof m.content_type === 'string') system['contentType'] = m.content_type.slice(0, MAX_PROPERTY_CHARS);
   if (typeof m.content_encoding === 'string') system['contentEncoding'] = m.content_encoding.slice(0, MAX_PROPERTY_CHARS);
   system['connectionDeviceId'] = deviceId;
+  if (moduleId) system['connectionModuleId'] = moduleId;
   system['enqueuedTime'] = new Date(enqueuedTime).toISOString();
-  return { deviceId, moduleId: '', enqueuedTime, properties, systemProperties: system, body };
+  return { deviceId, moduleId, enqueuedTime, properties, systemProperties: system, body };
 }

@@ -26,7 +26,12 @@ export type BusEvent =
   /** Cloud-to-device feedback records may be waiting for the service's feedback receiver. */
   | { readonly type: 'c2d-feedback' }
   /** A device (`moduleId` `''`: with all its modules) or module identity was created, changed or deleted. */
-  | { readonly type: 'identity'; readonly deviceId: string; readonly moduleId: string };
+  | { readonly type: 'identity'; readonly deviceId: string; readonly moduleId: string }
+  /**
+   * Local only, never published: this replica's bus was disconnected and may have missed events; listeners look again
+   * at what they wait for (queued C2D messages, new telemetry).
+   */
+  | { readonly type: 'resync' };
 
 /** The replicas' event bus. A single process uses {@link LocalBus}; PostgreSQL deployments use {@link PgBus}. */
 export interface Bus {
@@ -59,6 +64,9 @@ const INLINE_LIMIT = 7000;
 /**
  * PostgreSQL LISTEN/NOTIFY bus. One dedicated connection listens; publishes use the pool. Events larger than
  * {@link INLINE_LIMIT} are stored in the `bus` table and fetched by id (rows older than a minute are swept).
+ * When the listening connection breaks (a server restart, a failover, an idle-connection killer) it is opened again
+ * with a capped, jittered backoff; events published while it was down are not received (the periodic re-checks
+ * of sessions, deployments and C2D locks cover that window).
  */
 export class PgBus implements Bus {
   readonly #pool: pg.Pool;
@@ -66,6 +74,8 @@ export class PgBus implements Bus {
   readonly #emitter = new EventEmitter().setMaxListeners(0);
   #listener: pg.PoolClient | undefined;
   #sweep: NodeJS.Timeout | undefined;
+  #retry: NodeJS.Timeout | undefined;
+  #reconnects = 0;
   #closed = false;
 
   constructor(deps: { pool: pg.Pool; log: Logger }) {
@@ -74,17 +84,73 @@ export class PgBus implements Bus {
   }
 
   async start(): Promise<void> {
-    const client = await this.#pool.connect();
-    this.#listener = client;
-    client.on('notification', (n) => {
-      if (n.channel === CHANNEL && n.payload !== undefined) void this.#receive(n.payload).catch((e: unknown) => this.#log.warn({ err: e }, 'Dropped bus event'));
-    });
-    client.on('error', (e) => this.#log.error({ err: e }, 'Bus listener connection failed'));
-    await client.query(`LISTEN ${CHANNEL}`);
+    await this.#listen();
     this.#sweep = setInterval(() => {
       void this.#pool.query('DELETE FROM bus WHERE created_at < $1', [Date.now() - 60_000]).catch(() => undefined);
     }, 30_000);
     this.#sweep.unref();
+  }
+
+  /** Whether the LISTEN connection is up (false while it reconnects). */
+  get listening(): boolean {
+    return this.#listener !== undefined;
+  }
+
+  /** How many times the LISTEN connection was lost and opened again. */
+  get reconnects(): number {
+    return this.#reconnects;
+  }
+
+  async #listen(): Promise<void> {
+    const client = await this.#pool.connect();
+    let lost = false;
+    const onLost = (e?: unknown): void => {
+      if (lost || this.#closed) return; // after close() the client is released already
+      lost = true;
+      if (this.#listener === client) this.#listener = undefined;
+      // A broken client must not go back into the pool: release(err) destroys it.
+      client.release(e instanceof Error ? e : new Error('bus listener connection ended'));
+      this.#log.error({ err: e }, 'Bus listener connection lost; reconnecting (events published meanwhile are not received)');
+      this.#reconnect(0);
+    };
+    client.on('notification', (n) => {
+      if (n.channel === CHANNEL && n.payload !== undefined) void this.#receive(n.payload).catch((e: unknown) => this.#log.warn({ err: e }, 'Dropped bus event'));
+    });
+    client.on('error', onLost);
+    client.on('end', () => onLost());
+    try {
+      await client.query(`LISTEN ${CHANNEL}`);
+    } catch (e) {
+      onLost(e);
+      throw e;
+    }
+    if (this.#closed) {
+      client.release();
+      return;
+    }
+    if (!lost) this.#listener = client;
+  }
+
+  /** Opens the LISTEN connection again after `attempt` failures: 100 ms doubling to 5 s, with jitter. */
+  #reconnect(attempt: number): void {
+    if (this.#closed || this.#retry) return;
+    const delay = Math.min(5000, 100 * 2 ** attempt) * (0.5 + Math.random() / 2);
+    this.#retry = setTimeout(() => {
+      this.#retry = undefined;
+      this.#listen().then(
+        () => {
+          if (this.#closed) return;
+          this.#reconnects++;
+          this.#log.warn({ attempt: attempt + 1 }, 'Bus listener connection restored');
+          this.#emitter.emit('event', { type: 'resync' } satisfies BusEvent);
+        },
+        (e: unknown) => {
+          this.#log.warn({ err: e, attempt: attempt + 1 }, 'Bus listener reconnect failed');
+          this.#reconnect(attempt + 1);
+        },
+      );
+    }, delay);
+    this.#retry.unref();
   }
 
   async #receive(payload: string): Promise<void> {
@@ -120,6 +186,7 @@ export class PgBus implements Bus {
   async close(): Promise<void> {
     this.#closed = true;
     if (this.#sweep) clearInterval(this.#sweep);
+    if (this.#retry) clearTimeout(this.#retry);
     const l = this.#listener;
     this.#listener = undefined;
     if (l) {

@@ -116,6 +116,8 @@ export class DeviceGateway implements MethodTransport {
   #unsubscribe: (() => void) | undefined;
   readonly #c2dInFlight = new Map<string, C2dInFlight>();
   readonly #c2dLocking = new Set<string>();
+  /** Devices whose C2D queue changed while a lock query ran (a wake-up that query may have missed). */
+  readonly #c2dAgain = new Set<string>();
   #recheckTimer: NodeJS.Timeout | undefined;
 
   constructor(deps: GatewayDeps) {
@@ -486,6 +488,12 @@ export class DeviceGateway implements MethodTransport {
       this.#connections.get(keyOf(e))?.close();
     } else if (e.type === 'c2d') {
       this.#pumpC2d(e.deviceId);
+    } else if (e.type === 'resync') {
+      // C2D wake-ups may have been missed while the bus was down: every device subscribed here looks again.
+      for (const client of this.#connections.values()) {
+        const id = this.#sessions.get(client.id)?.grant.identity;
+        if (id && !id.moduleId) this.#pumpC2d(id.deviceId);
+      }
     } else if (e.type === 'identity') {
       this.#recheck(e.deviceId, e.moduleId).catch((err: unknown) => this.#d.log.warn({ err, deviceId: e.deviceId }, 'Failed to re-check MQTT sessions'));
     }
@@ -495,12 +503,21 @@ export class DeviceGateway implements MethodTransport {
   #pumpC2d(deviceId: string): void {
     const c2d = this.#d.c2d;
     const client = this.#featureOf({ deviceId, moduleId: '' }, F.C2D);
-    if (!c2d || !client || this.#c2dInFlight.has(deviceId) || this.#c2dLocking.has(deviceId)) return;
+    if (!c2d || !client || this.#c2dInFlight.has(deviceId)) return;
+    if (this.#c2dLocking.has(deviceId)) {
+      // A lock query is running; it may have read the queue before this message was committed: look again after it.
+      this.#c2dAgain.add(deviceId);
+      return;
+    }
     this.#c2dLocking.add(deviceId);
     c2d.lock(deviceId).then(
       (m) => {
         this.#c2dLocking.delete(deviceId);
-        if (!m) return;
+        const again = this.#c2dAgain.delete(deviceId);
+        if (!m) {
+          if (again) this.#pumpC2d(deviceId);
+          return;
+        }
         if (this.#featureOf({ deviceId, moduleId: '' }, F.C2D) !== client || this.#live.get(client)?.revoked !== false) {
           void c2d.settle(deviceId, m.lockToken, 'abandon').catch(() => undefined);
           return;
@@ -520,6 +537,7 @@ export class DeviceGateway implements MethodTransport {
       },
       (err: unknown) => {
         this.#c2dLocking.delete(deviceId);
+        this.#c2dAgain.delete(deviceId);
         this.#d.log.warn({ err, deviceId }, 'Failed to lock a cloud-to-device message');
       },
     );

@@ -19,6 +19,7 @@ import type {
   ModuleRecord,
   NewC2dMessage,
   NewTelemetry,
+  PartitionRecord,
   PresenceRecord,
   Store,
   TelemetryRecord,
@@ -29,6 +30,50 @@ import type {
 type Db = Kysely<Database>;
 type Tx = Transaction<Database>;
 type C2dRow = Selectable<Database['c2d_messages']>;
+
+type TelemetryRow = Selectable<Database['telemetry']>;
+
+function toTelemetry(r: TelemetryRow): TelemetryRecord {
+  return {
+    offset: Number(r.seq),
+    deviceId: r.device_id,
+    moduleId: r.module_id,
+    enqueuedTime: Number(r.enqueued_time),
+    properties: parse<Record<string, string>>(r.properties),
+    systemProperties: parse<Record<string, string>>(r.system_properties),
+    body: Buffer.from(r.body),
+    ...(r.partition_id === null || r.partition_seq === null ? {} : { partition: Number(r.partition_id), sequenceNumber: Number(r.partition_seq) }),
+  };
+}
+
+/**
+ * Gives each row with a partition the next sequence numbers of that partition. The partition row's update takes its
+ * lock until the transaction commits, so on PostgreSQL a partition's batches commit in sequence order: a reader
+ * that saw sequence number n never later finds a committed n-1. Partitions are taken in ascending order (no
+ * deadlock between two replicas' batches).
+ */
+async function assignPartitionSeqs(tx: Tx, rows: { partition_id: number | null; partition_seq: number | null; enqueued_time: number }[]): Promise<void> {
+  const byPartition = new Map<number, typeof rows>();
+  for (const r of rows) {
+    if (r.partition_id === null) continue;
+    const list = byPartition.get(r.partition_id);
+    if (list) list.push(r);
+    else byPartition.set(r.partition_id, [r]);
+  }
+  for (const p of [...byPartition.keys()].sort((a, b) => a - b)) {
+    const mine = byPartition.get(p) ?? [];
+    const latest = Math.max(...mine.map((r) => r.enqueued_time));
+    const updated = await tx
+      .updateTable('eventhub_partitions')
+      .set({ last_seq: sql`last_seq + ${mine.length}`, last_enqueued_time: sql`CASE WHEN last_enqueued_time > ${latest} THEN last_enqueued_time ELSE ${latest} END` })
+      .where('partition_id', '=', p)
+      .returning('last_seq')
+      .executeTakeFirst();
+    if (!updated) throw hubError('CLOUD_ERR_INTERNAL', `Telemetry partition ${p} does not exist`);
+    let seq = Number(updated.last_seq) - mine.length;
+    for (const r of mine) r.partition_seq = ++seq;
+  }
+}
 
 // Stored documents hold keys chosen by devices and clients (`__proto__`, `constructor`, …): null-prototype objects.
 const parse = <T>(text: string): T => parseJson(text) as T;
@@ -351,10 +396,13 @@ export class KyselyStore implements Store {
       properties: JSON.stringify(m.properties),
       system_properties: JSON.stringify(m.systemProperties),
       body: m.body,
+      partition_id: m.partition ?? null,
+      partition_seq: null as number | null,
     }));
     // Chunked so one statement stays under SQLite's 32766 bound-parameter limit.
     const out: number[] = [];
     await this.#db.transaction().execute(async (tx) => {
+      await assignPartitionSeqs(tx, rows);
       for (let i = 0; i < rows.length; i += 1000) {
         const r = await tx.insertInto('telemetry').values(rows.slice(i, i + 1000)).returning('seq').execute();
         for (const x of r) out.push(Number(x.seq));
@@ -367,15 +415,58 @@ export class KyselyStore implements Store {
     let q = this.#db.selectFrom('telemetry').selectAll().where('seq', '>=', opts.from).orderBy('seq').limit(opts.limit);
     if (opts.deviceId !== undefined) q = q.where('device_id', '=', opts.deviceId);
     if (opts.moduleId !== undefined) q = q.where('module_id', '=', opts.moduleId);
-    return (await q.execute()).map((r) => ({
-      offset: Number(r.seq),
-      deviceId: r.device_id,
-      moduleId: r.module_id,
-      enqueuedTime: Number(r.enqueued_time),
-      properties: parse<Record<string, string>>(r.properties),
-      systemProperties: parse<Record<string, string>>(r.system_properties),
-      body: Buffer.from(r.body),
-    }));
+    return (await q.execute()).map(toTelemetry);
+  }
+
+  async initPartitions(count: number, now: number): Promise<number> {
+    const stored = await this.#db.selectFrom('eventhub_partitions').select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow();
+    if (Number(stored.n) > 0) return Number(stored.n);
+    const rows = Array.from({ length: count }, (_, p) => ({ partition_id: p, last_seq: -1, last_enqueued_time: 0, created_at: now }));
+    // Two replicas starting at once: the first insert wins, the other's conflicts change nothing.
+    await this.#db.insertInto('eventhub_partitions').values(rows).onConflict((oc) => oc.column('partition_id').doNothing()).execute();
+    const after = await this.#db.selectFrom('eventhub_partitions').select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow();
+    return Number(after.n);
+  }
+
+  async readPartition(opts: { partition: number; fromSeq: number; limit: number }): Promise<TelemetryRecord[]> {
+    const rows = await this.#db
+      .selectFrom('telemetry')
+      .selectAll()
+      .where('partition_id', '=', opts.partition)
+      .where('partition_seq', '>=', opts.fromSeq)
+      .orderBy('partition_seq')
+      .limit(opts.limit)
+      .execute();
+    return rows.map(toTelemetry);
+  }
+
+  async getPartition(partition: number): Promise<PartitionRecord | undefined> {
+    const p = await this.#db.selectFrom('eventhub_partitions').selectAll().where('partition_id', '=', partition).executeTakeFirst();
+    if (!p) return undefined;
+    const first = await this.#db
+      .selectFrom('telemetry')
+      .select('partition_seq')
+      .where('partition_id', '=', partition)
+      .orderBy('partition_seq')
+      .limit(1)
+      .executeTakeFirst();
+    return {
+      partition,
+      beginSequenceNumber: first?.partition_seq === undefined || first.partition_seq === null ? -1 : Number(first.partition_seq),
+      lastSequenceNumber: Number(p.last_seq),
+      lastEnqueuedTime: Number(p.last_enqueued_time),
+      createdAt: Number(p.created_at),
+    };
+  }
+
+  async partitionSeqAfter(partition: number, time: number): Promise<number | undefined> {
+    const r = await this.#db
+      .selectFrom('telemetry')
+      .select((eb) => eb.fn.min('partition_seq').as('seq'))
+      .where('partition_id', '=', partition)
+      .where('enqueued_time', '>', time)
+      .executeTakeFirst();
+    return r?.seq === undefined || r.seq === null ? undefined : Number(r.seq);
   }
 
   async purgeTelemetry(opts: { olderThan: number; keepLast: number }): Promise<number> {

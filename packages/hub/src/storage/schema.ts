@@ -41,7 +41,11 @@ export interface Database {
     properties: string;
     system_properties: string;
     body: Buffer;
+    /** Event Hubs partition and sequence number in it (null for messages stored before migration 0003). */
+    partition_id: number | null;
+    partition_seq: number | string | null;
   };
+  eventhub_partitions: { partition_id: number; last_seq: number | string; last_enqueued_time: number | string; created_at: number | string };
   consumers: { name: string; offset: number | string; updated_at: number | string };
   configurations: { id: string; etag_version: number; priority: number; created_time: string; doc: string };
   policies: { name: string; primary_key: string; secondary_key: string; rights: string };

@@ -58,8 +58,25 @@ export interface TelemetryRecord {
   readonly properties: Readonly<Record<string, string>>;
   readonly systemProperties: Readonly<Record<string, string>>;
   readonly body: Buffer;
+  /** The Event Hubs partition the message went to (absent: stored without one, not served by that endpoint). */
+  readonly partition?: number;
+  /** Its sequence number in that partition, assigned by the store: 0, 1, 2, … with no holes. */
+  readonly sequenceNumber?: number;
 }
-export type NewTelemetry = Omit<TelemetryRecord, 'offset'>;
+export type NewTelemetry = Omit<TelemetryRecord, 'offset' | 'sequenceNumber'>;
+
+/** One partition of the Event Hubs-compatible endpoint, as stored. Sequence numbers are -1 while it is empty. */
+export interface PartitionRecord {
+  readonly partition: number;
+  /** Sequence number of the oldest stored message (after retention), -1 when none is stored. */
+  readonly beginSequenceNumber: number;
+  /** Sequence number of the last message ever enqueued, -1 when none was. */
+  readonly lastSequenceNumber: number;
+  /** When it was (ms epoch), 0 when none was. */
+  readonly lastEnqueuedTime: number;
+  /** When the partitions were created (ms epoch). */
+  readonly createdAt: number;
+}
 
 /** An automatic deployment (IoT Hub configuration) as stored: the whole document plus indexed fields. */
 export interface ConfigurationRecord {
@@ -164,6 +181,17 @@ export interface Store {
   telemetryBounds(): Promise<{ first: number; last: number; count: number }>;
   getConsumerOffset(name: string): Promise<number | undefined>;
   setConsumerOffset(name: string, offset: number): Promise<void>;
+
+  /**
+   * Creates partitions `0..count-1` of the Event Hubs-compatible endpoint on first start and returns the stored
+   * count: once created it is fixed (as on IoT Hub), a later `count` is ignored by the store.
+   */
+  initPartitions(count: number, now: number): Promise<number>;
+  /** Messages of `partition` from sequence number `fromSeq` (inclusive), in sequence order. */
+  readPartition(opts: { partition: number; fromSeq: number; limit: number }): Promise<TelemetryRecord[]>;
+  getPartition(partition: number): Promise<PartitionRecord | undefined>;
+  /** The sequence number of the first stored message of `partition` enqueued after `time` (ms epoch), if any. */
+  partitionSeqAfter(partition: number, time: number): Promise<number | undefined>;
 
   createConfiguration(cfg: ConfigurationRecord): Promise<void>;
   getConfiguration(id: string): Promise<ConfigurationRecord | undefined>;

@@ -3,6 +3,7 @@ import type { Bus } from '../cluster/bus.js';
 import { hubError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { HubMetrics } from '../metrics.js';
+import { partitionOf } from '../eventhubs/partitions.js';
 import type { NewTelemetry, Store, TelemetryRecord } from '../storage/store.js';
 
 interface Waiting {
@@ -32,6 +33,7 @@ export class Telemetry {
   readonly #log: Logger;
   readonly #metrics: HubMetrics;
   readonly #opts: TelemetryOptions;
+  readonly #partitions: number | undefined;
   readonly #emitter = new EventEmitter().setMaxListeners(0);
   #queue: Waiting[] = [];
   #writing: Promise<void> | undefined;
@@ -40,14 +42,17 @@ export class Telemetry {
   #closed = false;
   readonly #unsubscribe: () => void;
 
-  constructor(deps: { store: Store; bus: Bus; log: Logger; metrics: HubMetrics; options: TelemetryOptions }) {
+  /** `partitionCount`: the Event Hubs-compatible endpoint's partitions, each message goes to its device's one. */
+  constructor(deps: { store: Store; bus: Bus; log: Logger; metrics: HubMetrics; options: TelemetryOptions; partitionCount?: number }) {
     this.#store = deps.store;
+    this.#partitions = deps.partitionCount;
     this.#bus = deps.bus;
     this.#log = deps.log;
     this.#metrics = deps.metrics;
     this.#opts = deps.options;
     this.#unsubscribe = this.#bus.subscribe((e) => {
       if (e.type === 'telemetry') this.#emitter.emit('appended', e.last);
+      else if (e.type === 'resync') this.#emitter.emit('appended', 0); // readers look again (they ignore the value)
     });
   }
 
@@ -60,8 +65,10 @@ export class Telemetry {
   /** Stores one message; resolves with its offset once committed. */
   ingest(msg: NewTelemetry): Promise<number> {
     if (this.#closed) return Promise.reject(hubError('CLOUD_ERR_SHUTTING_DOWN', 'The hub is shutting down'));
+    const partitions = this.#partitions;
+    const stamped = msg.partition === undefined && partitions !== undefined ? { ...msg, partition: partitionOf(msg.deviceId, partitions) } : msg;
     return new Promise<number>((resolve, reject) => {
-      this.#queue.push({ msg, resolve, reject });
+      this.#queue.push({ msg: stamped, resolve, reject });
       if (this.#writing) return;
       if (this.#queue.length >= this.#opts.batchMaxMessages) this.#flush();
       else this.#timer ??= setTimeout(() => this.#flush(), this.#opts.batchMaxDelayMs);

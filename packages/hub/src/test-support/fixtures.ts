@@ -42,7 +42,7 @@ export function manifest(modules: Record<string, string>, moduleTwins: Record<st
 
 /** Starts a hub for a test on a free loopback address (ports 443/8883/5671), quiet logs, temp data dir. */
 export async function startTestHub(
-  opts: { db?: string; replicaId?: string; host?: string; dataDir?: string; logger?: pino.Logger; c2d?: HubConfigInput['c2d']; deviceLimits?: HubConfigInput['deviceLimits'] } = {},
+  opts: { db?: string; replicaId?: string; host?: string; dataDir?: string; logger?: pino.Logger; c2d?: HubConfigInput['c2d']; deviceLimits?: HubConfigInput['deviceLimits']; eventHubs?: HubConfigInput['eventHubs'] } = {},
 ): Promise<RunningHub & { host: string; dataDir: string }> {
   const host = opts.host ?? (await freeLoopbackAddress([443, 8883, 5671]));
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'kedge-hub-'));
@@ -57,6 +57,7 @@ export async function startTestHub(
       ...(opts.replicaId ? { replicaId: opts.replicaId } : {}),
       ...(opts.c2d ? { c2d: opts.c2d } : {}),
       ...(opts.deviceLimits ? { deviceLimits: opts.deviceLimits } : {}),
+      ...(opts.eventHubs ? { eventHubs: opts.eventHubs } : {}),
       deployments: { resyncSeconds: 3600 },
       telemetry: { retentionHours: 24, maxMessages: 100_000, maxMessageBytes: 256 * 1024, batchMaxMessages: 500, batchMaxDelayMs: 2, purgeIntervalSeconds: 3600 },
     },

@@ -248,8 +248,14 @@ function describeHostileKeys(name: string, database: () => Promise<{ url: string
         return d === '{"__proto__":{"layered":2,"polluted":1}}' ? d : undefined;
       });
       expect(sensor).toBeDefined();
-      const device = (await rawRest(hub, 'GET', '/twins/cfg-1')).json as { configurations: unknown };
-      expect(canonJs(device.configurations)).toBe('{"__proto__":{"status":"Applied"},"constructor":{"status":"Applied"}}');
+      // The device twin's `configurations` is written after the module twins: wait for it too.
+      const applied = '{"__proto__":{"status":"Applied"},"constructor":{"status":"Applied"}}';
+      const configurations = await eventually(async () => {
+        const device = (await rawRest(hub, 'GET', '/twins/cfg-1')).json as { configurations: unknown } | undefined;
+        const c = device && canonJs(device.configurations);
+        return c === applied ? c : undefined;
+      }).catch(async () => canonJs(((await rawRest(hub, 'GET', '/twins/cfg-1')).json as { configurations: unknown }).configurations));
+      expect(configurations).toBe(applied);
       const cfg = (await rawRest(hub, 'GET', '/configurations/__proto__')).json as { systemMetrics: { results: Record<string, number> } };
       expect(cfg.systemMetrics.results).toMatchObject({ targetedCount: 1, appliedCount: 1 });
       expect(prototypeMembers()).toEqual(baseline);

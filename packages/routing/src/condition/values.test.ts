@@ -62,13 +62,13 @@ describe('comparisons', () => {
 describe('parseNumberAny (NumberStyles.Any, invariant culture)', () => {
   it.each<[string, number]>([
     ['42', 42], [' 42 ', 42], ['-42', -42], ['+42', 42], ['42-', -42], ['42+', 42], ['(42)', -42],
-    ['1,000', 1000], ['1,2,3', 123], ['1.5', 1.5], ['.5', 0.5], ['5.', 5], ['1e3', 1000], ['1E-2', 0.01], ['1.5e+2', 150],
+    ['1,000', 1000], ['1,2,3', 123], ['1.5', 1.5], ['.5', 0.5], ['5.', 5], ['1e3', 1000], ['1E-2', 0.01], ['1.5e+2', 150], ['1e10', 1e10], ['2E-10', 2e-10],
     ['Infinity', Number.POSITIVE_INFINITY], ['+Infinity', Number.POSITIVE_INFINITY], ['-Infinity', Number.NEGATIVE_INFINITY],
   ])('reads %j as %d', (text, value) => {
     expect(parseNumberAny(text)).toBe(value);
   });
 
-  it.each(['', ' ', 'abc', '1a', '--1', '(1', '1)', 'e5', '.', '.e5', '1e', '1e+', '0x10', '1.2.3', 'infinity'])('refuses %j', (text) => {
+  it.each(['', ' ', 'abc', '1a', '--1', '(1', '1)', '15)', '(15', '4(2)', 'e5', '.', '.e5', '1e', '1e+', '0x10', '1.2.3', 'infinity'])('refuses %j', (text) => {
     expect(parseNumberAny(text)).toBeNaN();
   });
 

@@ -167,6 +167,24 @@ describe('Router', () => {
     expect(bodies(up)).toEqual(['1', '2']);
   });
 
+  it('a dead module endpoint delivers at once when its module subscribes, without waiting for the revive period', async () => {
+    const { router, ep, clock, state, hooks } = setup((id) => new RevivableEndpoint(id, true), {
+      executor: { retry: { initialDelayMs: 100, maxDelayMs: 100, maxRetries: 1, revivePeriodMs: 600_000 } },
+    });
+    await router.replaceRoutes(routes({ r: `FROM /messages/* INTO BrokeredEndpoint("${B_IN}")` }));
+    for (let i = 0; i < 3; i++) await router.route(moduleMessage('a', 'o', i, clock.now()));
+    const b = ep<RevivableEndpoint>(B_IN);
+    await until(() => state(B_IN) === ExecutorState.Failing && clock.pending() === 1, 'failing');
+    clock.advance(100);
+    await until(() => state(B_IN) === ExecutorState.Dead && clock.pending() === 1, 'dead (the module stayed offline)');
+    // The module connects and subscribes (the edge hub's sessionChanged calls the endpoint's hooks).
+    b.down = false;
+    hooks.get(B_IN)?.available();
+    await until(() => b.received.length === 3, 'delivered without the revive period');
+    expect(bodies(b)).toEqual(['0', '1', '2']);
+    await until(() => state(B_IN) === ExecutorState.Idle, 'idle');
+  });
+
   it('delivers every message exactly once through an endpoint that accepts part of each batch', async () => {
     const { router, ep, clock } = setup((id) => new PartialFailureEndpoint(id, 2), { executor: { batchSize: 5, retry: { initialDelayMs: 10 } } });
     await router.replaceRoutes(routes({ r: 'FROM /messages/* INTO $upstream' }));

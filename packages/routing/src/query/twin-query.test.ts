@@ -88,7 +88,8 @@ describe('compileDeviceQuery', () => {
   });
 });
 
-describe('long and deep queries', () => {
+// Queries of 50,000–100,000 tokens: a generous timeout, for a loaded machine and for mutation testing's instrumented code.
+describe('long and deep queries', { timeout: 180_000 }, () => {
   it('reads long names and bounds nesting', () => {
     const long = 'x'.repeat(5000);
     expect(matches(`tags.${long} = 'v'`, { tags: { [long]: 'v' } })).toBe(true);

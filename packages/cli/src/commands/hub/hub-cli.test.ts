@@ -127,6 +127,24 @@ describe('kedge hub commands', () => {
     expect(JSON.parse(captured.out)).toEqual({ totalDeviceCount: 2, enabledDeviceCount: 2, disabledDeviceCount: 0, connectedDeviceCount: 0 });
   });
 
+  it('shows the Event Hubs-compatible endpoint with the calling policy\'s connection string, as a table or --json', async () => {
+    expect(await kedge('eventhubs', '--json')).toBe(0);
+    const eh = JSON.parse(captured.out) as Record<string, unknown>;
+    const key = /SharedAccessKey=([^;]+)/.exec(hub.connectionString())?.[1] ?? '';
+    const endpoint = hub.urls.amqp === undefined || hub.urls.amqp.endsWith(':5671') ? 'sb://127.0.0.1/' : `sb://127.0.0.1:${new URL(hub.urls.amqp).port}/`;
+    expect(eh).toEqual({
+      name: 'kedge',
+      endpoint,
+      partitionCount: 4,
+      partitionIds: ['0', '1', '2', '3'],
+      consumerGroups: ['$Default'],
+      connectionString: `Endpoint=${endpoint};SharedAccessKeyName=iothubowner;SharedAccessKey=${key};EntityPath=kedge`,
+    });
+    captured.reset();
+    expect(await kedge('eventhubs')).toBe(0);
+    expect(captured.out).toContain(`partitions         0, 1, 2, 3\nconsumer groups    $Default\nconnection string  Endpoint=${endpoint};`);
+  });
+
   it('fails in one line that says what to do next: exit 1 for the hub, 2 for usage', async () => {
     expect(await kedge('query', 'SELECT deviceId, COUNT() AS n FROM devices')).toBe(1);
     expect(captured.err).toMatch(/^error CLOUD_ERR_BAD_REQUEST: query: 'deviceId' must appear in GROUP BY .*\(line 1, column 1\)\n$/);

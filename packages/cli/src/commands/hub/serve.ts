@@ -16,7 +16,16 @@ interface ServeOptions {
   opsPort?: string;
   logLevel: string;
   replicaId?: string;
+  eventhubName?: string;
+  eventhubPartitions?: string;
+  eventhubConsumerGroup: string[];
 }
+
+const partitions = (v: string): number => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1 || n > 128) throw new UsageError(`invalid --eventhub-partitions ${v}: 1-128`);
+  return n;
+};
 
 const port = (v: string, flag: string): number => {
   const n = Number(v);
@@ -69,6 +78,9 @@ export function registerServe(program: Command): void {
     .option('--ops-port <port>', 'plain-HTTP health/metrics port (disabled when absent)')
     .option('--replica-id <id>', 'replica id (PostgreSQL scale-out; random by default)')
     .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent', 'info')
+    .option('--eventhub-name <name>', "Event Hubs-compatible endpoint's name (EntityPath; default: the host name's first label, or kedge)")
+    .option('--eventhub-partitions <n>', 'Event Hubs-compatible partitions, fixed when the database is created (default 4)')
+    .option('--eventhub-consumer-group <name>', 'a consumer group besides $Default (repeatable)', (v: string, all: string[]) => [...all, v], [] as string[])
     .action(
       run(async (opts: ServeOptions) => {
         const hostName = opts.hostName ?? (opts.host === '0.0.0.0' || opts.host === '::' ? 'localhost' : opts.host);
@@ -82,6 +94,11 @@ export function registerServe(program: Command): void {
           ...(opts.amqpPort !== undefined ? { amqp: { host: opts.host, port: port(opts.amqpPort, '--amqp-port') } } : {}),
           ...(opts.opsPort ? { ops: { host: opts.opsHost, port: port(opts.opsPort, '--ops-port') } } : {}),
           ...(opts.replicaId ? { replicaId: opts.replicaId } : {}),
+          eventHubs: {
+            ...(opts.eventhubName ? { name: opts.eventhubName } : {}),
+            ...(opts.eventhubPartitions !== undefined ? { partitionCount: partitions(opts.eventhubPartitions) } : {}),
+            consumerGroups: opts.eventhubConsumerGroup,
+          },
           logLevel: opts.logLevel as 'info',
         }).catch((e: unknown) => {
           throw listenError(e, opts);
@@ -90,14 +107,19 @@ export function registerServe(program: Command): void {
         const csFile = join(opts.dataDir, 'iothubowner.connection-string');
         writeFileSync(csFile, `${hub.connectionString()}\n`, { mode: 0o600 });
         chmodSync(csFile, 0o600); // `mode` applies only when the file is created
+        // The Event Hubs-compatible endpoint's connection string (the `service` policy's key): a secret as well.
+        const ehFile = join(opts.dataDir, 'eventhubs.connection-string');
+        writeFileSync(ehFile, `${hub.eventHubsConnectionString()}\n`, { mode: 0o600 });
+        chmodSync(ehFile, 0o600);
         const caFile = join(opts.dataDir, 'tls', 'ca.pem');
         // Where it listens, for tools that start it with port 0 (`kedge dev up`): no secret in it.
-        writeFileSync(join(opts.dataDir, ENDPOINTS_FILE), `${JSON.stringify({ pid: process.pid, hostName, ...hub.urls })}\n`);
+        writeFileSync(join(opts.dataDir, ENDPOINTS_FILE), `${JSON.stringify({ pid: process.pid, hostName, ...hub.urls, eventHubs: hub.eventHubs })}\n`);
         process.stderr.write(
           `kedge hub ${hub.replicaId} listening: ${hub.urls.service} (service), ${hub.urls.mqtt} (MQTT), ` +
             `${hub.urls.amqp ? `${hub.urls.amqp} (AMQP), ` : ''}${hub.urls.websocket}` +
             `${hub.urls.ops ? `, ${hub.urls.ops} (health/metrics)` : ''}\n` +
             `  CA for clients: ${caFile}\n  owner connection string: ${csFile}\n` +
+            `  Event Hubs-compatible endpoint '${hub.eventHubs.name}' (${hub.eventHubs.partitionCount} partitions): ${ehFile}\n` +
             `  export KEDGE_HUB_CONNECTION_STRING="$(cat ${csFile})" KEDGE_HUB_CA=${caFile}\n`,
         );
         await untilStopSignal();

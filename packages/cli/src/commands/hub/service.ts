@@ -328,6 +328,28 @@ export function registerQuery(program: Command): void {
 }
 
 /** `kedge statistics`: device registry and connection counts. */
+/** `kedge eventhubs`: the hub's Event Hubs-compatible endpoint and the connection string for `EventHubConsumerClient`. */
+export function registerEventHubs(program: Command): void {
+  withServiceOptions(withJson(program.command('eventhubs').description('Show the Event Hubs-compatible endpoint: name, partitions, consumer groups, connection string'))).action(
+    run(async (opts: ListOptions) => {
+      const c = await clientFrom(opts);
+      const eh = await c.eventHubs();
+      output(opts, eh, (color) =>
+        formatFields(
+          [
+            ['name', eh.name],
+            ['endpoint', eh.endpoint],
+            ['partitions', eh.partitionIds.join(', ')],
+            ['consumer groups', eh.consumerGroups.join(', ')],
+            ['connection string', eh.connectionString ?? '(needs a shared access policy with ServiceConnect)'],
+          ],
+          { color },
+        ),
+      );
+    }),
+  );
+}
+
 export function registerStatistics(program: Command): void {
   withServiceOptions(withJson(program.command('statistics').description('Count devices: total, enabled, disabled, connected'))).action(
     run(async (opts: ListOptions) => {

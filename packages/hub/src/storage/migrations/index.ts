@@ -133,6 +133,23 @@ function migrations(dialect: Dialect): Record<string, Migration> {
           .execute();
       },
     },
+    '0003_eventhubs': {
+      async up(db: Kysely<unknown>): Promise<void> {
+        // The Event Hubs-compatible endpoint: each message's partition and its sequence number in that partition,
+        // assigned at insert under the partition row's lock (so a partition's committed sequence numbers never have a
+        // hole a reader could skip). Messages stored before this migration have neither and are not served there.
+        await db.schema.alterTable('telemetry').addColumn('partition_id', 'integer').execute();
+        await db.schema.alterTable('telemetry').addColumn('partition_seq', bigint).execute();
+        await db.schema.createIndex('telemetry_partition_seq').on('telemetry').columns(['partition_id', 'partition_seq']).unique().execute();
+        await db.schema
+          .createTable('eventhub_partitions')
+          .addColumn('partition_id', 'integer', (c) => c.primaryKey())
+          .addColumn('last_seq', bigint, (c) => c.notNull())
+          .addColumn('last_enqueued_time', bigint, (c) => c.notNull())
+          .addColumn('created_at', bigint, (c) => c.notNull())
+          .execute();
+      },
+    },
   };
 }
 
