@@ -30,7 +30,7 @@ import type { AmqpNodeHook } from './hook.js';
 import { IdentityLinks } from './identity-links.js';
 import { addressPath, c2dFromAmqp, telemetryFromAmqp } from './messages.js';
 import type { IdentityNode } from './nodes.js';
-import { identityName, identityNode } from './nodes.js';
+import { decodeIdentity, identityName, identityNode } from './nodes.js';
 import { creditOnSettlement } from './flow.js';
 import { boundTransfers } from './transfer-limit.js';
 
@@ -742,14 +742,9 @@ export class AmqpEndpoint implements MethodTransport {
     }
     const m = /^\/devices\/([^/]+)(?:\/modules\/([^/]+))?$/.exec(rest);
     if (!m) throw new AudienceError('Unknown audience');
-    let deviceId: string;
-    let moduleId: string;
-    try {
-      deviceId = decodeURIComponent(m[1] ?? '');
-      moduleId = m[2] === undefined ? '' : decodeURIComponent(m[2]);
-    } catch {
-      throw new AudienceError('Malformed audience');
-    }
+    const identity = decodeIdentity(m[1] ?? '', m[2]);
+    if (!identity) throw new AudienceError('Malformed audience');
+    const { deviceId, moduleId } = identity;
     const clientId = moduleId ? `${deviceId}/${moduleId}` : deviceId;
     // The identity rules are the MQTT endpoint's: the same check, with the user name a CONNECT would carry.
     const r = await checkConnect(this.#d.store, this.#d.hostNames, { clientId, username: `${host}/${clientId}/?api-version=${DEVICE_API_VERSION}`, password: token }, this.#now());

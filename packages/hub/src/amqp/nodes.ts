@@ -39,17 +39,24 @@ export function identityNode(path: string): IdentityNode | undefined {
   if (!m) return undefined;
   const kind = KINDS[m[3] ?? ''];
   if (kind === undefined) return undefined;
-  let deviceId: string;
-  let moduleId: string;
+  const identity = decodeIdentity(m[1] ?? '', m[2]);
+  if (!identity || (identity.moduleId !== '' && kind === 'devicebound')) return undefined;
+  return { identity, kind };
+}
+
+/**
+ * The identity of percent-encoded `/devices/{device}[/modules/{module}]` segments, or `undefined` for a bad escape
+ * or an empty id. `module` is `undefined` when the path has no module part.
+ */
+export function decodeIdentity(device: string, module: string | undefined): Identity | undefined {
   try {
-    deviceId = decodeURIComponent(m[1] ?? '');
-    moduleId = m[2] === undefined ? '' : decodeURIComponent(m[2]);
+    const deviceId = decodeURIComponent(device);
+    const moduleId = module === undefined ? '' : decodeURIComponent(module);
+    if (deviceId === '' || (module !== undefined && moduleId === '')) return undefined;
+    return { deviceId, moduleId };
   } catch {
     return undefined;
   }
-  if (deviceId === '' || (m[2] !== undefined && moduleId === '')) return undefined;
-  if (moduleId !== '' && kind === 'devicebound') return undefined;
-  return { identity: { deviceId, moduleId }, kind };
 }
 
 /** `deviceId` or `deviceId/moduleId`, for logs and descriptions. */
