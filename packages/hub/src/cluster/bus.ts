@@ -121,7 +121,11 @@ export class PgBus implements Bus {
     try {
       await client.query(`LISTEN ${CHANNEL}`);
     } catch (e) {
-      onLost(e);
+      // The caller retries (or fails start()): no second reconnect from here, and the client is destroyed.
+      if (!lost) {
+        lost = true;
+        client.release(e instanceof Error ? e : new Error('LISTEN failed'));
+      }
       throw e;
     }
     if (this.#closed) {
