@@ -1,9 +1,11 @@
+import { workingStateFile } from './state.mjs';
 import { targets } from './targets.mjs';
 
 /**
  * The Stryker configuration of one target (see targets.mjs): vitest runner over that target's unit tests only,
  * per-test coverage (each mutant runs only the tests that reach it), incremental mode with its state committed in
- * stryker/incremental/ (so CI and the next developer re-test only what changed), scores per file on the console.
+ * stryker/incremental/ as gzip (so CI and the next developer re-test only what changed; stryker/run.mjs unpacks it to
+ * reports/mutation/incremental/ before a run and packs it back after), scores per file on the console.
  * @param {keyof typeof targets} name
  * @returns {import('@stryker-mutator/api/core').PartialStrykerOptions}
  */
@@ -25,7 +27,7 @@ export function strykerConfig(name) {
     // would run every test of the target, and any test change re-runs them all in incremental mode).
     ignoreStatic: t.ignoreStatic ?? false,
     incremental: true,
-    incrementalFile: `stryker/incremental/${name}.json`,
+    incrementalFile: workingStateFile(name),
     concurrency: Number(process.env.KEDGE_MUTATION_CONCURRENCY ?? 2),
     timeoutMS: 10_000,
     // The instrumented initial run of a large target (routing: 566 tests, inputs of 100,000 tokens) takes over 4

@@ -4,6 +4,7 @@
 // non-zero when any target's score is below its `break` threshold (Stryker's own exit code) or Stryker fails.
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
+import { packState, unpackState } from './state.mjs';
 import { targets } from './targets.mjs';
 
 const args = process.argv.slice(2);
@@ -16,7 +17,9 @@ const summary = [];
 let failed = false;
 for (const name of names) {
   const started = Date.now();
+  unpackState(name);
   const r = spawnSync('npx', ['stryker', 'run', `stryker/${name}.config.mjs`, ...(full ? ['--force'] : [])], { stdio: 'inherit' });
+  packState(name);
   const secs = Math.round((Date.now() - started) / 1000);
   const report = `reports/mutation/${name}.json`;
   let score = 'n/a';
