@@ -236,6 +236,25 @@ function describeEventHubs(name: string, database: () => Promise<{ url: string |
       expect(r.messages.map((m) => Number((m.message_annotations as Record<string, unknown>)['x-opt-sequence-number']))).toEqual(inP0.map((_, i) => i));
     });
 
+    it('GET /kedge/eventhubs answers a ServiceConnect policy with its own connection string, and refuses everyone else', async (ctx) => {
+      if (skipped) return ctx.skip();
+      const ok = await rawRest(hub, 'GET', '/kedge/eventhubs');
+      expect(ok.status).toBe(200);
+      const info = ok.json as { name: string; partitionCount: number; consumerGroups: string[]; connectionString: string };
+      expect(info).toMatchObject({ name: 'factory', partitionCount: PARTITIONS });
+      expect(info.consumerGroups).toEqual(expect.arrayContaining(['$Default', 'analytics']));
+      expect(info.connectionString).toContain('SharedAccessKeyName=iothubowner;');
+      const se = Math.floor(Date.now() / 1000) + 600;
+      const registryRead = createSasToken({ audience: hub.host, key: policyKey(hub, 'registryRead'), keyName: 'registryRead', expirySeconds: se });
+      const deviceKey = (await registry.get(devices[0] ?? '')).responseBody.authentication?.symmetricKey?.primaryKey ?? '';
+      const device = createSasToken({ audience: `${hub.host}/devices/${devices[0] ?? ''}`, key: deviceKey, expirySeconds: se });
+      for (const authorization of [registryRead, device, 'SharedAccessSignature sr=x&sig=y&se=1', '']) {
+        const r = await rawRest(hub, 'GET', '/kedge/eventhubs', undefined, { authorization });
+        expect(r.status, authorization.slice(0, 40)).toBe(401);
+        expect(r.text).not.toContain('SharedAccessKey=');
+      }
+    });
+
     it('refuses bad tokens, device tokens, unknown groups and partitions, malformed filters and lower owner levels', async (ctx) => {
       if (skipped) return ctx.skip();
       const service = { name: 'service', key: policyKey(hub, 'service') };
