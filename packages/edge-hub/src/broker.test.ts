@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSasToken, generateKey, issueCa, issueServerCertificate } from '@kedge/protocol';
 import type { Identity } from '@kedge/protocol';
 import { eventually } from '@kedge/testing';
-import { EdgeBroker, NotConnectedError } from './broker.js';
+import { EdgeBroker, NotConnectedError, sessionPersistence } from './broker.js';
 import type { BrokerHandler, InboundTelemetry } from './broker.js';
 import type { ScopeIdentity } from './hub-client.js';
 import { IdentityCache } from './identities.js';
@@ -317,5 +317,18 @@ describe('edge hub broker', () => {
     identities.onChange((changed) => broker.recheck(changed));
     await identities.refresh();
     await gone;
+  });
+});
+
+describe('edge hub broker: session persistence', () => {
+  it('keeps no retained message, so a retained PUBLISH cannot hold memory', async () => {
+    // aedes-persistence's runtime API is the promise one (its callback typings are the older API).
+    const p = sessionPersistence() as unknown as { storeRetained(packet: unknown): Promise<void>; createRetainedStream(pattern: string): AsyncIterable<unknown> };
+    for (let i = 0; i < 3; i++) {
+      await p.storeRetained({ cmd: 'publish', topic: `devices/${EDGE}/modules/modA/messages/events/k=${i}`, payload: Buffer.alloc(1024), qos: 1, retain: true, dup: false, messageId: i + 1 });
+    }
+    const kept: unknown[] = [];
+    for await (const r of p.createRetainedStream('#')) kept.push(r);
+    expect(kept).toEqual([]);
   });
 });

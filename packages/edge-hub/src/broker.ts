@@ -230,6 +230,8 @@ export class EdgeBroker {
   readonly #lastBag = new WeakMap<Client, ParsedBag>();
   /** Per connection: telemetry received and not yet acknowledged, in arrival order. */
   readonly #acks = new WeakMap<Client, UnackedPublishes>();
+  /** Client PUBLISHes this broker has taken over (telemetry, twin and method requests): aedes does not publish them. */
+  readonly #taken = new WeakSet<PublishPacket>();
   #counter = 0;
   #broker: Aedes | undefined;
   #tls: TlsServer | undefined;
@@ -279,6 +281,16 @@ export class EdgeBroker {
       },
     });
     this.#broker = broker;
+    // A client's PUBLISH is handled here (routed, stored, answered) and never forwarded, so aedes' own publish of it
+    // (a Packet, a topic match over every subscription, a retained-message store) is skipped: that work is wasted at
+    // every message, and a retained flag would otherwise keep the message in memory.
+    type Publish = (packet: PublishPacket, ...rest: unknown[]) => void;
+    const publish = broker.publish.bind(broker) as Publish;
+    (broker as unknown as { publish: Publish }).publish = (packet, ...rest) => {
+      if (!this.#taken.delete(packet)) return publish(packet, ...rest);
+      const done = rest[rest.length - 1]; // publish(packet, [client,] done)
+      if (typeof done === 'function') (done as () => void)();
+    };
     broker.on('clientReady', (client) => this.#onReady(client));
     broker.on('clientDisconnect', (client) => this.#onGone(client));
     broker.on('clientError', (client, err) => this.#d.log.debug({ clientId: client.id, err: err.message }, 'MQTT client error'));
@@ -476,6 +488,7 @@ export class EdgeBroker {
       return;
     }
     const id = a.id;
+    this.#taken.add(packet);
     const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
     switch (inbound.kind) {
       case 'telemetry': {
@@ -787,6 +800,9 @@ export function sessionPersistence(): AedesMemoryPersistence {
     // Called when a session (re)connects: nothing of the old connection is resent here; the router retries what
     // was in flight, as those deliveries failed.
     outgoingStream: (): Readable => Readable.from([]),
+    // Nothing is retained: clients' PUBLISHes never reach aedes' publish (EdgeBroker.start), and a retained message
+    // from anywhere else would only hold memory, as no client may receive it.
+    storeRetained: (): Promise<void> => Promise.resolve(),
   };
   return Object.assign(base, overrides);
 }

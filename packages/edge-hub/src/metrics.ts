@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { Counter, Gauge, Registry } from 'prom-client';
+import { Gauge, Registry } from 'prom-client';
 import type { MetricValueWithName } from 'prom-client';
 
 const QUANTILES = [0.5, 0.9, 0.95, 0.99, 0.999, 0.9999];
@@ -145,31 +145,76 @@ export class WindowedSummary<L extends string> {
 }
 
 /**
+ * A Prometheus counter with labels, made for the per-message path: prom-client's `Counter.inc` validates the label
+ * names and builds a sorted key of every label on each call; here a series is found by its label values joined in the
+ * declared order, and created (with its labels as an own copy) the first time. Registered and exposed as prom-client's.
+ */
+export class LabeledCounter<L extends string> {
+  readonly name: string;
+  readonly help: string;
+  readonly type = 'counter';
+  readonly aggregator = 'sum';
+  readonly #labelNames: readonly L[];
+  readonly #series = new Map<string, { labels: Record<string, string | number>; value: number }>();
+
+  constructor(o: { name: string; help: string; labelNames: readonly L[]; registers: Registry[] }) {
+    this.name = o.name;
+    this.help = o.help;
+    this.#labelNames = o.labelNames;
+    for (const r of o.registers) r.registerMetric(this as never);
+  }
+
+  /** Adds `value` (≥ 0) to the series of `labels`. */
+  inc(labels: Partial<Record<L, string | number>>, value = 1): void {
+    if (!(value >= 0) || !Number.isFinite(value)) throw new TypeError(`a counter only goes up: ${value}`);
+    let key = '';
+    for (const n of this.#labelNames) key += `${labels[n] ?? ''}\u0000`;
+    const series = this.#series.get(key);
+    if (series !== undefined) {
+      series.value += value;
+      return;
+    }
+    const own: Record<string, string | number> = {};
+    for (const n of this.#labelNames) if (labels[n] !== undefined) own[n] = labels[n];
+    this.#series.set(key, { labels: own, value });
+  }
+
+  get(): Promise<{ name: string; help: string; type: 'counter'; values: MetricValueWithName<string>[]; aggregator: 'sum' }> {
+    const values = [...this.#series.values()].map((s) => ({ labels: s.labels, value: s.value }));
+    return Promise.resolve({ name: this.name, help: this.help, type: 'counter', values, aggregator: 'sum' });
+  }
+
+  reset(): void {
+    this.#series.clear();
+  }
+}
+
+/**
  * The edge hub's Prometheus metrics, on IoT Edge's names and labels (iotedge-protocols.md §7, [IE doc/BuiltInMetrics.md]),
  * on a registry of its own. Every series carries `iothub`, `edge_device` and `instance_number` (one per process start).
  */
 export class EdgeHubMetrics {
   readonly registry = new Registry();
-  readonly received: Counter<'route_output' | 'id'>;
-  readonly sent: Counter<'from' | 'to' | 'from_route_output' | 'to_route_input' | 'priority'>;
-  readonly dropped: Counter<'reason' | 'from' | 'from_route_output'>;
-  readonly unacked: Counter<'reason' | 'from' | 'from_route_output'>;
+  readonly received: LabeledCounter<'route_output' | 'id'>;
+  readonly sent: LabeledCounter<'from' | 'to' | 'from_route_output' | 'to_route_input' | 'priority'>;
+  readonly dropped: LabeledCounter<'reason' | 'from' | 'from_route_output'>;
+  readonly unacked: LabeledCounter<'reason' | 'from' | 'from_route_output'>;
   readonly queueLength: Gauge<'endpoint' | 'priority'>;
   readonly sendDuration: WindowedSummary<'from' | 'to' | 'from_route_output' | 'to_route_input'>;
   readonly processDuration: WindowedSummary<'from' | 'to' | 'priority'>;
   readonly messageSize: WindowedSummary<'id'>;
   readonly connectedClients: Gauge;
-  readonly connectSuccess: Counter<'id'>;
-  readonly connectFailed: Counter<'id' | 'reason'>;
-  readonly disconnects: Counter<'id'>;
-  readonly getTwin: Counter<'source' | 'id'>;
+  readonly connectSuccess: LabeledCounter<'id'>;
+  readonly connectFailed: LabeledCounter<'id' | 'reason'>;
+  readonly disconnects: LabeledCounter<'id'>;
+  readonly getTwin: LabeledCounter<'source' | 'id'>;
   readonly getTwinDuration: WindowedSummary<'source' | 'id'>;
-  readonly reported: Counter<'target' | 'id'>;
+  readonly reported: LabeledCounter<'target' | 'id'>;
   readonly reportedDuration: WindowedSummary<'target' | 'id'>;
-  readonly methods: Counter<'from' | 'to'>;
+  readonly methods: LabeledCounter<'from' | 'to'>;
   readonly methodDuration: WindowedSummary<'from' | 'to'>;
-  readonly offlineCount: Counter<'id'>;
-  readonly retries: Counter<'id' | 'operation'>;
+  readonly offlineCount: LabeledCounter<'id'>;
+  readonly retries: LabeledCounter<'id' | 'operation'>;
 
   constructor(labels: { iothub: string; edgeDevice: string }) {
     this.registry.setDefaultLabels({ iothub: labels.iothub, edge_device: labels.edgeDevice, instance_number: randomUUID() });
@@ -177,30 +222,30 @@ export class EdgeHubMetrics {
     // IoT Edge's summaries: quantiles over a 10-minute window.
     const summary = <L extends string>(name: string, help: string, labelNames: L[]): WindowedSummary<L> =>
       new WindowedSummary({ name, help, labelNames, percentiles: QUANTILES, maxAgeSeconds: 600, ageBuckets: 5, registers });
-    this.received = new Counter({ name: 'edgehub_messages_received_total', help: 'Messages received from clients', labelNames: ['route_output', 'id'], registers });
-    this.sent = new Counter({
+    this.received = new LabeledCounter({ name: 'edgehub_messages_received_total', help: 'Messages received from clients', labelNames: ['route_output', 'id'], registers });
+    this.sent = new LabeledCounter({
       name: 'edgehub_messages_sent_total',
       help: 'Messages delivered to an endpoint',
       labelNames: ['from', 'to', 'from_route_output', 'to_route_input', 'priority'],
       registers,
     });
-    this.dropped = new Counter({ name: 'edgehub_messages_dropped_total', help: 'Messages dropped, by reason', labelNames: ['reason', 'from', 'from_route_output'], registers });
-    this.unacked = new Counter({ name: 'edgehub_messages_unack_total', help: 'Messages refused to their sender, by reason', labelNames: ['reason', 'from', 'from_route_output'], registers });
+    this.dropped = new LabeledCounter({ name: 'edgehub_messages_dropped_total', help: 'Messages dropped, by reason', labelNames: ['reason', 'from', 'from_route_output'], registers });
+    this.unacked = new LabeledCounter({ name: 'edgehub_messages_unack_total', help: 'Messages refused to their sender, by reason', labelNames: ['reason', 'from', 'from_route_output'], registers });
     this.queueLength = new Gauge({ name: 'edgehub_queue_length', help: 'Messages waiting in an endpoint queue', labelNames: ['endpoint', 'priority'], registers });
     this.sendDuration = summary('edgehub_message_send_duration_seconds', 'Time from receipt to delivery acknowledgement', ['from', 'to', 'from_route_output', 'to_route_input']);
     this.processDuration = summary('edgehub_message_process_duration_seconds', 'Time an endpoint took to deliver a batch, per message delivered', ['from', 'to', 'priority']);
     this.messageSize = summary('edgehub_message_size_bytes', 'Size of received messages', ['id']);
     this.connectedClients = new Gauge({ name: 'edgehub_connected_clients', help: 'Connected clients', registers });
-    this.connectSuccess = new Counter({ name: 'edgehub_client_connect_success_total', help: 'Accepted client connections', labelNames: ['id'], registers });
-    this.connectFailed = new Counter({ name: 'edgehub_client_connect_failed_total', help: 'Refused client connections', labelNames: ['id', 'reason'], registers });
-    this.disconnects = new Counter({ name: 'edgehub_client_disconnect_total', help: 'Client disconnections', labelNames: ['id'], registers });
-    this.getTwin = new Counter({ name: 'edgehub_gettwin_total', help: 'Twin GET requests', labelNames: ['source', 'id'], registers });
+    this.connectSuccess = new LabeledCounter({ name: 'edgehub_client_connect_success_total', help: 'Accepted client connections', labelNames: ['id'], registers });
+    this.connectFailed = new LabeledCounter({ name: 'edgehub_client_connect_failed_total', help: 'Refused client connections', labelNames: ['id', 'reason'], registers });
+    this.disconnects = new LabeledCounter({ name: 'edgehub_client_disconnect_total', help: 'Client disconnections', labelNames: ['id'], registers });
+    this.getTwin = new LabeledCounter({ name: 'edgehub_gettwin_total', help: 'Twin GET requests', labelNames: ['source', 'id'], registers });
     this.getTwinDuration = summary('edgehub_gettwin_duration_seconds', 'Time to answer a twin GET', ['source', 'id']);
-    this.reported = new Counter({ name: 'edgehub_reported_properties_total', help: 'Reported property patches', labelNames: ['target', 'id'], registers });
+    this.reported = new LabeledCounter({ name: 'edgehub_reported_properties_total', help: 'Reported property patches', labelNames: ['target', 'id'], registers });
     this.reportedDuration = summary('edgehub_reported_properties_update_duration_seconds', 'Time to answer a reported properties patch', ['target', 'id']);
-    this.methods = new Counter({ name: 'edgehub_direct_methods_total', help: 'Direct method calls relayed', labelNames: ['from', 'to'], registers });
+    this.methods = new LabeledCounter({ name: 'edgehub_direct_methods_total', help: 'Direct method calls relayed', labelNames: ['from', 'to'], registers });
     this.methodDuration = summary('edgehub_direct_method_duration_seconds', 'Time to resolve a direct method call between clients of the edge hub', ['from', 'to']);
-    this.offlineCount = new Counter({ name: 'edgehub_offline_count_total', help: 'Times the upstream link went offline', labelNames: ['id'], registers });
-    this.retries = new Counter({ name: 'edgehub_operation_retry_total', help: 'Retried upstream operations', labelNames: ['id', 'operation'], registers });
+    this.offlineCount = new LabeledCounter({ name: 'edgehub_offline_count_total', help: 'Times the upstream link went offline', labelNames: ['id'], registers });
+    this.retries = new LabeledCounter({ name: 'edgehub_operation_retry_total', help: 'Retried upstream operations', labelNames: ['id', 'operation'], registers });
   }
 }
