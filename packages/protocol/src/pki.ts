@@ -1,5 +1,13 @@
 import { generateKeyPairSync, randomBytes, X509Certificate } from 'node:crypto';
-import forge from 'node-forge';
+import { createRequire } from 'node:module';
+import type Forge from 'node-forge';
+
+/**
+ * node-forge, loaded the first time a certificate is issued: a process that only reuses its certificates (a device
+ * restarting) never loads it, which keeps about 8 MiB out of its memory.
+ */
+let forgeModule: typeof Forge | undefined;
+const forge = (): typeof Forge => (forgeModule ??= createRequire(import.meta.url)('node-forge') as typeof Forge);
 
 /** A PEM certificate and its PEM (PKCS#8) private key. */
 export interface IssuedCertificate {
@@ -35,7 +43,7 @@ function issue(opts: {
   subjectCn: string;
   publicPem: string;
   signerKeyPem: string;
-  issuer?: forge.pki.Certificate;
+  issuer?: Forge.pki.Certificate;
   isCa: boolean;
   altNames?: readonly string[];
   years: number;
@@ -43,8 +51,8 @@ function issue(opts: {
   /** For a CA: the largest number of intermediate CAs below it (`pathLenConstraint`). */
   pathLen?: number;
 }): string {
-  const cert = forge.pki.createCertificate();
-  cert.publicKey = forge.pki.publicKeyFromPem(opts.publicPem);
+  const cert = forge().pki.createCertificate();
+  cert.publicKey = forge().pki.publicKeyFromPem(opts.publicPem);
   cert.serialNumber = serial();
   // One hour back, so a client whose clock runs a little behind still accepts a certificate issued just now.
   cert.validity.notBefore = new Date(opts.now - 60 * 60 * 1000);
@@ -69,8 +77,8 @@ function issue(opts: {
     });
   }
   cert.setExtensions(ext);
-  cert.sign(forge.pki.privateKeyFromPem(opts.signerKeyPem), forge.md.sha256.create());
-  return forge.pki.certificateToPem(cert);
+  cert.sign(forge().pki.privateKeyFromPem(opts.signerKeyPem), forge().md.sha256.create());
+  return forge().pki.certificateToPem(cert);
 }
 
 /**
@@ -81,7 +89,7 @@ export function issueCa(commonName: string, opts: { years: number; parent?: Cert
   const kp = rsaKeyPair();
   const now = opts.now ?? Date.now();
   const cert = opts.parent
-    ? issue({ subjectCn: commonName, publicPem: kp.publicPem, signerKeyPem: opts.parent.key, issuer: forge.pki.certificateFromPem(opts.parent.cert), isCa: true, pathLen: 0, years: opts.years, now })
+    ? issue({ subjectCn: commonName, publicPem: kp.publicPem, signerKeyPem: opts.parent.key, issuer: forge().pki.certificateFromPem(opts.parent.cert), isCa: true, pathLen: 0, years: opts.years, now })
     : issue({ subjectCn: commonName, publicPem: kp.publicPem, signerKeyPem: kp.privatePem, isCa: true, years: opts.years, now });
   return { cert, key: kp.privatePem };
 }
@@ -96,7 +104,7 @@ export function issueServerCertificate(ca: CertificateAuthority, names: readonly
     subjectCn: names[0] ?? 'localhost',
     publicPem: kp.publicPem,
     signerKeyPem: ca.key,
-    issuer: forge.pki.certificateFromPem(ca.cert),
+    issuer: forge().pki.certificateFromPem(ca.cert),
     isCa: false,
     altNames: names,
     years: opts.years,
