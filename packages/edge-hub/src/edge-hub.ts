@@ -283,20 +283,36 @@ export async function startEdgeHub(input: EdgeHubConfigInput, options: EdgeHubSt
   };
   const twinError = (status: number, message: string): TwinReply => ({ status, body: JSON.stringify({ errorCode: status * 1000, message }) });
 
+  /**
+   * What a sender's messages share, made once per property bag: a connection's repeated bag is one frozen
+   * `systemProperties` object (the broker's), which also carries the sender's identity.
+   */
+  const senders = new WeakMap<object, { source: EdgeMessage['source']; from: string; output: string | undefined; received: { inc(): void }; size: { observe(v: number): void } }>();
+  const senderOf = (id: Identity, sys: InboundTelemetry['systemProperties']) => {
+    let s = senders.get(sys);
+    if (s === undefined) {
+      const output = id.moduleId ? sys['outputName'] : undefined;
+      const from = identityKey(id.deviceId, id.moduleId);
+      s = { source: sourceOf(id, output), from, output, received: metrics.received.child({ route_output: output ?? '', id: from }), size: metrics.messageSize.child({ id: from }) };
+      senders.set(sys, s);
+    }
+    return s;
+  };
+
   const handler: BrokerHandler = {
     async telemetry(id: Identity, m: InboundTelemetry): Promise<void> {
-      const output = id.moduleId ? m.systemProperties['outputName'] : undefined;
+      const s = senderOf(id, m.systemProperties);
       const message: EdgeMessage = {
         id: messageId(),
         body: m.body,
         properties: m.properties,
         systemProperties: m.systemProperties,
-        source: sourceOf(id, output),
+        source: s.source,
         enqueuedAt: m.receivedAt,
       };
-      const from = identityKey(id.deviceId, id.moduleId);
-      metrics.received.inc({ route_output: output ?? '', id: from });
-      metrics.messageSize.observe({ id: from }, m.body.length);
+      const { from, output } = s;
+      s.received.inc();
+      s.size.observe(m.body.length);
       try {
         const outcome = await router.route(message);
         if (outcome.deliveries.length === 0) metrics.dropped.inc({ reason: 'no_route', from, from_route_output: output ?? '' });

@@ -28,14 +28,26 @@ function inOrder(batch: readonly StoredMessage[], firstFailure: number, kind: Fa
  */
 function countDelivered(metrics: EdgeHubMetrics, delivered: readonly StoredMessage[], at: { to: string; toInput: string; priority: string; now: number; started: number }): void {
   const { to, toInput, priority, now } = at;
+  // A batch's messages mostly share a sender's property bag (one frozen systemProperties object): its series once.
+  const perBag = new Map<object, { source: object; from: string; sent: { inc(): void }; duration: { observe(v: number): void } }>();
   const perSender = new Map<string, number>();
   for (const m of delivered) {
-    const s = sender(m);
-    const from = identityKey(s.deviceId, s.moduleId);
-    const output = outputOf(m);
-    metrics.sent.inc({ from, to, from_route_output: output, to_route_input: toInput, priority });
-    metrics.sendDuration.observe({ from, to, from_route_output: output, to_route_input: toInput }, (now - m.message.enqueuedAt) / 1000);
-    perSender.set(from, (perSender.get(from) ?? 0) + 1);
+    let c = perBag.get(m.message.systemProperties);
+    if (c === undefined || c.source !== m.message.source) {
+      const s = sender(m);
+      const from = identityKey(s.deviceId, s.moduleId);
+      const output = outputOf(m);
+      c = {
+        source: m.message.source,
+        from,
+        sent: metrics.sent.child({ from, to, from_route_output: output, to_route_input: toInput, priority }),
+        duration: metrics.sendDuration.child({ from, to, from_route_output: output, to_route_input: toInput }),
+      };
+      perBag.set(m.message.systemProperties, c);
+    }
+    c.sent.inc();
+    c.duration.observe((now - m.message.enqueuedAt) / 1000);
+    perSender.set(c.from, (perSender.get(c.from) ?? 0) + 1);
   }
   for (const [from, n] of perSender) metrics.processDuration.observe({ from, to, priority }, (now - at.started) / 1000, n);
 }

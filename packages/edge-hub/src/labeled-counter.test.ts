@@ -42,4 +42,17 @@ describe('LabeledCounter', () => {
     c.reset();
     expect((await c.get()).values).toEqual([]);
   });
+
+  it("counts a child's increments in the series of its labels, before and after a reset", async () => {
+    const c = new LabeledCounter({ name: 'c_total', help: 'h', labelNames: ['a', 'b'], registers: [] });
+    const child = c.child({ b: 'y', a: 'x' });
+    child.inc();
+    c.inc({ a: 'x', b: 'y' }, 2);
+    child.inc(4);
+    expect((await c.get()).values).toEqual([{ labels: { a: 'x', b: 'y' }, value: 7 }]);
+    expect(() => child.inc(-1)).toThrow(TypeError);
+    c.reset();
+    child.inc();
+    expect((await c.get()).values).toEqual([{ labels: { a: 'x', b: 'y' }, value: 1 }]);
+  });
 });

@@ -9,6 +9,20 @@ const RELATIVE_ACCURACY = 0.01;
 const GAMMA = (1 + RELATIVE_ACCURACY) / (1 - RELATIVE_ACCURACY);
 const LN_GAMMA = Math.log(GAMMA);
 
+/** A series' key: its label values in the declared order, each ended by NUL (so `a|bc` and `ab|c` differ). */
+function seriesKey<L extends string>(names: readonly L[], labels: Partial<Record<L, string | number>>): string {
+  let key = '';
+  for (const n of names) key += `${labels[n] ?? ''}\u0000`;
+  return key;
+}
+
+/** The labels a series is exposed with: an own copy of those given, in the declared order. */
+function ownLabels<L extends string>(names: readonly L[], labels: Partial<Record<L, string | number>>): Record<string, string | number> {
+  const own: Record<string, string | number> = {};
+  for (const n of names) if (labels[n] !== undefined) own[n] = labels[n];
+  return own;
+}
+
 interface Slot {
   /** Start of the slot's time span (ms). */
   start: number;
@@ -59,15 +73,19 @@ export class WindowedSummary<L extends string> {
 
   /** Records `count` observations of `value`. */
   observe(labels: Partial<Record<L, string | number>>, value: number, count = 1): void {
+    this.#observe(seriesKey(this.#labelNames, labels), labels, value, count);
+  }
+
+  /** The series of `labels`, for a caller that observes it often: its key is made once. */
+  child(labels: Partial<Record<L, string | number>>): { observe(value: number, count?: number): void } {
+    const key = seriesKey(this.#labelNames, labels);
+    return { observe: (value, count = 1) => this.#observe(key, labels, value, count) };
+  }
+
+  #observe(key: string, labels: Partial<Record<L, string | number>>, value: number, count: number): void {
     if (!Number.isFinite(value)) throw new TypeError(`Value is not a valid number: ${value}`);
-    let key = '';
-    for (const n of this.#labelNames) key += `${labels[n] ?? ''}\u0000`;
     let series = this.#series.get(key);
-    if (series === undefined) {
-      const own: Record<string, string | number> = {};
-      for (const n of this.#labelNames) if (labels[n] !== undefined) own[n] = labels[n];
-      this.#series.set(key, (series = { labels: own, slots: [], sum: 0, count: 0 }));
-    }
+    if (series === undefined) this.#series.set(key, (series = { labels: ownLabels(this.#labelNames, labels), slots: [], sum: 0, count: 0 }));
     series.sum += value * count;
     series.count += count;
     const slot = this.#slot(series);
@@ -166,17 +184,20 @@ export class LabeledCounter<L extends string> {
 
   /** Adds `value` (≥ 0) to the series of `labels`. */
   inc(labels: Partial<Record<L, string | number>>, value = 1): void {
+    this.#inc(seriesKey(this.#labelNames, labels), labels, value);
+  }
+
+  /** The series of `labels`, for a caller that counts it often: its key is made once. */
+  child(labels: Partial<Record<L, string | number>>): { inc(value?: number): void } {
+    const key = seriesKey(this.#labelNames, labels);
+    return { inc: (value = 1) => this.#inc(key, labels, value) };
+  }
+
+  #inc(key: string, labels: Partial<Record<L, string | number>>, value: number): void {
     if (!(value >= 0) || !Number.isFinite(value)) throw new TypeError(`a counter only goes up: ${value}`);
-    let key = '';
-    for (const n of this.#labelNames) key += `${labels[n] ?? ''}\u0000`;
     const series = this.#series.get(key);
-    if (series !== undefined) {
-      series.value += value;
-      return;
-    }
-    const own: Record<string, string | number> = {};
-    for (const n of this.#labelNames) if (labels[n] !== undefined) own[n] = labels[n];
-    this.#series.set(key, { labels: own, value });
+    if (series !== undefined) series.value += value;
+    else this.#series.set(key, { labels: ownLabels(this.#labelNames, labels), value });
   }
 
   get(): Promise<{ name: string; help: string; type: 'counter'; values: MetricValueWithName<string>[]; aggregator: 'sum' }> {

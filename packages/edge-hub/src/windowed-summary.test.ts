@@ -57,4 +57,17 @@ describe('WindowedSummary', () => {
     now += 600_000;
     expect(value(await r.metrics(), 'w{quantile="0.5"}')).toBe(0);
   });
+
+  it("records a child's observations in the series of its labels", async () => {
+    const r = new Registry();
+    const s = new WindowedSummary({ name: 'c_seconds', help: 'h', labelNames: ['k'], registers: [r] });
+    const child = s.child({ k: 'v' });
+    child.observe(2);
+    s.observe({ k: 'v' }, 4, 2);
+    child.observe(1, 3);
+    const text = await r.metrics();
+    expect(value(text, 'c_seconds_sum{k="v"}')).toBe(13);
+    expect(value(text, 'c_seconds_count{k="v"}')).toBe(6);
+    expect(() => child.observe(Number.NaN)).toThrow(TypeError);
+  });
 });
