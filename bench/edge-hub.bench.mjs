@@ -121,9 +121,16 @@ if (process.argv[2] === '--serve') {
       for (const ep of edge.router.status().endpoints) out[ep.id] = ep.queues.reduce((n, q) => n + q.delivered, 0);
       return out;
     };
+    const { getHeapSpaceStatistics } = await import('node:v8');
+    /** Where the RSS is: pages shared with the node binary and libraries (file-backed) and the process's own, and the young generation V8 keeps committed. */
+    const memory = () => {
+      const kb = (k) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(readFileSync('/proc/self/smaps_rollup', 'utf8'))?.[1] ?? NaN) * 1024;
+      const space = (n) => getHeapSpaceStatistics().find((x) => x.space_name === n);
+      return { sharedFile: kb('Shared_Clean') + kb('Private_Clean'), privateDirty: kb('Private_Dirty'), newSpace: space('new_space')?.space_size ?? NaN, oldSpaceUsed: space('old_space')?.space_used_size ?? NaN };
+    };
     const status = () => {
       const mem = process.memoryUsage();
-      return { delivered: delivered(), rss: mem.rss, heapUsed: mem.heapUsed, cpuMs: process.cpuUsage().user / 1000 + process.cpuUsage().system / 1000 };
+      return { delivered: delivered(), rss: mem.rss, heapUsed: mem.heapUsed, memory: memory(), cpuMs: process.cpuUsage().user / 1000 + process.cpuUsage().system / 1000 };
     };
     process.send({ ready: true, mqttPort: Number(new URL(edge.urls.mqtt).port), ca: edge.ca });
     process.on('message', async (m) => {
@@ -465,7 +472,7 @@ try {
   const upstream = pubs.map((_, i) => edgeTopic(i, 'up'));
 
   const idle = (await edge.ask({ cmd: 'gc' }, 'status')).status;
-  result.edgeHub = { rssIdleStartMiB: mb(idle.rss), heapIdleStartMiB: mb(idle.heapUsed) };
+  result.edgeHub = { rssIdleStartMiB: mb(idle.rss), heapIdleStartMiB: mb(idle.heapUsed), rssIdleStartParts: Object.fromEntries(Object.entries(idle.memory).map(([k, v]) => [`${k}MiB`, mb(v)])) };
   // Warm-up (JIT, TLS sessions, store segments), not measured.
   await drive({ publishers: routed, sink, seconds: 1 });
 
@@ -625,6 +632,15 @@ try {
   result.targets = Object.fromEntries(Object.entries(targets).filter(([, [v]]) => v !== undefined).map(([k, [value, target, ok]]) => [k, { value, target, met: ok(value) }]));
   if (ratio !== undefined) console.log(`\nedge hub / Mosquitto (routed vs pub/sub msg/s): ${result.ratioRoutedToMosquitto}`);
   if (result.ratioAedesToMosquitto !== undefined) console.log(`bare aedes / Mosquitto (pub/sub, no store): ${result.ratioAedesToMosquitto}`);
+  const parts = e.rssIdleStartParts;
+  // The floor: an empty Node process of the same binary, measured the same way.
+  const empty = spawnSync(process.execPath, ['-e', "setTimeout(() => { const t = require('fs').readFileSync('/proc/self/smaps_rollup', 'utf8'); const kb = (k) => Number(new RegExp('^' + k + ':\\\\s+(\\\\d+) kB', 'm').exec(t)[1]) * 1024; console.log(JSON.stringify({ rss: process.memoryUsage().rss, sharedFile: kb('Shared_Clean') + kb('Private_Clean'), privateDirty: kb('Private_Dirty') })); }, 200)"], { encoding: 'utf8' });
+  if (empty.status === 0) {
+    const n = JSON.parse(empty.stdout);
+    result.nodeEmpty = { rssMiB: mb(n.rss), sharedFileMiB: mb(n.sharedFile), privateDirtyMiB: mb(n.privateDirty) };
+    console.log(`an empty node process: ${result.nodeEmpty.rssMiB} MiB RSS (${result.nodeEmpty.sharedFileMiB} file-backed + ${result.nodeEmpty.privateDirtyMiB} its own)`);
+  }
+  if (parts) console.log(`edge hub RSS idle at start: ${parts.sharedFileMiB} MiB file-backed (the node binary and libraries, shared with other processes) + ${parts.privateDirtyMiB} MiB its own (V8 old space ${parts.oldSpaceUsedMiB} MiB used, young generation ${parts.newSpaceMiB} MiB committed)`);
   console.log(`edge hub RSS idle: ${e.rssIdleStartMiB} MiB at (first) start, ${e.rssIdleAfterMiB} MiB after the run${e.rssIdleRestartMiB === undefined ? '' : `, ${e.rssIdleRestartMiB} MiB after a restart`}${result.mosquitto ? `; Mosquitto RSS ${result.mosquitto.rssMiB} MiB` : ''}`);
   if (e.upstream) console.log(`$upstream delivered to the hub during b: ${e.upstream.deliveredToHubPerSec} msg/s`);
   console.log('\ntarget                    value      target    met');
