@@ -10,7 +10,7 @@ import type { Client, PublishPacket, Subscription } from 'aedes';
 import memoryPersistenceModule from 'aedes-persistence';
 import type { AedesMemoryPersistence } from 'aedes-persistence';
 import { createWebSocketStream, WebSocketServer } from 'ws';
-import type { Feature, Identity, SasToken } from '@kedge/protocol';
+import type { Feature, Identity, Inbound, SasToken } from '@kedge/protocol';
 import {
   Feature as F,
   SYSTEM_PROPERTY_NAMES,
@@ -108,6 +108,9 @@ interface Connection {
 }
 
 interface ParsedBag {
+  /** The telemetry topic it came on, and that topic parsed: the next PUBLISH on the same topic skips both parses. */
+  readonly topic: string;
+  readonly inbound: Inbound;
   readonly text: string;
   readonly properties: Readonly<Record<string, string>>;
   readonly systemProperties: Readonly<Record<string, string>>;
@@ -481,7 +484,8 @@ export class EdgeBroker {
 
   #authorizePublish(client: Client | null, packet: PublishPacket, done: (err?: Error | null) => void): void {
     const a = client ? this.#auth.get(client) : undefined;
-    const inbound = a ? parseInbound(packet.topic, a.id) : undefined;
+    const last = client ? this.#lastBag.get(client) : undefined;
+    const inbound = a ? (last !== undefined && last.topic === packet.topic ? last.inbound : parseInbound(packet.topic, a.id)) : undefined;
     if (!client || !a || !inbound || packet.qos > 1) {
       this.#d.log.info({ clientId: client?.id.slice(0, 256), topic: packet.topic.slice(0, 200) }, 'Refused publish');
       done(new Error('publish to this topic is not allowed'));
@@ -497,7 +501,7 @@ export class EdgeBroker {
           done(new Error('message too large'));
           return;
         }
-        const bag = this.#bag(client, inbound.bag, id);
+        const bag = last !== undefined && last.inbound === inbound ? last : this.#bag(client, packet.topic, inbound, id);
         if (!bag) {
           done(new Error('malformed property bag'));
           return;
@@ -526,7 +530,8 @@ export class EdgeBroker {
    * frozen. A connection's messages usually carry the same bag (output, content type): the last one parsed is
    * reused when the text is the same, so those messages share one pair of immutable objects.
    */
-  #bag(client: Client, text: string, id: Identity): ParsedBag | undefined {
+  #bag(client: Client, topic: string, inbound: Inbound & { kind: 'telemetry' }, id: Identity): ParsedBag | undefined {
+    const text = inbound.bag;
     const last = this.#lastBag.get(client);
     if (last !== undefined && last.text === text) return last;
     const bag = splitBag(text, SYSTEM_PROPERTY_NAMES);
@@ -535,7 +540,7 @@ export class EdgeBroker {
     sys['connectionDeviceId'] = id.deviceId;
     if (id.moduleId) sys['connectionModuleId'] = id.moduleId;
     else delete sys['outputName'];
-    const parsed: ParsedBag = { text, properties: Object.freeze(bag.properties), systemProperties: Object.freeze(sys) };
+    const parsed: ParsedBag = { topic, inbound, text, properties: Object.freeze(bag.properties), systemProperties: Object.freeze(sys) };
     this.#lastBag.set(client, parsed);
     return parsed;
   }
