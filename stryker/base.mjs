@@ -33,7 +33,8 @@ export function strykerConfig(name) {
     // The instrumented initial run of a large target (routing: 566 tests, inputs of 100,000 tokens) takes over 4
     // minutes on the shared machine; Stryker's default limit is 5.
     dryRunTimeoutMinutes: 20,
-    reporters: ['clear-text', 'json', 'html'],
+    // progress-append-only: a line every 10 s (mutants tested, survived, timed out, time left) that a log file keeps.
+    reporters: ['clear-text', 'progress-append-only', 'json', 'html'],
     clearTextReporter: { allowColor: false, logTests: false, reportScoreTable: true, reportMutants: true },
     jsonReporter: { fileName: `reports/mutation/${name}.json` },
     htmlReporter: { fileName: `reports/mutation/${name}.html` },
