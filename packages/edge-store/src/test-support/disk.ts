@@ -38,7 +38,7 @@ export const segmentFiles = async (dir: string): Promise<string[]> => (await rea
 
 /** A message whose record (queue id 1) is exactly `bytes` long; `tag` keeps its id and meta the same length. */
 export function sized(bytes: number, tag = 'x', overrides: Partial<EdgeMessage> = {}): EdgeMessage {
-  const probe = testMessage(tag, { enqueuedAt: 1, ...overrides });
+  const probe = testMessage(tag, { enqueuedAt: Date.now(), ...overrides });
   const overhead = encodeRecord(1, { offset: 0n, message: probe, expiresAt: 0 }).length - probe.body.byteLength;
   return { ...probe, body: new Uint8Array(bytes - overhead).fill(0x61) };
 }
