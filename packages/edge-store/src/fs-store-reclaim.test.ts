@@ -4,11 +4,11 @@
  * contiguous (an expired segment behind an undelivered one is kept), that the state file is written before a
  * segment is deleted, and the sweep timer.
  */
-import { testMessage, type EdgeMessage } from '@kedge/routing';
+import type { EdgeMessage } from '@kedge/routing';
 import { afterEach, describe, expect, it } from 'vitest';
 import { openMessageStore, type FsMessageStore } from './index.js';
 import { readState } from './state-file.js';
-import { diskRecords, segmentFiles, sized, tempDirs, text, until } from './test-support/disk.js';
+import { captureLog, diskRecords, segmentFiles, sized, tempDirs, text, until } from './test-support/disk.js';
 
 const tmp = tempDirs('kedge-edge-store-reclaim-');
 afterEach(tmp.cleanup);
@@ -84,13 +84,15 @@ describe('FsMessageStore eviction', () => {
   ] as const) {
     it(`counts only undelivered messages of the evicted segment (checkpoint ${commit ?? 'none'}: ${evicted}), and writes the checkpoint before deleting it`, async () => {
       const dir = await tmp.make();
-      const store = await openMessageStore(dir, { maxBytes, checkpointFlushMs: 60_000 });
+      const log = captureLog();
+      const store = await openMessageStore(dir, { maxBytes, checkpointFlushMs: 60_000, log });
       await store.addQueue('a');
       for (let i = 0; i < 6; i++) await store.add('a', sized(10_000), 3600);
       const oldest = (await segmentFiles(dir))[0] as string;
       if (commit !== undefined) await (await store.checkpointer('a')).commit(commit);
       await fillUntilEvicted(store, 'a');
       expect(queue(store, 'a')).toMatchObject({ evicted, checkpoint: 5n });
+      expect(log.lines).toEqual([{ level: 'warn', obj: { queue: 'a', count: evicted, reason: 'evicted' }, msg: 'Dropped stored messages' }]);
       expect((await store.read('a', 0n, 1)).map((m) => m.offset)).toEqual([6n]);
       await until(async () => !(await segmentFiles(dir)).includes(oldest), 'the evicted segment deleted');
       expect((await readState(dir)).queues).toEqual([{ name: 'a', id: 1, checkpoint: 5n }]);
@@ -186,13 +188,15 @@ describe('FsMessageStore reclaim', () => {
   it('the sweep timer drops expired segments with no add or commit to trigger it', async () => {
     const t0 = Date.UTC(2026, 0, 1);
     let now = t0;
-    const store = await openMessageStore(await tmp.make(), { segmentBytes: 64 * 1024, sweepIntervalMs: 20, now: () => now });
+    const log = captureLog();
+    const store = await openMessageStore(await tmp.make(), { segmentBytes: 64 * 1024, sweepIntervalMs: 20, now: () => now, log });
     await store.addQueue('q');
     for (let i = 0; i < 7; i++) await store.add('q', sized(10_000, 'x', { enqueuedAt: t0 }), 1);
     expect(store.stats().segments).toBe(2);
     expect(queue(store, 'q')?.expired).toBe(0);
     now = t0 + 5000;
     await until(() => queue(store, 'q')?.expired === 6, 'the sweep');
+    expect(log.lines).toEqual([{ level: 'debug', obj: { queue: 'q', count: 6, reason: 'expired' }, msg: 'Dropped stored messages' }]);
     expect((await store.read('q', 0n, 10)).map((m) => [m.offset, text(m.message.body).length])).toEqual([[6n, sized(10_000).body.byteLength]]);
     await store.close();
   });
