@@ -527,7 +527,11 @@ export class FsMessageStore implements MessageStore {
     this.#failed = new EngineError(EngineErrorCode.StoreFailed, `Message store write failed: ${(err as Error).message}`, { cause: err });
     this.#log?.error({ err, dir: this.#dir }, 'Message store write failed; refusing writes until reopened');
     const all = [...batch, ...this.#pending.splice(0)];
-    for (const p of all) p.reject(this.#failed);
+    for (const p of all) {
+      // A refused add's offset was never written: the queue's next offset (and its length) go back to it.
+      if (p.stored.offset < p.q.next) p.q.next = p.stored.offset;
+      p.reject(this.#failed);
+    }
     this.#pendingBytes = 0;
   }
 
