@@ -279,7 +279,10 @@ export class EndpointExecutor {
   }
 
   #onPumpError(err: unknown): void {
-    if (this.#state === ExecutorState.Closed || err instanceof StoreClosedError) return;
+    if (this.#state === ExecutorState.Closed) return;
+    // The store was closed under a running executor: nothing can be read any more. Stop pumping (idle) instead of
+    // returning in a sending state, which made the pump restart at once, forever, in microtasks (a hung process).
+    if (err instanceof StoreClosedError) return this.#fire(ExecutorEvent.Drained);
     // A store read or commit failed: treat like a failed send so the retry timer tries again.
     this.#log?.warn({ endpoint: this.endpoint.id, err }, 'Endpoint executor store error; retrying');
     this.#attempts++;
