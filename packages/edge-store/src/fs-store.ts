@@ -83,6 +83,8 @@ interface Segment {
   readonly path: string;
   /** Bytes durable per the fsync policy (readers never look past this). */
   size: number;
+  /** Bytes written (the next write's position): `size` plus batches whose `fdatasync` has not returned yet. */
+  written: number;
   readonly ranges: Map<number, Range>;
   writer?: FileHandle | undefined;
   reader?: Promise<FileHandle> | undefined;
@@ -171,6 +173,9 @@ export class FsMessageStore implements MessageStore {
   #pending: PendingAdd[] = [];
   #flushing: Promise<void> | undefined;
   #flushScheduled = false;
+  /** Wakes a flush loop that waits for an outstanding `fdatasync` when adds arrive meanwhile. */
+  #wake: (() => void) | undefined;
+  #wakeScheduled = false;
   #failed: EngineError | undefined;
   #closed: Promise<void> | undefined;
   #rejected = 0;
@@ -275,7 +280,7 @@ export class FsMessageStore implements MessageStore {
       await unlink(path);
       return;
     }
-    const seg: Segment = { id, path, size: SEGMENT_HEADER, ranges: new Map(), reading: 0, dropped: false };
+    const seg: Segment = { id, path, size: SEGMENT_HEADER, written: SEGMENT_HEADER, ranges: new Map(), reading: 0, dropped: false };
     let pos = SEGMENT_HEADER;
     for (;;) {
       const head = readHead(buf, pos, buf.length, true, this.#maxRecord);
@@ -303,7 +308,7 @@ export class FsMessageStore implements MessageStore {
         await fh.close();
       }
     }
-    seg.size = pos;
+    seg.size = seg.written = pos;
     if (seg.ranges.size === 0) {
       await unlink(path);
       return;
@@ -334,7 +339,7 @@ export class FsMessageStore implements MessageStore {
       await fh.close();
       throw err;
     }
-    return { id, path, size: SEGMENT_HEADER, ranges: new Map(), writer: fh, reading: 0, dropped: false };
+    return { id, path, size: SEGMENT_HEADER, written: SEGMENT_HEADER, ranges: new Map(), writer: fh, reading: 0, dropped: false };
   }
 
   #prepareSpare(id: number): Promise<Segment | undefined> {
@@ -441,10 +446,20 @@ export class FsMessageStore implements MessageStore {
     this.#pendingBytes += buf.length;
     return new Promise<StoredMessage>((resolve, reject) => {
       this.#pending.push({ q, stored, buf, resolve, reject });
-      if (!this.#flushScheduled && this.#flushing === undefined) {
-        this.#flushScheduled = true;
-        // setImmediate, not a microtask: adds arriving in the same I/O phase join this batch (group commit).
-        setImmediate(() => this.#startFlush());
+      if (this.#flushing === undefined) {
+        if (!this.#flushScheduled) {
+          this.#flushScheduled = true;
+          // setImmediate, not a microtask: adds arriving in the same I/O phase join this batch (group commit).
+          setImmediate(() => this.#startFlush());
+        }
+      } else if (this.#wake !== undefined && !this.#wakeScheduled) {
+        this.#wakeScheduled = true;
+        setImmediate(() => {
+          this.#wakeScheduled = false;
+          const wake = this.#wake;
+          this.#wake = undefined;
+          wake?.();
+        });
       }
     });
   }
@@ -458,41 +473,85 @@ export class FsMessageStore implements MessageStore {
     });
   }
 
+  /**
+   * Group commit, pipelined: the next batch is written while the previous batch's `fdatasync` runs (one outstanding
+   * at most), so a batch's wait for the disk is not also the next batch's. Batches commit (become readable, resolve)
+   * in order, each only after its own `fdatasync` returned, which was issued after every earlier write returned and so
+   * covers them too. A failed write or sync fails its batch and every batch after it.
+   */
   async #flushLoop(): Promise<void> {
-    while (this.#pending.length > 0 && this.#failed === undefined) {
+    let older: Promise<boolean> = Promise.resolve(true);
+    let last: Promise<boolean> = Promise.resolve(true);
+    while (this.#failed === undefined) {
+      if (this.#pending.length === 0) {
+        // Nothing to write: wait for the outstanding commit, or for adds arriving meanwhile (written while it syncs).
+        const more = new Promise<boolean>((resolve) => (this.#wake = () => resolve(false)));
+        const committed = await Promise.race([last.then(() => true), more]);
+        this.#wake = undefined;
+        if (committed && this.#pending.length === 0) break;
+        continue;
+      }
+      await older;
+      if (this.#failed !== undefined) break;
       // `always`: one record per write+fsync. Otherwise everything waiting is one batch: one write, one fdatasync.
       const batch = this.#policy.kind === 'always' ? this.#pending.splice(0, 1) : this.#pending.splice(0);
-      await this.#writeBatch(batch);
+      older = last;
+      last = (await this.#writeBatch(batch, last)).commit;
     }
+    await last;
   }
 
-  async #writeBatch(batch: PendingAdd[]): Promise<void> {
+  /** Writes `batch`; resolves once written, with its commit (true once durable and resolved, false when it failed). */
+  async #writeBatch(batch: PendingAdd[], previous: Promise<boolean>): Promise<{ commit: Promise<boolean> }> {
     let bytes = 0;
     for (const p of batch) bytes += p.buf.length;
+    let seg: Segment;
+    let synced: Promise<void>;
     try {
-      if (this.#active.size > SEGMENT_HEADER && this.#active.size + bytes > this.#segmentBytes) await this.#roll();
-      const seg = this.#active;
-      const data = batch.length === 1 ? (batch[0] as PendingAdd).buf : Buffer.concat(batch.map((p) => p.buf), bytes);
-      await writeAll(seg.writer as FileHandle, data, seg.size);
-      if (this.#policy.kind === 'interval') this.#unsynced = true;
-      else {
-        await (seg.writer as FileHandle).datasync();
-        this.#fsyncs++;
+      if (this.#active.written > SEGMENT_HEADER && this.#active.written + bytes > this.#segmentBytes) {
+        // Rolling seals (closes) the active segment: the writes on it commit first.
+        if (!(await previous)) return { commit: this.#refuse(batch) };
+        await this.#roll();
       }
+      seg = this.#active;
+      const data = batch.length === 1 ? (batch[0] as PendingAdd).buf : Buffer.concat(batch.map((p) => p.buf), bytes);
+      await writeAll(seg.writer as FileHandle, data, seg.written);
+      seg.written += bytes;
+      if (this.#policy.kind === 'interval') {
+        this.#unsynced = true;
+        synced = Promise.resolve();
+      } else synced = (seg.writer as FileHandle).datasync();
     } catch (err) {
       this.#fail(err, batch);
-      return;
+      return { commit: Promise.resolve(false) };
     }
-    const seg = this.#active;
-    for (const p of batch) {
-      if (!p.q.removed) addToRange(seg, p.q.id, p.stored.offset, p.stored.expiresAt);
-      if (p.q.durableNext <= p.stored.offset) p.q.durableNext = p.stored.offset + 1n;
-    }
-    seg.size += bytes;
-    this.#bytes += bytes;
-    this.#pendingBytes -= bytes;
-    this.#batches++;
-    for (const p of batch) p.resolve(p.stored);
+    const commit = Promise.all([previous, synced]).then(
+      ([ok]) => {
+        if (this.#policy.kind !== 'interval') this.#fsyncs++;
+        if (!ok) return this.#refuse(batch);
+        for (const p of batch) {
+          if (!p.q.removed) addToRange(seg, p.q.id, p.stored.offset, p.stored.expiresAt);
+          if (p.q.durableNext <= p.stored.offset) p.q.durableNext = p.stored.offset + 1n;
+        }
+        seg.size += bytes;
+        this.#bytes += bytes;
+        this.#pendingBytes -= bytes;
+        this.#batches++;
+        for (const p of batch) p.resolve(p.stored);
+        return true;
+      },
+      (err: unknown) => {
+        this.#fail(err, batch);
+        return false;
+      },
+    );
+    return { commit };
+  }
+
+  /** Fails a written batch after an earlier batch failed: the store has failed (nothing after a failure commits). */
+  #refuse(batch: PendingAdd[]): Promise<boolean> {
+    this.#fail(new Error('an earlier write failed'), batch);
+    return Promise.resolve(false);
   }
 
   /** Seals the active segment and starts the next one. */
@@ -523,16 +582,20 @@ export class FsMessageStore implements MessageStore {
     }
   }
 
+  /** Refuses `batch` and everything waiting; the first failure stays the store's error until it is reopened. */
   #fail(err: unknown, batch: PendingAdd[]): void {
-    this.#failed = new EngineError(EngineErrorCode.StoreFailed, `Message store write failed: ${(err as Error).message}`, { cause: err });
-    this.#log?.error({ err, dir: this.#dir }, 'Message store write failed; refusing writes until reopened');
+    if (this.#failed === undefined) {
+      this.#failed = new EngineError(EngineErrorCode.StoreFailed, `Message store write failed: ${(err as Error).message}`, { cause: err });
+      this.#log?.error({ err, dir: this.#dir }, 'Message store write failed; refusing writes until reopened');
+    }
+    const failed = this.#failed;
     const all = [...batch, ...this.#pending.splice(0)];
     for (const p of all) {
-      // A refused add's offset was never written: the queue's next offset (and its length) go back to it.
+      // A refused add was never acknowledged: the queue's next offset (and its length) go back to it.
       if (p.stored.offset < p.q.next) p.q.next = p.stored.offset;
-      p.reject(this.#failed);
+      this.#pendingBytes -= p.buf.length;
+      p.reject(failed);
     }
-    this.#pendingBytes = 0;
   }
 
   // ---- quota, expiry, deletion ----------------------------------------------------------------------------------
