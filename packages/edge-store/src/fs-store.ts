@@ -187,6 +187,8 @@ export class FsMessageStore implements MessageStore {
   #metaDirty = false;
   #reclaimScheduled = false;
   #unlinks: Promise<void> = Promise.resolve();
+  /** Dropped segments whose deletion waits for a state file write (the last one failed). */
+  #kept: Segment[] = [];
   #sweepTimer: ReturnType<typeof setInterval> | undefined;
   /** The next segment, created and preallocated ahead of time so a roll does not wait for it. */
   #spare: Promise<Segment | undefined> | undefined;
@@ -416,10 +418,17 @@ export class FsMessageStore implements MessageStore {
     const run = this.#metaChain.then(() => {
       this.#metaDirty = false;
       const queues = [...this.#queues.values()].map((q) => ({ name: q.name, id: q.id, checkpoint: q.checkpoint }));
-      return writeState(this.#dir, { nextQueueId: this.#nextQueueId, queues }).catch((err: unknown) => {
-        this.#metaDirty = true;
-        throw err;
-      });
+      return writeState(this.#dir, { nextQueueId: this.#nextQueueId, queues }).then(
+        () => {
+          // Dropped segments kept while the state file still pointed into them can go now.
+          const kept = this.#kept.splice(0);
+          if (kept.length > 0) this.#unlinks = this.#unlinks.then(async () => void (await Promise.all(kept.map((seg) => this.#deleteSegment(seg)))));
+        },
+        (err: unknown) => {
+          this.#metaDirty = true;
+          throw err;
+        },
+      );
     });
     this.#metaChain = run.catch(() => undefined);
     return run;
@@ -439,7 +448,8 @@ export class FsMessageStore implements MessageStore {
     }
     if (!this.#makeRoom(buf.length)) {
       this.#rejected++;
-      return Promise.reject(new StoreFullError(`Message store is full (${this.#bytes + this.#pendingBytes} of ${this.#maxBytes} bytes) and its policy is rejectNew`));
+      const why = this.#onFull === 'rejectNew' ? 'its policy is rejectNew' : 'nothing older is left to evict (the rest is being written)';
+      return Promise.reject(new StoreFullError(`Message store is full (${this.#bytes + this.#pendingBytes} of ${this.#maxBytes} bytes) and ${why}`));
     }
     q.next++;
     this.#cacheAppend(q, stored, buf.length);
@@ -662,12 +672,26 @@ export class FsMessageStore implements MessageStore {
     this.#bytes -= seg.size;
     const metaFirst = this.#metaDirty;
     this.#unlinks = this.#unlinks.then(async () => {
-      // Checkpoints first: a segment is never gone while the state file still points into it.
-      if (metaFirst) await this.#writeMeta().catch(() => undefined);
-      // A read in progress keeps its handle (Linux keeps an unlinked file's data until it is closed).
-      if (seg.reading === 0) await closeReader(seg);
-      await unlink(seg.path).catch((err: unknown) => this.#log?.warn({ err, path: seg.path }, 'Deleting a segment failed'));
+      // Checkpoints first: a segment is never gone while the state file still points into it (a restart would find
+      // neither its records nor the checkpoint past them, and could hand out their offsets again). Kept until a later
+      // state write succeeds; a restart before that reads its records again (at least once).
+      if (metaFirst) {
+        try {
+          await this.#writeMeta();
+        } catch (err) {
+          this.#log?.warn({ err, path: seg.path }, 'Writing store checkpoints failed; keeping a dropped segment until they are written');
+          this.#kept.push(seg);
+          return;
+        }
+      }
+      await this.#deleteSegment(seg);
     });
+  }
+
+  async #deleteSegment(seg: Segment): Promise<void> {
+    // A read in progress keeps its handle (Linux keeps an unlinked file's data until it is closed).
+    if (seg.reading === 0) await closeReader(seg);
+    await unlink(seg.path).catch((err: unknown) => this.#log?.warn({ err, path: seg.path }, 'Deleting a segment failed'));
   }
 
   // ---- cache ----------------------------------------------------------------------------------------------------
@@ -831,6 +855,8 @@ export class FsMessageStore implements MessageStore {
     }
     await this.#sealing;
     await this.#writeMeta().catch((err: unknown) => this.#log?.warn({ err }, 'Writing store checkpoints at close failed'));
+    // Segments kept for want of a state write are deleted once it succeeded.
+    await this.#unlinks;
     for (const seg of this.#segments) {
       if (seg.writer !== undefined) {
         await seal(seg.writer, seg.size).catch((err: unknown) => this.#log?.warn({ err, path: seg.path }, 'Sealing a store segment failed'));
