@@ -267,6 +267,6 @@ export class EdgeHubMetrics {
     this.methods = new LabeledCounter({ name: 'edgehub_direct_methods_total', help: 'Direct method calls relayed', labelNames: ['from', 'to'], registers });
     this.methodDuration = summary('edgehub_direct_method_duration_seconds', 'Time to resolve a direct method call between clients of the edge hub', ['from', 'to']);
     this.offlineCount = new LabeledCounter({ name: 'edgehub_offline_count_total', help: 'Times the upstream link went offline', labelNames: ['id'], registers });
-    this.retries = new LabeledCounter({ name: 'edgehub_operation_retry_total', help: 'Retried upstream operations', labelNames: ['id', 'operation'], registers });
+    this.retries = new LabeledCounter({ name: 'edgehub_operation_retry_total', help: 'Retried upstream operations (operation connect: a reconnect of an upstream connection, planned after a failed attempt or a lost connection)', labelNames: ['id', 'operation'], registers });
   }
 }

@@ -84,5 +84,11 @@ describe('edge hub resumes draining quickly when the hub comes back', () => {
     expect(opens.filter((o) => o.endsWith('timer+probe up')), 'waited out a backoff with the probe up').toEqual([]);
     expect(opens.some((o) => o.endsWith(':wake+probe up')), 'the sensor connection woken by the probe').toBe(true);
     expect(Math.max(...resumes)).toBeLessThan(15_000);
+    // Every reconnect the probe planned is a retry of its connect in the metrics (at least: the outage of the round
+    // in progress counts too, and a loss plans one as well).
+    const text = await edgeHub.metrics.registry.metrics();
+    const retried = (id: string): number => Number(new RegExp(`^edgehub_operation_retry_total\\{[^}]*id="${id.replace('$', '\\$')}",operation="connect"[^}]*\\} (\\d+)$`, 'm').exec(text)?.[1] ?? NaN);
+    expect(retried(`${EDGE}/$edgeHub`)).toBeGreaterThanOrEqual(probe.reduce((n, p) => n + p.attempts, 0));
+    expect(retried(`${EDGE}/sensor`)).toBeGreaterThan(0);
   }, 240_000);
 });

@@ -309,6 +309,7 @@ export class UpstreamConnection {
         this.#log.warn({}, 'Upstream connection lost; reconnecting');
       }
       if (this.#closed || this.#needs.size === 0) return;
+      this.#metrics.retries.inc({ id: identityKey(this.id.deviceId, this.id.moduleId), operation: 'connect' });
       const delay = reconnectDelay(this.#attempt++, o.reconnectMinMs, this.isSelf ? o.reconnectMaxMs : Math.max(o.reconnectMaxMs, o.childReconnectMaxMs));
       this.#outage = { attempts: this.#outage.attempts + 1, maxDelayMs: Math.max(this.#outage.maxDelayMs, delay) };
       this.#retry = setTimeout(() => {
