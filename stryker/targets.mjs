@@ -50,7 +50,7 @@ export const targets = {
     mutate: ['packages/edge-store/src/**/*.ts', '!packages/edge-store/src/**/*.test.ts', '!packages/edge-store/src/index.ts', '!packages/edge-store/src/test-support/**'],
     // Its unit tests, not crash.test.ts: that one spawns writer processes and kills them (-9), which a mutant run
     // in Stryker's sandbox does not fit (minutes per mutant, children outside the runner's timeout).
-    tests: ['fs-store', 'fs-store-edges', 'fs-store-cache', 'fs-store-reclaim', 'fs-store-recovery', 'fs-store-segments', 'fs-store-checkpoints', 'fs-store-lifecycle', 'fs-store-unlogged', 'fs-store-reads', 'router-store', 'record', 'record-shape', 'state-file', 'state-file-handles'].map((t) => `packages/edge-store/src/${t}.test.ts`),
+    tests: ['fs-store', 'fs-store-edges', 'fs-store-cache', 'fs-store-reclaim', 'fs-store-recovery', 'fs-store-segments', 'fs-store-checkpoints', 'fs-store-lifecycle', 'fs-store-unlogged', 'fs-store-reads', 'fs-store-pipeline', 'fs-store-kept', 'fs-store-full', 'router-store', 'record', 'record-shape', 'state-file', 'state-file-handles'].map((t) => `packages/edge-store/src/${t}.test.ts`),
     break: 85,
   },
   'hub-twins': {
